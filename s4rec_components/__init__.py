@@ -1,0 +1,87 @@
+"""Reusable PyTorch pieces for self-supervised sequential recommendation.
+
+The public names are re-exported here; each lives in a module of its own
+(``s4rec_components.sinkhorn``, ``s4rec_components.contrastive``, ...).
+Names are resolved on first access so that importing the package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # sinkhorn.py
+    "SinkhornKnopp": "sinkhorn",
+    "sinkhorn_knopp": "sinkhorn",
+    # gradient_reversal.py
+    "GradientReversal": "gradient_reversal",
+    "grad_reverse": "gradient_reversal",
+    "dann_schedule": "gradient_reversal",
+    # contrastive.py
+    "IntentInfoNCE": "contrastive",
+    "intent_info_nce": "contrastive",
+    # distillation.py
+    "PrototypeDistillation": "distillation",
+    "prototype_distillation": "distillation",
+    # augment.py
+    "SequenceAugmenter": "augment",
+    # encoder.py
+    "SASRecEncoder": "encoder",
+    # clustering.py
+    "OnlineIntentClustering": "clustering",
+    "ClusteringOutput": "clustering",
+    # adversary.py
+    "HeadTailAdversary": "adversary",
+    "AdversaryOutput": "adversary",
+    # data.py
+    "SequenceDataset": "data",
+    "LeaveOneOutSplit": "data",
+    "load_sequences": "data",
+    "load_recbole_inter": "data",
+    "generate_synthetic": "data",
+    "download_dataset": "data",
+    # evaluation.py
+    "rank_targets": "evaluation",
+    "ranking_metrics": "evaluation",
+    "evaluate_ranking": "evaluation",
+    "RankingResult": "evaluation",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 's4rec_components' has no attribute {name!r}")
+    module = importlib.import_module(f".{module_name}", __name__)
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .adversary import AdversaryOutput, HeadTailAdversary
+    from .augment import SequenceAugmenter
+    from .clustering import ClusteringOutput, OnlineIntentClustering
+    from .contrastive import IntentInfoNCE, intent_info_nce
+    from .data import (
+        LeaveOneOutSplit,
+        SequenceDataset,
+        download_dataset,
+        generate_synthetic,
+        load_recbole_inter,
+        load_sequences,
+    )
+    from .distillation import PrototypeDistillation, prototype_distillation
+    from .encoder import SASRecEncoder
+    from .evaluation import RankingResult, evaluate_ranking, rank_targets, ranking_metrics
+    from .gradient_reversal import GradientReversal, dann_schedule, grad_reverse
+    from .sinkhorn import SinkhornKnopp, sinkhorn_knopp
