@@ -119,6 +119,24 @@ class _SelfAttention(nn.Module):
         context = rearrange(context, "b h l e -> b l (h e)")
         return self.LayerNorm(self.out_dropout(self.dense(context)) + x)
 
+    def forward_packed(self, x: Tensor, index: Tensor, b: int, l: int, mask: Tensor) -> Tensor:
+        """The same block on real tokens only.
+
+        ``x``: (m, d) the real tokens, ``index``: (m,) their flat positions in ``(b l)``,
+        ``mask``: (b, 1, l, l) bool. Query, key and value are computed for the m real tokens in
+        one matmul and scattered into a zero ``(b, l)`` grid for the attention; the output
+        projection, residual and LayerNorm again run on the m tokens. Returns (m, d).
+        """
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        qkv = F.linear(x, weight, bias)  # (m, 3d)
+        grid = qkv.new_zeros(b * l, qkv.shape[1]).index_copy(0, index, qkv)
+        q, k, v = rearrange(grid, "(b l) (t h e) -> t b h l e", b=b, t=3, h=self.num_heads)
+        p = self.attention_dropout if self.training else 0.0
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        context = rearrange(context, "b h l e -> (b l) (h e)").index_select(0, index)
+        return self.LayerNorm(self.out_dropout(self.dense(context)) + x)
+
 
 class _FeedForward(nn.Module):
     """Position-wise feed-forward, exact GELU, post-LN residual (ICLRec ``Intermediate``)."""
@@ -148,6 +166,10 @@ class _Layer(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.intermediate(self.attention(x, mask))
+
+    def forward_packed(self, x: Tensor, index: Tensor, b: int, l: int, mask: Tensor) -> Tensor:
+        """``x``: (m, d) real tokens only; see :meth:`_SelfAttention.forward_packed`."""
+        return self.intermediate(self.attention.forward_packed(x, index, b, l, mask))
 
 
 class _Encoder(nn.Module):
@@ -245,6 +267,11 @@ class SASRecEncoder(nn.Module):
             ``dropout``.
         layer_norm_eps: LayerNorm epsilon. Must be > 0.
         initializer_range: standard deviation of the normal initialisation. Must be > 0.
+        skip_padding: compute the position-wise parts (projections, feed-forward, LayerNorm)
+            for real tokens only and return zeros at padding positions. Outputs at real
+            positions are the same either way; on short-history data (Beauty: ~11% of the 50
+            positions are real) this is several times faster. ``False`` computes every
+            position, padding included (placeholders there), with static shapes.
 
     Shape:
         - item_ids: :math:`(b, l)`, integer, :math:`1 \le l \le` ``max_len``, ids in
@@ -282,6 +309,7 @@ class SASRecEncoder(nn.Module):
         attention_dropout: float | None = None,
         layer_norm_eps: float = 1e-12,
         initializer_range: float = 0.02,
+        skip_padding: bool = True,
     ) -> None:
         super().__init__()
         _check_int(num_items, "num_items", 1)
@@ -306,6 +334,7 @@ class SASRecEncoder(nn.Module):
         self.dropout_rate = float(dropout)
         self.attention_dropout = float(attention_dropout)
         self.initializer_range = float(initializer_range)
+        self.skip_padding = bool(skip_padding)
 
         self.item_embeddings = nn.Embedding(
             num_items + NUM_SPECIAL_ROWS, hidden_size, padding_idx=PADDING_ID
@@ -365,13 +394,28 @@ class SASRecEncoder(nn.Module):
     def forward(self, item_ids: Tensor) -> Tensor:
         """Encode a batch of item sequences; see the class docstring."""
         self._check_item_ids(item_ids)
+        mask = rearrange(sasrec_attention_mask(item_ids), "b l m -> b 1 l m")  # shared by heads
+        if self.skip_padding:
+            return self._forward_real_tokens(item_ids, mask)
         positions = torch.arange(item_ids.shape[1], device=item_ids.device)
         x = self.item_embeddings(item_ids) + self.position_embeddings(positions)
         x = self.dropout(self.LayerNorm(x))
-        mask = rearrange(sasrec_attention_mask(item_ids), "b l m -> b 1 l m")  # shared by heads
         for layer in self.item_encoder.layer:
             x = layer(x, mask)
         return x
+
+    def _forward_real_tokens(self, item_ids: Tensor, mask: Tensor) -> Tensor:
+        """Forward pass over the m real tokens only; zeros at padding positions."""
+        b, l = item_ids.shape
+        flat = rearrange(item_ids, "b l -> (b l)")
+        index = (flat != PADDING_ID).nonzero().squeeze(1)  # (m,) flat positions of real tokens
+        positions = index % l
+        x = self.item_embeddings(flat[index]) + self.position_embeddings(positions)
+        x = self.dropout(self.LayerNorm(x))  # (m, d)
+        for layer in self.item_encoder.layer:
+            x = layer.forward_packed(x, index, b, l, mask)
+        out = x.new_zeros(b * l, x.shape[1]).index_copy(0, index, x)
+        return rearrange(out, "(b l) d -> b l d", b=b)
 
     def represent(
         self,

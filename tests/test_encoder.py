@@ -145,17 +145,38 @@ def encoder_cases(draw, max_layers=2):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("skip_padding", [True, False])
 @settings(max_examples=25)
 @given(case=encoder_cases())
-def test_matches_iclrec_reference_float64(case):
+def test_matches_iclrec_reference_float64(case, skip_padding):
     state, heads, ids = case
-    encoder = SASRecEncoder.from_iclrec_state_dict(state, num_heads=heads).double().eval()
+    encoder = SASRecEncoder.from_iclrec_state_dict(
+        state, num_heads=heads, skip_padding=skip_padding
+    ).double().eval()
     real = ids > 0
     with torch.no_grad():
         ours = encoder(ids)
     expected = iclrec_reference(state, ids, heads)
     assert torch.isfinite(ours).all()
     torch.testing.assert_close(ours[real], expected[real], atol=1e-9, rtol=1e-9)
+
+
+@settings(max_examples=20)
+@given(case=encoder_cases())
+def test_skip_padding_changes_nothing_at_real_positions_and_zeros_padding(case):
+    state, heads, ids = case
+    packed = SASRecEncoder.from_iclrec_state_dict(state, num_heads=heads).double().eval()
+    dense = SASRecEncoder.from_iclrec_state_dict(state, num_heads=heads, skip_padding=False)
+    dense = dense.double().eval()
+    real = ids > 0
+    a, b = packed(ids), dense(ids)
+    torch.testing.assert_close(a[real], b[real], atol=1e-12, rtol=1e-12)
+    assert (a[~real] == 0).all()
+    # gradients through the real positions agree too
+    a[real].sum().backward()
+    b[real].sum().backward()
+    for (name, p), q in zip(packed.named_parameters(), dense.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-10, rtol=1e-8, msg=name)
 
 
 def test_matches_iclrec_reference_float32():

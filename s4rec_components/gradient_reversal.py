@@ -1,0 +1,209 @@
+r"""Gradient reversal layer for the head-tail adversary (S4Rec Sec. 4.3; DANN).
+
+Placed between the encoder and the head-tail classifier of Eq. 17, the layer lets the
+classifier minimise :math:`\mathcal{L}_{Adv}` while the encoder receives the gradient of
+:math:`-\lambda \mathcal{L}_{Adv}`: the forward pass is the identity, the backward pass
+multiplies the incoming gradient by :math:`-\lambda`. :func:`dann_schedule` is DANN's usual
+warm-up of :math:`\lambda` from 0 to 1 over training.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ._validation import check_float, check_ndim, check_positive, check_probability, check_tensor
+
+__all__ = ["GradientReversal", "dann_schedule", "grad_reverse"]
+
+# DANN (Ganin et al., 2016) ramps the reversal weight with gamma = 10.
+DEFAULT_GAMMA = 10.0
+DEFAULT_SCALE = 1.0
+
+
+def _check_scale(scale: float | Tensor) -> float | Tensor:
+    """Validate a finite real number or a finite 0-d floating tensor; return it."""
+    if isinstance(scale, Tensor):
+        check_ndim(scale, 0, "scale", "() (a 0-d tensor)")
+        check_float(scale, "scale")
+        if not bool(torch.isfinite(scale)):
+            raise ValueError(f"scale must be finite, got {scale.item()!r}")
+        return scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a float or a 0-d tensor, got {type(scale).__name__}")
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale!r}")
+    return float(scale)
+
+
+class _GradReverse(torch.autograd.Function):
+    """Identity forward; backward multiplies the incoming gradient by ``-scale``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, scale: float | Tensor) -> Tensor:
+        ctx.scale = scale.detach() if isinstance(scale, Tensor) else scale
+        # A view, so that autograd records a node of its own without copying the data.
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:
+        scale = ctx.scale
+        if isinstance(scale, Tensor):
+            scale = scale.to(device=grad_output.device, dtype=grad_output.dtype)
+        return grad_output * -scale, None
+
+
+def grad_reverse(x: Tensor, scale: float | Tensor = DEFAULT_SCALE) -> Tensor:
+    r"""Identity in the forward pass, gradient times :math:`-\lambda` in the backward pass.
+
+    The gradient reversal layer of DANN, used by S4Rec (Sec. 4.3) between the encoder and the
+    head-tail classifier of Eq. 17:
+
+    .. math::
+
+        R_\lambda(x) = x, \qquad
+        \frac{\partial \mathcal{L}}{\partial x} = -\lambda \,
+        \frac{\partial \mathcal{L}}{\partial R_\lambda(x)}
+
+    No gradient flows to ``scale``.
+
+    Args:
+        x: any floating tensor.
+        scale: :math:`\lambda`, a finite float or a finite 0-d floating tensor (e.g. a buffer
+            updated by :func:`dann_schedule`); 0 blocks the gradient, negative values keep
+            its sign.
+
+    Shape:
+        - x: :math:`(*)`, any shape.
+        - output: :math:`(*)`, same as ``x``.
+
+    Returns:
+        ``x`` unchanged (a view), recorded so that its gradient is reversed.
+
+    Raises:
+        TypeError: if ``x`` is not a floating tensor, or ``scale`` is not a number or a
+            floating 0-d tensor.
+        ValueError: if ``scale`` is a tensor that is not 0-d, or is not finite.
+
+    Examples:
+        >>> import torch
+        >>> from s4rec_components import grad_reverse
+        >>> x = torch.tensor([1.0, -2.0], requires_grad=True)
+        >>> y = grad_reverse(x, scale=0.5)
+        >>> y
+        tensor([ 1., -2.], grad_fn=<_GradReverseBackward>)
+        >>> y.sum().backward()
+        >>> x.grad
+        tensor([-0.5000, -0.5000])
+    """
+    check_tensor(x, "x")
+    check_float(x, "x")
+    scale = _check_scale(scale)
+    return _GradReverse.apply(x, scale)
+
+
+def dann_schedule(progress: float, gamma: float = DEFAULT_GAMMA) -> float:
+    r"""DANN's warm-up of the reversal weight: 0 at the start of training, about 1 at the end.
+
+    .. math::
+
+        \lambda(p) = \frac{2}{1 + \exp(-\gamma p)} - 1, \qquad p \in [0, 1]
+
+    Increasing in :math:`p`, :math:`\lambda(0) = 0` and :math:`\lambda(1) = \tanh(\gamma / 2)`
+    (about 0.9999 for :math:`\gamma = 10`).
+
+    Args:
+        progress: :math:`p`, the fraction of training done, in :math:`[0, 1]`.
+        gamma: :math:`\gamma`, the steepness; DANN uses 10. Must be > 0.
+
+    Returns:
+        :math:`\lambda(p)` as a Python float in :math:`[0, 1)`.
+
+    Raises:
+        TypeError: if ``progress`` or ``gamma`` is not a real number.
+        ValueError: if ``progress`` lies outside :math:`[0, 1]` or ``gamma <= 0``.
+
+    Examples:
+        >>> from s4rec_components import dann_schedule
+        >>> dann_schedule(0.0), round(dann_schedule(0.5), 4), round(dann_schedule(1.0), 4)
+        (0.0, 0.9866, 0.9999)
+    """
+    for value, name in ((progress, "progress"), (gamma, "gamma")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    check_probability(progress, "progress")
+    check_positive(gamma, "gamma")
+    if not math.isfinite(gamma):
+        raise ValueError(f"gamma must be finite, got {gamma!r}")
+    # tanh(gamma p / 2) is the same expression without overflow for large gamma p.
+    return math.tanh(gamma * progress / 2.0)
+
+
+class GradientReversal(nn.Module):
+    r"""Gradient reversal layer with a schedulable weight (S4Rec Sec. 4.3; DANN).
+
+    .. math::
+
+        R_\lambda(x) = x, \qquad
+        \frac{\partial \mathcal{L}}{\partial x} = -\lambda \,
+        \frac{\partial \mathcal{L}}{\partial R_\lambda(x)}
+
+    :math:`\lambda` is kept as a float32 0-d buffer named ``scale`` (persistent, so it is saved
+    in the ``state_dict`` and follows ``.to(device)``); change it between steps with
+    :meth:`set_scale`, e.g. ``grl.set_scale(dann_schedule(step / total))``. Calls
+    :func:`grad_reverse`.
+
+    Args:
+        scale: the initial :math:`\lambda`, a finite float.
+
+    Shape:
+        - input: :math:`(*)`, any floating tensor.
+        - output: :math:`(*)`, the input unchanged.
+
+    Raises:
+        TypeError: if ``scale`` is not a real number (or a floating 0-d tensor).
+        ValueError: if ``scale`` is not finite.
+
+    Examples:
+        >>> import torch
+        >>> from s4rec_components import GradientReversal
+        >>> grl = GradientReversal(scale=2.0)
+        >>> x = torch.ones(3, requires_grad=True)
+        >>> grl(x).sum().backward()
+        >>> x.grad
+        tensor([-2., -2., -2.])
+        >>> grl.set_scale(0.25)
+        >>> grl.state_dict()
+        OrderedDict([('scale', tensor(0.2500))])
+    """
+
+    scale: Tensor
+
+    def __init__(self, scale: float = DEFAULT_SCALE) -> None:
+        super().__init__()
+        value = _check_scale(scale)
+        self.register_buffer("scale", torch.as_tensor(value, dtype=torch.float32).detach().clone())
+
+    def set_scale(self, value: float | Tensor) -> None:
+        """Set :math:`\\lambda` in place (keeps the buffer's device and dtype).
+
+        Args:
+            value: the new :math:`\\lambda`, a finite float or 0-d floating tensor.
+
+        Raises:
+            TypeError: if ``value`` is not a real number or a floating 0-d tensor.
+            ValueError: if ``value`` is not finite or is a tensor that is not 0-d.
+        """
+        value = _check_scale(value)
+        with torch.no_grad():
+            self.scale.fill_(value.detach() if isinstance(value, Tensor) else value)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return ``x``; its gradient is multiplied by ``-scale`` on the way back."""
+        return grad_reverse(x, self.scale)
+
+    def extra_repr(self) -> str:
+        return f"scale={float(self.scale):g}"

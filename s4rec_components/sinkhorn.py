@@ -1,0 +1,231 @@
+r"""Equipartitioned soft cluster targets by Sinkhorn-Knopp (S4Rec Sec. 4.1, Eq. 9-11; SwAV).
+
+The auxiliary targets :math:`Q` of the online clustering solve an entropy-regularised
+transport problem over the polytope whose rows (samples) carry mass :math:`1/b` and whose
+columns (prototypes) carry mass :math:`1/k`. The solution is a rescaled exponential of the
+scores (Eq. 11); the rescaling vectors are found by a few rounds of alternating
+normalisation, exactly as in SwAV's ``distributed_sinkhorn``, but carried out on
+:math:`\log Q` with ``logsumexp`` so that small :math:`\epsilon`, large scores and half
+precision inputs cannot overflow.
+
+Letter legend: ``b`` batch, ``k`` prototypes.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.distributed as dist
+from einops import rearrange
+from torch import Tensor, nn
+
+from ._validation import check_float, check_ndim, check_nonempty, check_positive, check_tensor
+
+__all__ = ["SinkhornKnopp", "sinkhorn_knopp"]
+
+# SwAV's defaults: three normalisation rounds, entropy weight 0.05.
+DEFAULT_NUM_ITERS = 3
+DEFAULT_EPSILON = 0.05
+# The whole computation runs in this dtype whatever the input dtype.
+COMPUTE_DTYPE = torch.float32
+
+
+def _check_hyperparameters(num_iters: int, epsilon: float) -> None:
+    """Validate the number of rounds (an ``int`` >= 1) and the entropy weight (> 0)."""
+    if isinstance(num_iters, bool) or not isinstance(num_iters, int):
+        raise TypeError(f"num_iters must be an int, got {type(num_iters).__name__}")
+    if num_iters < 1:
+        raise ValueError(f"num_iters must be >= 1, got {num_iters!r}")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
+        raise TypeError(f"epsilon must be a float, got {type(epsilon).__name__}")
+    check_positive(epsilon, "epsilon")
+    if not math.isfinite(epsilon):
+        raise ValueError(f"epsilon must be finite, got {epsilon!r}")
+
+
+def _use_distributed(distributed: bool) -> bool:
+    """True where the caller asked for it and a process group is up."""
+    return distributed and dist.is_available() and dist.is_initialized()
+
+
+def _log_prototype_mass(log_q: Tensor, use_distributed: bool) -> Tensor:
+    """``(k, 1)``: log of each prototype's mass, summed over the (global) batch.
+
+    Across processes the stable log-sum-exp is assembled from an all-reduced maximum and an
+    all-reduced sum of the shifted exponentials.
+    """
+    if not use_distributed:
+        return torch.logsumexp(log_q, dim=1, keepdim=True)
+    peak = log_q.amax(dim=1, keepdim=True)
+    dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    mass = (log_q - peak).exp().sum(dim=1, keepdim=True)
+    dist.all_reduce(mass, op=dist.ReduceOp.SUM)
+    return peak + mass.log()
+
+
+def _global_batch_size(local: int, device: torch.device, use_distributed: bool) -> int:
+    """The batch size summed over all processes (batches may differ between ranks)."""
+    if not use_distributed:
+        return local
+    size = torch.tensor([local], dtype=torch.long, device=device)
+    dist.all_reduce(size, op=dist.ReduceOp.SUM)
+    return int(size.item())
+
+
+def sinkhorn_knopp(
+    scores: Tensor,
+    num_iters: int = DEFAULT_NUM_ITERS,
+    epsilon: float = DEFAULT_EPSILON,
+    distributed: bool = False,
+) -> Tensor:
+    r"""Equipartitioned soft assignments of a batch to prototypes (S4Rec Eq. 9-11; SwAV).
+
+    Approximately solves
+
+    .. math::
+
+        \max_{Q \in \mathcal{Q}} \operatorname{Tr}(Q^\top S) + \epsilon H(Q), \qquad
+        \mathcal{Q} = \{Q \in \mathbb{R}_+^{b \times k} :
+        Q \mathbf{1}_k = \tfrac{1}{b} \mathbf{1}_b,\
+        Q^\top \mathbf{1}_b = \tfrac{1}{k} \mathbf{1}_k\}
+
+    whose solution is
+    :math:`Q^* = \operatorname{diag}(m) \exp(S / \epsilon) \operatorname{diag}(v)`.
+    Starting from :math:`\exp(S / \epsilon)`, each of the ``num_iters`` rounds first rescales
+    every prototype (column of :math:`Q`) to total mass :math:`1/k`, then every sample (row) to
+    mass :math:`1/b`; the result is returned as :math:`b \cdot Q`, whose rows sum to 1. The
+    numbers equal SwAV's ``distributed_sinkhorn`` for the same ``num_iters`` (SwAV's initial
+    division by the total mass is cancelled by the first prototype step and is omitted), but
+    every step is done on :math:`\log Q` with ``logsumexp``, so the result stays finite for
+    tiny :math:`\epsilon`, huge scores and ``float16`` / ``bfloat16`` inputs.
+
+    The computation runs in ``float32`` under ``torch.no_grad()`` whatever the input: the
+    output is ``float32`` and never requires grad (targets are constants, as in SwAV).
+
+    With ``distributed=True`` and an initialised ``torch.distributed`` process group, the
+    prototype masses are all-reduced so that equipartition holds over the global batch, whose
+    size is all-reduced too (ranks may hold batches of different sizes); the sample step stays
+    local, each sample getting mass :math:`1/b_{global}` before the final rescaling, so every
+    output row still sums to 1. With ``distributed=True`` but no process group, the call
+    silently falls back to the local computation.
+
+    Args:
+        scores: similarities of ``b`` samples to ``k`` prototypes, e.g. :math:`Z \mu^\top`;
+            any floating dtype, finite.
+        num_iters: normalisation rounds; 3 is SwAV's default. Must be an ``int`` >= 1.
+        epsilon: entropy weight; smaller gives harder assignments. Must be > 0.
+        distributed: all-reduce the prototype marginals over the default process group
+            when one is initialised.
+
+    Shape:
+        - scores: :math:`(b, k)`.
+        - output: :math:`(b, k)`, ``float32``, rows sum to 1, columns sum to about
+          :math:`b / k` (exactly so in the limit of many rounds, when :math:`b \ge k`).
+
+    Returns:
+        The soft targets :math:`b \cdot Q`, detached, ``float32``, on the device of ``scores``.
+
+    Raises:
+        TypeError: if ``scores`` is not a floating tensor, ``num_iters`` is not an ``int``
+            or ``epsilon`` is not a number.
+        ValueError: if ``scores`` is not 2-D, is empty or holds a non-finite value, if
+            ``num_iters < 1`` or ``epsilon <= 0``.
+
+    Warns:
+        UserWarning: when the (global) batch is smaller than ``k``: equipartition cannot hold.
+
+    Examples:
+        >>> import torch
+        >>> from s4rec_components import sinkhorn_knopp
+        >>> q = sinkhorn_knopp(torch.randn(8, 4), num_iters=3, epsilon=0.05)
+        >>> q.shape, q.dtype, q.requires_grad
+        (torch.Size([8, 4]), torch.float32, False)
+        >>> bool(torch.allclose(q.sum(dim=1), torch.ones(8)))
+        True
+        >>> sinkhorn_knopp(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), epsilon=1e-4)
+        tensor([[1., 0.],
+                [0., 1.]])
+    """
+    check_tensor(scores, "scores")
+    check_ndim(scores, 2, "scores", "(b, k)")
+    check_float(scores, "scores")
+    check_nonempty(scores, "scores")
+    _check_hyperparameters(num_iters, epsilon)
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError("scores must be finite, got a tensor holding inf or nan")
+
+    use_distributed = _use_distributed(distributed)
+    local_batch, num_prototypes = scores.shape
+    batch = _global_batch_size(local_batch, scores.device, use_distributed)
+    if batch < num_prototypes:
+        warnings.warn(
+            f"equipartition cannot hold: the batch has {batch} samples for {num_prototypes} "
+            "prototypes (b < k), so some prototypes must stay nearly empty",
+            UserWarning,
+            stacklevel=2,
+        )
+    log_k, log_b = math.log(num_prototypes), math.log(batch)
+
+    with torch.no_grad():
+        # (k, b) as in SwAV: a column per sample.
+        log_q = rearrange(scores.detach().to(COMPUTE_DTYPE) / epsilon, "b k -> k b")
+        for _ in range(num_iters):
+            log_q = log_q - _log_prototype_mass(log_q, use_distributed) - log_k
+            log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - log_b
+        return rearrange((log_q + log_b).exp(), "k b -> b k")
+
+
+class SinkhornKnopp(nn.Module):
+    r"""Equipartitioned soft assignments of a batch to prototypes (S4Rec Eq. 9-11; SwAV).
+
+    Solves :math:`\max_{Q} \operatorname{Tr}(Q^\top S) + \epsilon H(Q)` over the transport
+    polytope with row marginals :math:`1/b` and column marginals :math:`1/k` by ``num_iters``
+    rounds of alternating normalisation in the log domain, and returns :math:`b \cdot Q`, whose
+    rows sum to 1. A thin wrapper that stores the hyper-parameters and calls
+    :func:`sinkhorn_knopp`; see there for the details (float32 output, no gradient, the
+    distributed mode and its silent local fallback).
+
+    Args:
+        num_iters: normalisation rounds; 3 is SwAV's default. Must be an ``int`` >= 1.
+        epsilon: entropy weight; smaller gives harder assignments. Must be > 0.
+        distributed: all-reduce the prototype marginals over the default process group when
+            one is initialised.
+
+    Shape:
+        - scores: :math:`(b, k)`, similarities of b sequences to k prototypes, any float dtype.
+        - output: :math:`(b, k)`, float32, rows sum to 1, columns sum to about :math:`b / k`.
+
+    Raises:
+        TypeError: if ``num_iters`` is not an ``int`` or ``epsilon`` is not a number (and in
+            ``forward`` if ``scores`` is not a floating tensor).
+        ValueError: if ``num_iters < 1`` or ``epsilon <= 0`` (and in ``forward`` if ``scores``
+            is not 2-D, is empty or is not finite).
+
+    Examples:
+        >>> import torch
+        >>> from s4rec_components import SinkhornKnopp
+        >>> q = SinkhornKnopp(num_iters=3)(torch.randn(8, 4))
+        >>> q.shape, bool(torch.allclose(q.sum(1), torch.ones(8)))
+        (torch.Size([8, 4]), True)
+    """
+
+    def __init__(
+        self,
+        num_iters: int = DEFAULT_NUM_ITERS,
+        epsilon: float = DEFAULT_EPSILON,
+        distributed: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_hyperparameters(num_iters, epsilon)
+        self.num_iters = num_iters
+        self.epsilon = float(epsilon)
+        self.distributed = bool(distributed)
+
+    def forward(self, scores: Tensor) -> Tensor:
+        """Soft targets ``(b, k)`` for the scores ``(b, k)``; see :func:`sinkhorn_knopp`."""
+        return sinkhorn_knopp(scores, self.num_iters, self.epsilon, self.distributed)
+
+    def extra_repr(self) -> str:
+        return f"num_iters={self.num_iters}, epsilon={self.epsilon}, distributed={self.distributed}"
