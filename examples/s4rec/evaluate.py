@@ -66,17 +66,11 @@ def load_iclrec_checkpoint(path: str | Path, num_heads: int, device: str | torch
     return encoder.to(device).eval()
 
 
-# ============================================================================ LEAD: replace me
 def load_own_checkpoint(path: str | Path, device: str | torch.device) -> SASRecEncoder:
-    """PLACEHOLDER for checkpoints written by ``train.py`` (``--checkpoint``); the lead fills it in.
+    """The trained encoder (eval mode, on ``device``) from a checkpoint written by ``train.py``."""
+    from model import load_checkpoint  # sibling script module; imports the example's config
 
-    Must return the trained encoder in eval mode on ``device``.
-    """
-    raise NotImplementedError(
-        f"--checkpoint {path}: loading the example's own checkpoints is not implemented yet; "
-        "use --iclrec-checkpoint for a plain SASRec state dict"
-    )
-# ============================================================================ end of placeholder
+    return load_checkpoint(path, device).encoder
 
 
 def check_compatible(encoder: SASRecEncoder, dataset: SequenceDataset, max_len: int) -> None:

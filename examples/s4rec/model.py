@@ -60,11 +60,15 @@ def sample_negatives(
         (probability ~ (h / n) ** 9, negligible for real data).
     """
     device = user_items.device
+    owned = user_items.sort(dim=-1).values  # (b, h), padding zeros first; binary search below
+
+    def owned_by_user(candidates: Tensor) -> Tensor:
+        pos = torch.searchsorted(owned, candidates).clamp(max=owned.shape[-1] - 1)
+        return owned.gather(-1, pos) == candidates
+
     neg = torch.randint(1, num_items + 1, shape, device=device, generator=generator)
     for _ in range(NEGATIVE_RESAMPLE_ROUNDS):
-        hit = (neg.unsqueeze(-1) == user_items.unsqueeze(1)).any(-1)  # (b, l)
-        if not bool(hit.any()):
-            break
+        hit = owned_by_user(neg)  # (b, l)
         redraw = torch.randint(1, num_items + 1, shape, device=device, generator=generator)
         neg = torch.where(hit, redraw, neg)
     return neg
@@ -107,12 +111,6 @@ class S4Rec(nn.Module):
             PrototypeDistillation(temperature=c.distill_temperature) if c.beta2 > 0 else None
         )
         self.adversary = HeadTailAdversary(c.hidden_size, num_classes=2) if self.use_adversary else None
-
-    # ------------------------------------------------------------------ scoring
-    @torch.no_grad()
-    def score(self, item_ids: Tensor) -> Tensor:
-        """``(b, l)`` inputs -> ``(b, n + 1)`` scores of items ``0..n`` from the last position."""
-        return self.encoder.score_items(self.encoder.represent(item_ids, pooling="last"))
 
     # ------------------------------------------------------------------ losses
     def sr_loss(self, hidden: Tensor, targets: Tensor, negatives: Tensor | None) -> Tensor:

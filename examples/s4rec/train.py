@@ -28,13 +28,13 @@ from s4rec_components import (
     LeaveOneOutSplit,
     SequenceDataset,
     download_dataset,
-    evaluate_ranking,
     generate_synthetic,
     load_recbole_inter,
     load_sequences,
 )
 
 from config import PRESETS, TrainConfig
+from evaluate import score_split
 from model import S4Rec, load_checkpoint, save_checkpoint
 
 LOG = logging.getLogger("s4rec.train")
@@ -93,16 +93,9 @@ def progress(iterable, total: int, desc: str, enabled: bool):
 
 
 def evaluate(model: S4Rec, split: LeaveOneOutSplit, which: str, batch_size: int, show: bool):
+    """Full ranking of the ``valid`` or ``test`` split (history excluded); leaves eval mode on."""
     model.eval()
-    return evaluate_ranking(
-        model.score,
-        split.inputs(which),
-        split.targets(which),
-        split.history(which),
-        batch_size=batch_size,
-        ignore_ids=(0,),
-        progress=show,
-    )
+    return score_split(model.encoder, split, which, batch_size=batch_size, progress=show)
 
 
 def format_table(rows: dict[str, dict[str, float]]) -> str:
