@@ -1,8 +1,8 @@
 r"""Head-tail adversarial classifier behind a gradient reversal layer (S4Rec Sec. 4.3, Eq. 17).
 
-A linear classifier predicts from the sequence representation :math:`z_u` whether the sequence
+A linear classifier predicts from the sequence representation $z_u$ whether the sequence
 is a head (long) or tail (short) one. The classifier descends the cross-entropy
-:math:`\mathcal{L}_{Adv}`; a gradient reversal layer (DANN) between encoder and classifier makes
+$\mathcal{L}_{Adv}$; a gradient reversal layer (DANN) between encoder and classifier makes
 the encoder ascend it, so the representations, and the clusters built on them, lose the
 head-tail information.
 
@@ -40,8 +40,8 @@ class AdversaryOutput(NamedTuple):
     """What :class:`HeadTailAdversary` returns.
 
     Attributes:
-        loss: 0-d, the batch mean of :math:`\\mathcal{L}_{Adv}` (Eq. 17).
-        logits: :math:`(b, c)`, the classifier outputs :math:`\\hat c = W z_u + w_0`.
+        loss: 0-d, the batch mean of $\\mathcal{L}_{Adv}$ (Eq. 17).
+        logits: $(b, c)$, the classifier outputs $\\hat c = W z_u + w_0$.
     """
 
     loss: Tensor
@@ -64,35 +64,36 @@ def head_tail_adversarial_loss(
 ) -> AdversaryOutput:
     r"""Cross-entropy of a linear head-tail classifier behind gradient reversal (S4Rec Eq. 17).
 
-    .. math::
-        \hat c = W\, R_\lambda(z_u) + w_0, \qquad
-        \mathcal{L}_{Adv} = \frac{1}{b} \sum_u \Big(-\hat c_u[c_u]
-            + \log \sum_i \exp \hat c_u[i]\Big)
+    $$
+    \hat c = W\, R_\lambda(z_u) + w_0, \qquad
+    \mathcal{L}_{Adv} = \frac{1}{b} \sum_u \Big(-\hat c_u[c_u]
+        + \log \sum_i \exp \hat c_u[i]\Big)
+    $$
 
-    where :math:`R_\lambda` is the identity forward and multiplies the gradient by
-    :math:`-\lambda` backward (:func:`s4rec_components.grad_reverse`). So :math:`W, w_0`
-    receive the ordinary gradient of :math:`\mathcal{L}_{Adv}` and :math:`z` receives
-    :math:`-\lambda` times it.
+    where $R_\lambda$ is the identity forward and multiplies the gradient by
+    $-\lambda$ backward (:func:`s4rec_components.grad_reverse`). So $W, w_0$
+    receive the ordinary gradient of $\mathcal{L}_{Adv}$ and $z$ receives
+    $-\lambda$ times it.
 
     Args:
         z: sequence representations.
         labels: class of each sequence (e.g. 1 head, 0 tail).
-        weight: classifier weight :math:`W`.
-        bias: classifier bias :math:`w_0`, or ``None``.
-        scale: :math:`\lambda`, a float or 0-d tensor.
+        weight: classifier weight $W$.
+        bias: classifier bias $w_0$, or ``None``.
+        scale: $\lambda$, a float or 0-d tensor.
 
     Shape:
-        - z: :math:`(b, d)`, floating.
-        - labels: :math:`(b,)`, integer in :math:`[0, c)`.
-        - weight: :math:`(c, d)`; bias: :math:`(c,)`.
-        - output: loss :math:`()` in ``promote(z.dtype, float32)``, logits :math:`(b, c)`.
+        - z: $(b, d)$, floating.
+        - labels: $(b,)$, integer in $[0, c)$.
+        - weight: $(c, d)$; bias: $(c,)$.
+        - output: loss $()$ in ``promote(z.dtype, float32)``, logits $(b, c)$.
 
     Returns:
         An :class:`AdversaryOutput`.
 
     Raises:
         TypeError: if ``z`` is not floating or ``labels`` is not an integer tensor.
-        ValueError: for bad shapes, an empty batch or labels outside :math:`[0, c)`.
+        ValueError: for bad shapes, an empty batch or labels outside $[0, c)$.
 
     Examples:
         >>> import torch
@@ -120,34 +121,35 @@ def head_tail_adversarial_loss(
 class HeadTailAdversary(nn.Module):
     r"""Head-tail classifier trained adversarially through gradient reversal (S4Rec Eq. 17).
 
-    .. math::
-        \hat c = W\, R_\lambda(z_u) + w_0, \qquad
-        \mathcal{L}_{Adv} = -\hat c[c] + \log \sum_i \exp(\hat c[i])
+    $$
+    \hat c = W\, R_\lambda(z_u) + w_0, \qquad
+    \mathcal{L}_{Adv} = -\hat c[c] + \log \sum_i \exp(\hat c[i])
+    $$
 
-    averaged over the batch. :math:`R_\lambda` (:class:`s4rec_components.GradientReversal`)
-    is the identity in the forward pass and multiplies the gradient by :math:`-\lambda` in the
-    backward pass: minimising the total loss, the classifier descends :math:`\mathcal{L}_{Adv}`
-    while the encoder producing :math:`z` ascends :math:`\lambda \mathcal{L}_{Adv}`, i.e.
-    minimises :math:`\mathcal{L}_{SR} - \lambda \mathcal{L}_{Adv}` as in the paper. Change
-    :math:`\lambda` during training with :meth:`set_scale` (e.g. with
+    averaged over the batch. $R_\lambda$ (:class:`s4rec_components.GradientReversal`)
+    is the identity in the forward pass and multiplies the gradient by $-\lambda$ in the
+    backward pass: minimising the total loss, the classifier descends $\mathcal{L}_{Adv}$
+    while the encoder producing $z$ ascends $\lambda \mathcal{L}_{Adv}$, i.e.
+    minimises $\mathcal{L}_{SR} - \lambda \mathcal{L}_{Adv}$ as in the paper. Change
+    $\lambda$ during training with :meth:`set_scale` (e.g. with
     :func:`s4rec_components.dann_schedule`). The classifier is ``nn.Linear``'s default
     initialisation; see :func:`head_tail_adversarial_loss` for the math.
 
     Args:
         hidden_size: dimension ``d`` of the representations. Must be >= 1.
         num_classes: number of classes ``c`` (2: head and tail). Must be >= 2.
-        scale: the initial reversal weight :math:`\lambda`, a finite float.
+        scale: the initial reversal weight $\lambda$, a finite float.
 
     Shape:
-        - z: :math:`(b, d)`, floating.
-        - labels: :math:`(b,)`, integer in :math:`[0, c)`.
-        - output: :class:`AdversaryOutput` with loss :math:`()` and logits :math:`(b, c)`.
+        - z: $(b, d)$, floating.
+        - labels: $(b,)$, integer in $[0, c)$.
+        - output: :class:`AdversaryOutput` with loss $()$ and logits $(b, c)$.
 
     Raises:
         TypeError: if ``hidden_size`` / ``num_classes`` is not an int, ``scale`` is not a
             number, ``z`` is not floating or ``labels`` is not an integer tensor.
         ValueError: for out-of-range hyper-parameters, bad shapes, an empty batch or labels
-            outside :math:`[0, c)`.
+            outside $[0, c)$.
 
     Examples:
         >>> import torch
@@ -185,14 +187,14 @@ class HeadTailAdversary(nn.Module):
 
     @property
     def scale(self) -> float:
-        """The current reversal weight :math:`\\lambda`."""
+        """The current reversal weight $\\lambda$."""
         return float(self.reversal.scale)
 
     def set_scale(self, value: float | Tensor) -> None:
-        """Set the reversal weight :math:`\\lambda` (see ``GradientReversal.set_scale``).
+        """Set the reversal weight $\\lambda$ (see ``GradientReversal.set_scale``).
 
         Args:
-            value: the new :math:`\\lambda`, a finite float or 0-d floating tensor.
+            value: the new $\\lambda$, a finite float or 0-d floating tensor.
 
         Raises:
             TypeError: if ``value`` is not a real number or a floating 0-d tensor.

@@ -8,7 +8,7 @@ insertions are built by computing, for every slot, where its item comes from or 
 operation to every row.
 
 Letter legend: ``b`` batch, ``l`` sequence length, ``n`` items. Padding id is ``0``; a row of
-real length :math:`n_u` holds its items in the last :math:`n_u` slots.
+real length $n_u$ holds its items in the last $n_u$ slots.
 """
 
 from __future__ import annotations
@@ -214,11 +214,11 @@ def mask_items(
     num_items: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    r"""Write ``mask_id`` at :math:`\lfloor \gamma n_u \rfloor` distinct random real slots (Eq. 2).
+    r"""Write ``mask_id`` at $\lfloor \gamma n_u \rfloor$ distinct random real slots (Eq. 2).
 
     Args:
         item_ids: ``(b, l)`` long ids, left-padded with 0.
-        ratio: :math:`\gamma \in [0, 1]`.
+        ratio: $\gamma \in [0, 1]$.
         mask_id: id written at the chosen slots, 0 or > ``num_items``; default ``num_items + 1``.
         num_items: largest real item id; default ``item_ids.max()``.
         generator: source of randomness, on ``item_ids.device``.
@@ -245,11 +245,11 @@ def mask_items(
 def crop_items(
     item_ids: Tensor, ratio: float = 0.2, generator: torch.Generator | None = None
 ) -> Tensor:
-    r"""Keep a random contiguous window of :math:`\max(\lfloor \eta n_u \rfloor, 1)` items (Eq. 3).
+    r"""Keep a random contiguous window of $\max(\lfloor \eta n_u \rfloor, 1)$ items (Eq. 3).
 
     Args:
         item_ids: ``(b, l)`` long ids, left-padded with 0.
-        ratio: :math:`\eta \in [0, 1]`.
+        ratio: $\eta \in [0, 1]$.
         generator: source of randomness, on ``item_ids.device``.
 
     Returns:
@@ -273,11 +273,11 @@ def crop_items(
 def reorder_items(
     item_ids: Tensor, ratio: float = 0.2, generator: torch.Generator | None = None
 ) -> Tensor:
-    r"""Shuffle one random contiguous window of :math:`\lfloor \beta n_u \rfloor` items (Eq. 4).
+    r"""Shuffle one random contiguous window of $\lfloor \beta n_u \rfloor$ items (Eq. 4).
 
     Args:
         item_ids: ``(b, l)`` long ids, left-padded with 0.
-        ratio: :math:`\beta \in [0, 1]`.
+        ratio: $\beta \in [0, 1]$.
         generator: source of randomness, on ``item_ids.device``.
 
     Returns:
@@ -305,18 +305,18 @@ def insert_items(
     insert_pool: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    r"""Insert :math:`\max(\lfloor \alpha n_u \rfloor, 1)` random items, keep the last l (Eq. 5).
+    r"""Insert $\max(\lfloor \alpha n_u \rfloor, 1)$ random items, keep the last l (Eq. 5).
 
     Args:
         item_ids: ``(b, l)`` long ids, left-padded with 0.
-        ratio: :math:`\alpha \in [0, 1]`.
+        ratio: $\alpha \in [0, 1]$.
         num_items: largest item id; inserted ids are uniform on ``1..num_items`` unless
             ``insert_pool`` is given. Default ``item_ids.max()``.
         insert_pool: ``(p,)`` long candidate ids in ``[1, num_items]``, drawn uniformly.
         generator: source of randomness, on ``item_ids.device``.
 
     Returns:
-        ``(b, l)`` long, :math:`\min(n_u + k_u, l)` items per row, left-padded.
+        ``(b, l)`` long, $\min(n_u + k_u, l)$ items per row, left-padded.
 
     Raises:
         ValueError, TypeError: as :class:`SequenceAugmenter`.
@@ -388,24 +388,24 @@ def _check_pool(pool: object, num_items: int) -> Tensor:
 class SequenceAugmenter(nn.Module):
     r"""One random augmentation per sequence: mask, crop, reorder or insert (S4Rec Eq. 2-5, 12).
 
-    For each row :math:`u` of real length :math:`n_u` one operation :math:`g_u` is drawn from
+    For each row $u$ of real length $n_u$ one operation $g_u$ is drawn from
     ``operations`` (uniformly, or with ``operation_probs``) and applied, as in the
     CL4SRec / CoSeRec / ICLRec reference ``data_augmentation.py``:
 
-    - **mask** (Eq. 2): :math:`m_u = \lfloor \gamma n_u \rfloor` distinct real slots, chosen
+    - **mask** (Eq. 2): $m_u = \lfloor \gamma n_u \rfloor$ distinct real slots, chosen
       uniformly, get ``mask_id``; nothing else changes.
-    - **crop** (Eq. 3): a window of :math:`w_u = \max(\lfloor \eta n_u \rfloor, 1)` consecutive
-      items starting at :math:`s_u \sim \mathcal{U}\{0, \dots, n_u - w_u\}` is kept,
-      right-aligned and left-padded. (The reference draws :math:`s_u \le n_u - w_u - 1`, so
-      a window of :math:`w_u \ge 1` never holds the last item, and it fails when
-      :math:`w_u = n_u`; here every window is possible, and :math:`n_u = 1` keeps the item.)
-    - **reorder** (Eq. 4): a window of :math:`w_u = \lfloor \beta n_u \rfloor` items starting
-      at :math:`s_u \sim \mathcal{U}\{0, \dots, n_u - w_u\}` is permuted uniformly; the
+    - **crop** (Eq. 3): a window of $w_u = \max(\lfloor \eta n_u \rfloor, 1)$ consecutive
+      items starting at $s_u \sim \mathcal{U}\{0, \dots, n_u - w_u\}$ is kept,
+      right-aligned and left-padded. (The reference draws $s_u \le n_u - w_u - 1$, so
+      a window of $w_u \ge 1$ never holds the last item, and it fails when
+      $w_u = n_u$; here every window is possible, and $n_u = 1$ keeps the item.)
+    - **reorder** (Eq. 4): a window of $w_u = \lfloor \beta n_u \rfloor$ items starting
+      at $s_u \sim \mathcal{U}\{0, \dots, n_u - w_u\}$ is permuted uniformly; the
       multiset and every item outside the window are kept.
-    - **insert** (Eq. 5): :math:`k_u = \max(\lfloor \alpha n_u \rfloor, 1)` ids drawn uniformly
-      from ``insert_pool`` (default :math:`\{1, \dots, n\}`), each placed right before a
-      distinct uniformly chosen original item; the :math:`n_u + k_u` items keep the original
-      order as a subsequence and the last :math:`l` of them are kept, left-padded.
+    - **insert** (Eq. 5): $k_u = \max(\lfloor \alpha n_u \rfloor, 1)$ ids drawn uniformly
+      from ``insert_pool`` (default $\{1, \dots, n\}$), each placed right before a
+      distinct uniformly chosen original item; the $n_u + k_u$ items keep the original
+      order as a subsequence and the last $l$ of them are kept, left-padded.
 
     Counts use Python's ``int(ratio * n)`` rounding (float64 product, floored). A row of padding
     only comes back unchanged; a row of one item stays non-empty, except that ``mask`` with
@@ -419,23 +419,23 @@ class SequenceAugmenter(nn.Module):
     the same output.
 
     Args:
-        num_items: largest real item id :math:`n`; ids are ``1..n``, ``0`` is padding. >= 1.
+        num_items: largest real item id $n$; ids are ``1..n``, ``0`` is padding. >= 1.
         operations: non-empty names from ``("mask", "crop", "reorder", "insert")``.
-        mask_ratio: :math:`\gamma \in [0, 1]` (CL4SRec default 0.7).
-        crop_ratio: :math:`\eta \in [0, 1]` (CL4SRec default 0.2).
-        reorder_ratio: :math:`\beta \in [0, 1]` (CL4SRec default 0.2).
-        insert_ratio: :math:`\alpha \in [0, 1]` (CoSeRec default 0.4).
-        mask_id: id written by ``mask``; default :math:`n + 1`. Must be ``0`` or :math:`> n`.
+        mask_ratio: $\gamma \in [0, 1]$ (CL4SRec default 0.7).
+        crop_ratio: $\eta \in [0, 1]$ (CL4SRec default 0.2).
+        reorder_ratio: $\beta \in [0, 1]$ (CL4SRec default 0.2).
+        insert_ratio: $\alpha \in [0, 1]$ (CoSeRec default 0.4).
+        mask_id: id written by ``mask``; default $n + 1$. Must be ``0`` or $> n$.
         insert_pool: ``(p,)`` long candidate ids in ``[1, n]`` for ``insert`` (repeat an id to
             weight it), kept as a non-persistent buffer.
         operation_probs: one non-negative probability per entry of ``operations``, summing
             to 1; default uniform.
 
     Shape:
-        - item_ids: :math:`(b, l)`, long, left-padded with 0, ids in :math:`[0, \max(n + 1,
-          \text{mask\_id})]`.
-        - output: :math:`(b, l)`, long, same device, a new tensor (the input is not modified).
-        - operations (with ``return_operations=True``): :math:`(b,)`, long index into
+        - item_ids: $(b, l)$, long, left-padded with 0, ids in $[0, \max(n + 1,
+          \text{mask\_id})]$.
+        - output: $(b, l)$, long, same device, a new tensor (the input is not modified).
+        - operations (with ``return_operations=True``): $(b,)$, long index into
           ``operations``.
 
     Raises:

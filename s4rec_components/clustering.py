@@ -1,8 +1,8 @@
 r"""Online intent clustering with trainable prototypes (S4Rec Sec. 4.1, Eq. 7-11; SwAV).
 
-Sequence representations :math:`z_u` are scored against :math:`k` trainable prototypes
-(intents) :math:`\mu`; the soft assignment :math:`p_u` (Eq. 7) is trained by cross-entropy
-(Eq. 8) towards an equipartitioned target :math:`q_u` computed on the batch by Sinkhorn-Knopp
+Sequence representations $z_u$ are scored against $k$ trainable prototypes
+(intents) $\mu$; the soft assignment $p_u$ (Eq. 7) is trained by cross-entropy
+(Eq. 8) towards an equipartitioned target $q_u$ computed on the batch by Sinkhorn-Knopp
 (Eq. 9-11, :func:`s4rec_components.sinkhorn_knopp`). Clustering happens on the fly, batch by
 batch, so the prototypes keep their identity from one step to the next.
 
@@ -39,13 +39,13 @@ class ClusteringOutput(NamedTuple):
     """What :class:`OnlineIntentClustering` returns.
 
     Attributes:
-        loss: 0-d, :math:`\\mathcal{L}_{Clust}` (Eq. 8) averaged over the batch.
-        assignments: :math:`(b,)` long, the hard intent :math:`h(u)` of each sequence.
-        prototypes: :math:`(k, d)`, the L2-normalised prototypes :math:`\\mu` used in the
+        loss: 0-d, $\\mathcal{L}_{Clust}$ (Eq. 8) averaged over the batch.
+        assignments: $(b,)$ long, the hard intent $h(u)$ of each sequence.
+        prototypes: $(k, d)$, the L2-normalised prototypes $\\mu$ used in the
             scores; they carry gradient (unless frozen) so that downstream losses (intent
             negatives of Eq. 14, the distillation teacher of Eq. 15) train them too.
-        probs: :math:`(b, k)`, the soft assignments :math:`p_u` (Eq. 7).
-        targets: :math:`(b, k)`, the Sinkhorn targets :math:`q_u` (Eq. 9-11), rows sum to 1,
+        probs: $(b, k)$, the soft assignments $p_u$ (Eq. 7).
+        targets: $(b, k)$, the Sinkhorn targets $q_u$ (Eq. 9-11), rows sum to 1,
             no gradient.
     """
 
@@ -81,32 +81,33 @@ def online_clustering(
 ) -> ClusteringOutput:
     r"""Clustering loss of a batch against prototypes (S4Rec Eq. 7-11), the math of the module.
 
-    With :math:`\hat\mu_k = \mu_k / \lVert \mu_k \rVert` and, when ``normalize``,
-    :math:`\hat z_u = z_u / \lVert z_u \rVert` (otherwise :math:`\hat z_u = z_u`):
+    With $\hat\mu_k = \mu_k / \lVert \mu_k \rVert$ and, when ``normalize``,
+    $\hat z_u = z_u / \lVert z_u \rVert$ (otherwise $\hat z_u = z_u$):
 
-    .. math::
-        s_{uk} = \hat z_u \hat\mu_k^\top, \qquad
-        p_u^k = \frac{\exp(s_{uk} / \tau_1)}{\sum_{k'} \exp(s_{uk'} / \tau_1)}, \qquad
-        q = \operatorname{SinkhornKnopp}(s; \epsilon), \qquad
-        \mathcal{L}_{Clust} = \frac{1}{b} \sum_u -\sum_k q_u^k \log p_u^k
+    $$
+    s_{uk} = \hat z_u \hat\mu_k^\top, \qquad
+    p_u^k = \frac{\exp(s_{uk} / \tau_1)}{\sum_{k'} \exp(s_{uk'} / \tau_1)}, \qquad
+    q = \operatorname{SinkhornKnopp}(s; \epsilon), \qquad
+    \mathcal{L}_{Clust} = \frac{1}{b} \sum_u -\sum_k q_u^k \log p_u^k
+    $$
 
-    The targets :math:`q` carry no gradient (SwAV); :math:`\log p` is computed with
+    The targets $q$ carry no gradient (SwAV); $\log p$ is computed with
     ``log_softmax`` in at least float32. Hard assignments are
-    :math:`h(u) = \arg\max_k q_u^k` (or of :math:`p_u` with ``assign_from="probs"``).
+    $h(u) = \arg\max_k q_u^k$ (or of $p_u$ with ``assign_from="probs"``).
 
     Args:
         z: sequence representations.
-        prototypes: prototype rows :math:`\mu` (normalised here; pass them detached to freeze).
-        temperature: :math:`\tau_1` of Eq. 7. Must be > 0.
-        epsilon: Sinkhorn entropy weight :math:`\epsilon` of Eq. 9. Must be > 0.
+        prototypes: prototype rows $\mu$ (normalised here; pass them detached to freeze).
+        temperature: $\tau_1$ of Eq. 7. Must be > 0.
+        epsilon: Sinkhorn entropy weight $\epsilon$ of Eq. 9. Must be > 0.
         sinkhorn_iters: Sinkhorn normalisation rounds. Must be >= 1.
         normalize: L2-normalise ``z`` before scoring.
         assign_from: ``"targets"`` (argmax of q) or ``"probs"`` (argmax of p).
         distributed: equipartition over the global batch under ``torch.distributed``.
 
     Shape:
-        - z: :math:`(b, d)`, floating.
-        - prototypes: :math:`(k, d)`, floating.
+        - z: $(b, d)$, floating.
+        - prototypes: $(k, d)$, floating.
         - output: see :class:`ClusteringOutput`; ``loss`` and ``probs`` are in
           ``promote(z.dtype, float32)``, ``targets`` in the same dtype.
 
@@ -158,18 +159,19 @@ def online_clustering(
 class OnlineIntentClustering(nn.Module):
     r"""Online intent clustering on trainable prototypes (S4Rec Sec. 4.1, Eq. 7-11; SwAV).
 
-    Holds :math:`k` trainable prototypes :math:`\mu \in \mathbb{R}^{k \times d}` (intents) and,
-    for a batch of sequence representations :math:`z`, computes the soft assignments
-    :math:`p_u` (Eq. 7), the equipartitioned Sinkhorn targets :math:`q_u` (Eq. 9-11) and the
+    Holds $k$ trainable prototypes $\mu \in \mathbb{R}^{k \times d}$ (intents) and,
+    for a batch of sequence representations $z$, computes the soft assignments
+    $p_u$ (Eq. 7), the equipartitioned Sinkhorn targets $q_u$ (Eq. 9-11) and the
     clustering loss (Eq. 8)
 
-    .. math::
-        \mathcal{L}_{Clust} = \frac{1}{b} \sum_u -\sum_k q_u^k \log p_u^k, \qquad
-        p_u^k = \operatorname{softmax}_k(\hat z_u \hat\mu_k^\top / \tau_1)
+    $$
+    \mathcal{L}_{Clust} = \frac{1}{b} \sum_u -\sum_k q_u^k \log p_u^k, \qquad
+    p_u^k = \operatorname{softmax}_k(\hat z_u \hat\mu_k^\top / \tau_1)
+    $$
 
-    where :math:`\hat\mu` are the L2-normalised prototype rows (as in SwAV) and
-    :math:`\hat z_u` the normalised representations when ``normalize=True``. The loss trains
-    both :math:`z` (the encoder) and :math:`\mu`; :math:`q` is a constant. See
+    where $\hat\mu$ are the L2-normalised prototype rows (as in SwAV) and
+    $\hat z_u$ the normalised representations when ``normalize=True``. The loss trains
+    both $z$ (the encoder) and $\mu$; $q$ is a constant. See
     :func:`online_clustering` for the function holding the math.
 
     ``freeze_prototypes_steps`` (SwAV's ``freeze_prototypes_niters``): while the step counter
@@ -181,23 +183,23 @@ class OnlineIntentClustering(nn.Module):
         hidden_size: dimension ``d`` of the representations. Must be >= 1.
         num_prototypes: number of intents ``k``. Must be >= 1. Batches smaller than ``k``
             trigger Sinkhorn's equipartition warning.
-        temperature: :math:`\tau_1` of Eq. 7. Must be > 0.
-        epsilon: Sinkhorn entropy weight :math:`\epsilon` of Eq. 9. Must be > 0.
+        temperature: $\tau_1$ of Eq. 7. Must be > 0.
+        epsilon: Sinkhorn entropy weight $\epsilon$ of Eq. 9. Must be > 0.
         sinkhorn_iters: Sinkhorn normalisation rounds. Must be >= 1.
         normalize: L2-normalise the representations before scoring.
         freeze_prototypes_steps: number of first training steps with frozen prototypes, >= 0.
-        assign_from: hard assignments :math:`h(u)` from ``"targets"`` (argmax of q) or
+        assign_from: hard assignments $h(u)$ from ``"targets"`` (argmax of q) or
             ``"probs"`` (argmax of p).
         distributed: equipartition over the global batch under ``torch.distributed``.
 
     Shape:
-        - z: :math:`(b, d)`, floating.
-        - output: :class:`ClusteringOutput` with loss :math:`()`, assignments :math:`(b,)`,
-          prototypes :math:`(k, d)`, probs and targets :math:`(b, k)`.
+        - z: $(b, d)$, floating.
+        - output: :class:`ClusteringOutput` with loss $()$, assignments $(b,)$,
+          prototypes $(k, d)$, probs and targets $(b, k)$.
 
     Raises:
         TypeError: if an integer argument is not an int, or ``z`` is not a floating tensor.
-        ValueError: if a hyper-parameter is out of range, or ``z`` is not :math:`(b, d)`,
+        ValueError: if a hyper-parameter is out of range, or ``z`` is not $(b, d)$,
             is empty or holds a non-finite value.
 
     Examples:

@@ -134,47 +134,47 @@ def intent_info_nce(
 ) -> Tensor:
     r"""Two-way InfoNCE with in-batch and intent negatives (S4Rec Eq. 13-14).
 
-    For the anchor :math:`a_u = z^1_u` the candidates are its positive :math:`z^2_u`, the
-    in-batch negatives :math:`z^2_n` and :math:`z^1_n` for every :math:`n \ne u`, and the
-    intent negatives :math:`\mu_{k'}` for every :math:`k' \ne h(u)`:
+    For the anchor $a_u = z^1_u$ the candidates are its positive $z^2_u$, the
+    in-batch negatives $z^2_n$ and $z^1_n$ for every $n \ne u$, and the
+    intent negatives $\mu_{k'}$ for every $k' \ne h(u)$:
 
-    .. math::
+    $$
+    \ell^{1}_u = -\log \frac{e^{s(z^1_u, z^2_u)/\tau}}
+    {e^{s(z^1_u, z^2_u)/\tau} + \sum_{n \ne u} \left(e^{s(z^1_u, z^2_n)/\tau}
+    + e^{s(z^1_u, z^1_n)/\tau}\right) + \sum_{k' \ne h(u)} e^{s(z^1_u, \mu_{k'})/\tau}}
+    $$
 
-        \ell^{1}_u = -\log \frac{e^{s(z^1_u, z^2_u)/\tau}}
-        {e^{s(z^1_u, z^2_u)/\tau} + \sum_{n \ne u} \left(e^{s(z^1_u, z^2_n)/\tau}
-        + e^{s(z^1_u, z^1_n)/\tau}\right) + \sum_{k' \ne h(u)} e^{s(z^1_u, \mu_{k'})/\tau}}
-
-    with :math:`s` the dot product or the cosine similarity; :math:`\ell^2_u` swaps the views.
-    The loss is :math:`\mathcal{L}_{SCL} = \frac{1}{b}\sum_u \ell^1_u + \frac{1}{b}\sum_u
-    \ell^2_u` (``reduction="mean"``). Unlike the printed Eq. 13-14, the positive is counted in
+    with $s$ the dot product or the cosine similarity; $\ell^2_u$ swaps the views.
+    The loss is $\mathcal{L}_{SCL} = \frac{1}{b}\sum_u \ell^1_u + \frac{1}{b}\sum_u
+    \ell^2_u$ (``reduction="mean"``). Unlike the printed Eq. 13-14, the positive is counted in
     the denominator (the usual InfoNCE, which makes the loss a cross-entropy and
     non-negative), and the negatives are both views of the other samples. Without prototypes
     this is SimCLR's NT-Xent summed over the two directions, i.e. twice NT-Xent as SimCLR
-    averages it over the :math:`2b` anchors.
+    averages it over the $2b$ anchors.
 
     With ``labels``, two samples sharing a label are never each other's negatives (both of
-    their views leave the denominator); the positive always stays. With :math:`b = 1` and no
+    their views leave the denominator); the positive always stays. With $b = 1$ and no
     prototypes the positive is the only candidate and the loss is 0.
 
     ``float16`` / ``bfloat16`` inputs are scored in ``float32`` and the loss cast back.
 
     Args:
-        z1: first view's embeddings :math:`z^1`.
-        z2: second view's embeddings :math:`z^2`, row :math:`u` the positive of ``z1[u]``.
-        prototypes: intent prototypes :math:`\mu`, or ``None`` for plain NT-Xent.
-        assignments: :math:`h(u)`, each sample's intent in :math:`[0, k)` (the prototype
+        z1: first view's embeddings $z^1$.
+        z2: second view's embeddings $z^2$, row $u$ the positive of ``z1[u]``.
+        prototypes: intent prototypes $\mu$, or ``None`` for plain NT-Xent.
+        assignments: $h(u)$, each sample's intent in $[0, k)$ (the prototype
             that is not its negative); required with ``prototypes``.
-        temperature: :math:`\tau_2`. Must be > 0.
+        temperature: $\tau_2$. Must be > 0.
         similarity: ``"dot"`` (as in the paper) or ``"cosine"`` (all vectors L2-normalised).
         labels: optional ids; rows with equal ids are not each other's negatives.
         reduction: ``"mean"`` (sum of the two batch means), ``"sum"`` (over all anchors of
             both directions) or ``"none"``.
 
     Shape:
-        - z1, z2: :math:`(b, d)`.
-        - prototypes: :math:`(k, d)`.
-        - assignments, labels: :math:`(b,)`, integer.
-        - output: :math:`()` for ``"mean"`` / ``"sum"``; :math:`(2, b)` for ``"none"``, row 0
+        - z1, z2: $(b, d)$.
+        - prototypes: $(k, d)$.
+        - assignments, labels: $(b,)$, integer.
+        - output: $()$ for ``"mean"`` / ``"sum"``; $(2, b)$ for ``"none"``, row 0
           with ``z1`` as anchors, row 1 with ``z2``.
 
     Returns:
@@ -184,7 +184,7 @@ def intent_info_nce(
         TypeError: on a non-tensor, non-floating embeddings, non-integer ``assignments`` or
             ``labels``, mismatched dtypes, or a non-numeric ``temperature``.
         ValueError: on wrong ranks or sizes, empty inputs, ``assignments`` outside
-            :math:`[0, k)`, ``prototypes`` without ``assignments`` (or the reverse),
+            $[0, k)$, ``prototypes`` without ``assignments`` (or the reverse),
             ``temperature <= 0``, or an unknown ``similarity`` / ``reduction``.
 
     Examples:
@@ -235,28 +235,28 @@ def intent_info_nce(
 class IntentInfoNCE(nn.Module):
     r"""Two-way InfoNCE with in-batch and intent negatives (S4Rec Eq. 13-14).
 
-    .. math::
-
-        \ell^{1}_u = -\log \frac{e^{s(z^1_u, z^2_u)/\tau}}
-        {e^{s(z^1_u, z^2_u)/\tau} + \sum_{n \ne u} \left(e^{s(z^1_u, z^2_n)/\tau}
-        + e^{s(z^1_u, z^1_n)/\tau}\right) + \sum_{k' \ne h(u)} e^{s(z^1_u, \mu_{k'})/\tau}},
-        \qquad
-        \mathcal{L}_{SCL} = \frac{1}{b}\sum_u \left(\ell^1_u + \ell^2_u\right)
+    $$
+    \ell^{1}_u = -\log \frac{e^{s(z^1_u, z^2_u)/\tau}}
+    {e^{s(z^1_u, z^2_u)/\tau} + \sum_{n \ne u} \left(e^{s(z^1_u, z^2_n)/\tau}
+    + e^{s(z^1_u, z^1_n)/\tau}\right) + \sum_{k' \ne h(u)} e^{s(z^1_u, \mu_{k'})/\tau}},
+    \qquad
+    \mathcal{L}_{SCL} = \frac{1}{b}\sum_u \left(\ell^1_u + \ell^2_u\right)
+    $$
 
     A thin module storing the hyper-parameters; the math and the details (positive in the
     denominator, ``labels`` masking, half precision) are in :func:`intent_info_nce`.
 
     Args:
-        temperature: :math:`\tau_2`. Must be > 0.
+        temperature: $\tau_2$. Must be > 0.
         similarity: ``"dot"`` (as in the paper) or ``"cosine"``.
         reduction: ``"mean"`` (sum of the two directions' batch means), ``"sum"`` or
             ``"none"``.
 
     Shape:
-        - z1, z2: :math:`(b, d)`, the two views; row :math:`u` of each is a positive pair.
-        - prototypes: :math:`(k, d)`, optional, with assignments :math:`(b,)` in :math:`[0, k)`.
-        - labels: :math:`(b,)`, optional.
-        - output: :math:`()`, or :math:`(2, b)` with ``reduction="none"``.
+        - z1, z2: $(b, d)$, the two views; row $u$ of each is a positive pair.
+        - prototypes: $(k, d)$, optional, with assignments $(b,)$ in $[0, k)$.
+        - labels: $(b,)$, optional.
+        - output: $()$, or $(2, b)$ with ``reduction="none"``.
 
     Raises:
         TypeError: if ``temperature`` is not a number (and in ``forward`` on bad dtypes).

@@ -3,11 +3,12 @@ r"""Sequential-recommendation datasets: loading, generation, download and the le
 Every loader returns a :class:`SequenceDataset`: one chronological item sequence per user, item ids
 ``1..n`` (0 is padding everywhere in this library). :meth:`SequenceDataset.split` builds the
 leave-one-out protocol of S4Rec Section 5.1.2 (and of the S3-Rec / CoSeRec / ICLRec line of work):
-for a user with items :math:`(s_1, \dots, s_T)`,
+for a user with items $(s_1, \dots, s_T)$,
 
-.. math::
-    \text{train} = (s_1, \dots, s_{T-2}), \qquad
-    \text{valid target} = s_{T-1}, \qquad \text{test target} = s_T .
+$$
+\text{train} = (s_1, \dots, s_{T-2}), \qquad
+\text{valid target} = s_{T-1}, \qquad \text{test target} = s_T .
+$$
 
 Sources:
 
@@ -103,9 +104,9 @@ class SequenceDataset:
         name: a label for logs and results.
 
     Shape:
-        - items: :math:`(m,)` with :math:`m = \sum_u T_u` interactions.
-        - offsets: :math:`(u + 1,)`.
-        - lengths: :math:`(u,)`, :math:`T_u`.
+        - items: $(m,)$ with $m = \sum_u T_u$ interactions.
+        - offsets: $(u + 1,)$.
+        - lengths: $(u,)$, $T_u$.
 
     Raises:
         TypeError: if a tensor argument is not an integer tensor.
@@ -217,7 +218,7 @@ class SequenceDataset:
     def statistics(self) -> dict[str, float | int | str]:
         """Summary numbers: users, items (largest id), distinct items, interactions, lengths, sparsity.
 
-        ``sparsity`` is :math:`1 - m / (u \\cdot n)`, the share of empty user-item cells.
+        ``sparsity`` is $1 - m / (u \\cdot n)$, the share of empty user-item cells.
         """
         users, items, m = self.num_users, self.num_items, self.num_interactions
         lengths = self.lengths.double()
@@ -252,7 +253,7 @@ class SequenceDataset:
         r"""The leave-one-out split of every user, as padded tensors (see :class:`LeaveOneOutSplit`).
 
         Args:
-            max_len: :math:`l`, the model's input length; inputs keep their last ``max_len``
+            max_len: $l$, the model's input length; inputs keep their last ``max_len``
                 items, left-padded with 0. Must be >= 1.
 
         Returns:
@@ -313,16 +314,17 @@ def _prefix(items: Tensor, starts: Tensor, counts: Tensor, width: int) -> Tensor
 class LeaveOneOutSplit:
     r"""Leave-one-out split of every user as padded tensors, built once (S4Rec Section 5.1.2).
 
-    For a user with items :math:`(s_1, \dots, s_T)`, :math:`T \ge 3`, and the model length
-    :math:`l` (``max_len``):
+    For a user with items $(s_1, \dots, s_T)$, $T \ge 3$, and the model length
+    $l$ (``max_len``):
 
-    .. math::
-        \text{train inputs} = (s_1, \dots, s_{T-3}), \quad
-        \text{train targets} = (s_2, \dots, s_{T-2}), \\
-        \text{valid}: (s_1, \dots, s_{T-2}) \mapsto s_{T-1}, \qquad
-        \text{test}: (s_1, \dots, s_{T-1}) \mapsto s_T .
+    $$
+    \text{train inputs} = (s_1, \dots, s_{T-3}), \quad
+    \text{train targets} = (s_2, \dots, s_{T-2}), \\
+    \text{valid}: (s_1, \dots, s_{T-2}) \mapsto s_{T-1}, \qquad
+    \text{test}: (s_1, \dots, s_{T-1}) \mapsto s_T .
+    $$
 
-    Model inputs keep their last :math:`l` items and are LEFT-padded with 0, so the most recent
+    Model inputs keep their last $l$ items and are LEFT-padded with 0, so the most recent
     item is always in column ``l - 1``; ``train_targets[u, j]`` is the item that follows
     ``train_inputs[u, j]`` (0 where the input is padding). Histories are NOT truncated: they hold
     every item the user interacted with before the target, RIGHT-padded with 0, and feed the
@@ -335,15 +337,15 @@ class LeaveOneOutSplit:
         valid_targets: ``(u,)`` long.
         test_inputs: ``(u, l)`` long.
         test_targets: ``(u,)`` long.
-        valid_history: ``(u, h)`` long, :math:`h = \max_u T_u - 1`, all of :math:`s_{1..T-2}`.
-        test_history: ``(u, h)`` long, all of :math:`s_{1..T-1}`.
+        valid_history: ``(u, h)`` long, $h = \max_u T_u - 1$, all of $s_{1..T-2}$.
+        test_history: ``(u, h)`` long, all of $s_{1..T-1}$.
         user_items: ``(u, h + 1)`` long, the whole sequence (to draw negatives outside it).
-        lengths: ``(u,)`` long, :math:`T_u`.
-        num_items: largest item id :math:`n`.
-        max_len: :math:`l`.
+        lengths: ``(u,)`` long, $T_u$.
+        num_items: largest item id $n$.
+        max_len: $l$.
 
     Shape:
-        - inputs: :math:`(u, l)`; targets: :math:`(u,)`; histories: :math:`(u, h)`.
+        - inputs: $(u, l)$; targets: $(u,)$; histories: $(u, h)$.
 
     Examples:
         >>> import torch
@@ -375,7 +377,7 @@ class LeaveOneOutSplit:
 
     @property
     def train_lengths(self) -> Tensor:
-        """``(u,)`` length of each training sequence, :math:`T_u - 2`."""
+        """``(u,)`` length of each training sequence, $T_u - 2$."""
         return self.lengths - 2
 
     @property
@@ -656,18 +658,18 @@ def generate_synthetic(
     if it is the intent of the previous step, then with probability ``follow_prob`` the next item is
     the successor of the previous item inside the block (a cycle, so next-item prediction is
     learnable); otherwise an item of the block is drawn with popularity skewed to the block's
-    first items (rank :math:`\lfloor B v^{\gamma} \rfloor`, :math:`v \sim U(0, 1)`,
-    :math:`\gamma` = ``popularity_skew``).
+    first items (rank $\lfloor B v^{\gamma} \rfloor$, $v \sim U(0, 1)$,
+    $\gamma$ = ``popularity_skew``).
 
-    Lengths are :math:`T = T_{min} + G` with :math:`G` geometric of mean ``mean_extra_length``,
-    truncated so that :math:`T \le T_{max}`: most users are short (tail users), a few are long
+    Lengths are $T = T_{min} + G$ with $G$ geometric of mean ``mean_extra_length``,
+    truncated so that $T \le T_{max}$: most users are short (tail users), a few are long
     (head users). Everything is drawn from one ``torch.Generator`` seeded with ``seed``, so the
     result is deterministic; users are simulated together, one step at a time.
 
     Args:
-        num_users: :math:`u`, >= 1.
-        num_items: :math:`n`, >= ``num_intents``; ``dataset.num_items`` equals it.
-        num_intents: :math:`k`, number of item blocks, >= 1.
+        num_users: $u$, >= 1.
+        num_items: $n$, >= ``num_intents``; ``dataset.num_items`` equals it.
+        num_intents: $k$, number of item blocks, >= 1.
         seed: random seed.
         min_length: shortest sequence, >= 3.
         max_length: longest sequence, >= ``min_length``.
@@ -675,7 +677,7 @@ def generate_synthetic(
         follow_prob: chance of the sequential successor move, in [0, 1].
         second_intent_prob: chance a user mixes two intents, in [0, 1].
         switch_prob: per-step chance of using the second intent, in [0, 1].
-        popularity_skew: :math:`\gamma \ge 1`; larger is more skewed.
+        popularity_skew: $\gamma \ge 1$; larger is more skewed.
 
     Returns:
         A :class:`SequenceDataset` named ``"synthetic"``.

@@ -2,7 +2,7 @@ r"""Cluster-aware self-distillation from intent prototypes (S4Rec Sec. 4.2.2, Eq
 
 Each sequence embedding (the student) is pulled towards its assigned intent prototype (the
 teacher): both are turned into distributions over the ``d`` features by a softmax at
-temperature :math:`\tau_3`, and the loss is the KL divergence from the teacher's
+temperature $\tau_3$, and the loss is the KL divergence from the teacher's
 distribution to the student's.
 
 Letter legend: ``b`` batch, ``d`` hidden size, ``k`` prototypes / intents.
@@ -82,39 +82,39 @@ def prototype_distillation(
 ) -> Tensor:
     r"""KL divergence from each sample's assigned prototype to its embedding (S4Rec Eq. 15-16).
 
-    .. math::
+    $$
+    e^{i}_{u,t} = \frac{\exp(\mu^{i}_{h(u)} / \tau_3)}
+    {\sum_{i'} \exp(\mu^{i'}_{h(u)} / \tau_3)},
+    \qquad
+    e^{i}_{u,s} = \frac{\exp(z^{i}_{u} / \tau_3)}{\sum_{i'} \exp(z^{i'}_{u} / \tau_3)},
+    $$
 
-        e^{i}_{u,t} = \frac{\exp(\mu^{i}_{h(u)} / \tau_3)}
-        {\sum_{i'} \exp(\mu^{i'}_{h(u)} / \tau_3)},
-        \qquad
-        e^{i}_{u,s} = \frac{\exp(z^{i}_{u} / \tau_3)}{\sum_{i'} \exp(z^{i'}_{u} / \tau_3)},
+    $$
+    \mathcal{L}_{CKD} = \frac{1}{b} \sum_u \sum_{i=1}^{d}
+    e^{i}_{u,t} \log \frac{e^{i}_{u,t}}{e^{i}_{u,s}}
+    $$
 
-    .. math::
-
-        \mathcal{L}_{CKD} = \frac{1}{b} \sum_u \sum_{i=1}^{d}
-        e^{i}_{u,t} \log \frac{e^{i}_{u,t}}{e^{i}_{u,s}}
-
-    The softmax runs over the :math:`d` features; the teacher is the prototype
-    :math:`\mu_{h(u)}` the sample is assigned to. The teacher is detached by default, so the
+    The softmax runs over the $d$ features; the teacher is the prototype
+    $\mu_{h(u)}$ the sample is assigned to. The teacher is detached by default, so the
     loss only moves the student; ``detach_teacher=False`` lets the gradient reach the
-    prototypes too. No :math:`\tau_3^2` factor is applied (the paper has none). The paper's
-    two-view loss :math:`\mathcal{L}_{CKD}(\mu_{h(u)}, z^1_u) + \mathcal{L}_{CKD}(\mu_{h(u)},
-    z^2_u)` is two calls. ``float16`` / ``bfloat16`` inputs are soft-maxed in ``float32``
+    prototypes too. No $\tau_3^2$ factor is applied (the paper has none). The paper's
+    two-view loss $\mathcal{L}_{CKD}(\mu_{h(u)}, z^1_u) + \mathcal{L}_{CKD}(\mu_{h(u)},
+    z^2_u)$ is two calls. ``float16`` / ``bfloat16`` inputs are soft-maxed in ``float32``
     (``log_softmax``) and the loss is cast back.
 
     Args:
-        student: the sequence embeddings :math:`z_u`.
-        prototypes: the intent prototypes :math:`\mu`.
-        assignments: :math:`h(u)`, each sample's intent, in :math:`[0, k)`.
-        temperature: :math:`\tau_3`, the distillation temperature. Must be > 0.
+        student: the sequence embeddings $z_u$.
+        prototypes: the intent prototypes $\mu$.
+        assignments: $h(u)$, each sample's intent, in $[0, k)$.
+        temperature: $\tau_3$, the distillation temperature. Must be > 0.
         detach_teacher: stop the gradient into ``prototypes``.
         reduction: ``"mean"`` over the batch, ``"sum"``, or ``"none"``.
 
     Shape:
-        - student: :math:`(b, d)`.
-        - prototypes: :math:`(k, d)`.
-        - assignments: :math:`(b,)`, integer.
-        - output: :math:`()`, or :math:`(b,)` with ``reduction="none"``.
+        - student: $(b, d)$.
+        - prototypes: $(k, d)$.
+        - assignments: $(b,)$, integer.
+        - output: $()$, or $(b,)$ with ``reduction="none"``.
 
     Returns:
         The non-negative loss, in the dtype of ``student``.
@@ -124,7 +124,7 @@ def prototype_distillation(
             dtypes, non-integer ``assignments``, a non-numeric ``temperature`` or a
             non-bool ``detach_teacher``.
         ValueError: on wrong ranks or sizes, empty inputs, ``assignments`` outside
-            :math:`[0, k)`, ``temperature <= 0`` or an unknown ``reduction``.
+            $[0, k)$, ``temperature <= 0`` or an unknown ``reduction``.
 
     Examples:
         >>> import torch
@@ -155,25 +155,25 @@ def prototype_distillation(
 class PrototypeDistillation(nn.Module):
     r"""Cluster-aware self-distillation: KL from the assigned prototype (S4Rec Eq. 15-16).
 
-    .. math::
+    $$
+    \mathcal{L}_{CKD} = \frac{1}{b} \sum_u
+    \operatorname{KL}\left(\operatorname{softmax}(\mu_{h(u)} / \tau_3) \,\middle\|\,
+    \operatorname{softmax}(z_u / \tau_3)\right)
+    $$
 
-        \mathcal{L}_{CKD} = \frac{1}{b} \sum_u
-        \operatorname{KL}\left(\operatorname{softmax}(\mu_{h(u)} / \tau_3) \,\middle\|\,
-        \operatorname{softmax}(z_u / \tau_3)\right)
-
-    with the softmax over the :math:`d` features. A thin module storing the
+    with the softmax over the $d$ features. A thin module storing the
     hyper-parameters; see :func:`prototype_distillation`.
 
     Args:
-        temperature: :math:`\tau_3`. Must be > 0.
+        temperature: $\tau_3$. Must be > 0.
         detach_teacher: stop the gradient into the prototypes (default ``True``).
         reduction: ``"mean"`` over the batch, ``"sum"``, or ``"none"``.
 
     Shape:
-        - student: :math:`(b, d)`.
-        - prototypes: :math:`(k, d)`.
-        - assignments: :math:`(b,)`, integer in :math:`[0, k)`.
-        - output: :math:`()`, or :math:`(b,)` with ``reduction="none"``.
+        - student: $(b, d)$.
+        - prototypes: $(k, d)$.
+        - assignments: $(b,)$, integer in $[0, k)$.
+        - output: $()$, or $(b,)$ with ``reduction="none"``.
 
     Raises:
         TypeError: if ``temperature`` is not a number or ``detach_teacher`` not a bool (and

@@ -1,4 +1,4 @@
-"""SASRec sequence encoder :math:`f_\\theta` (S4Rec Eq. 6), checkpoint-compatible with ICLRec.
+"""SASRec sequence encoder $f_\\theta$ (S4Rec Eq. 6), checkpoint-compatible with ICLRec.
 
 The architecture, the parameter names and the initialisation follow the SASRec model of the
 public S3-Rec / CoSeRec / ICLRec code (``src/models.py`` and ``src/modules.py`` there), so a
@@ -61,8 +61,8 @@ _LAYER_PREFIX = "item_encoder.layer."
 def sasrec_attention_mask(item_ids: Tensor) -> Tensor:
     r"""Boolean self-attention mask of SASRec: causal and key padding, empty rows see themselves.
 
-    Key :math:`j` is visible to query :math:`i` iff :math:`j \le i` and
-    :math:`\text{item\_ids}[j] \ne 0`. A query whose visible set would be empty (a padding
+    Key $j$ is visible to query $i$ iff $j \le i$ and
+    $\text{item\_ids}[j] \ne 0$. A query whose visible set would be empty (a padding
     position with only padding before it) is given its own key instead, so that
     ``scaled_dot_product_attention`` never normalises an empty row into NaN. Real queries always
     see their own key, so for them the diagonal changes nothing.
@@ -71,8 +71,8 @@ def sasrec_attention_mask(item_ids: Tensor) -> Tensor:
         item_ids: item ids, 0 for padding.
 
     Shape:
-        - item_ids: :math:`(b, l)`, integer.
-        - output: :math:`(b, l, l)`, bool, ``True`` where query (row) may attend to key (column).
+        - item_ids: $(b, l)$, integer.
+        - output: $(b, l, l)$, bool, ``True`` where query (row) may attend to key (column).
 
     Returns:
         The mask, on the device of ``item_ids``.
@@ -283,25 +283,27 @@ def _unwrap_state_dict(state_dict: object) -> Mapping[str, Tensor]:
 
 
 class SASRecEncoder(nn.Module):
-    r"""SASRec sequence encoder :math:`\mathbf{z}_u = f_\theta(\mathcal{S}_u)` (S4Rec Eq. 6).
+    r"""SASRec sequence encoder $\mathbf{z}_u = f_\theta(\mathcal{S}_u)$ (S4Rec Eq. 6).
 
     Self-attentive sequential recommendation (Kang & McAuley, 2018) in the form of the public
     S3-Rec / CoSeRec / ICLRec code: item plus learned absolute position embeddings (positions
-    :math:`0..l-1` counted from the left of the input),
+    $0..l-1$ counted from the left of the input),
 
-    .. math::
-        X^{(0)} = \operatorname{Dropout}(\operatorname{LN}(E_{\text{item}}[s] + E_{\text{pos}}))
+    $$
+    X^{(0)} = \operatorname{Dropout}(\operatorname{LN}(E_{\text{item}}[s] + E_{\text{pos}}))
+    $$
 
     then ``num_layers`` post-LN blocks
 
-    .. math::
-        A = \operatorname{LN}\big(X + \operatorname{Dropout}(W_o\,
-            \operatorname{softmax}(Q K^\top / \sqrt{d/h} \,|\, M)\, V)\big), \qquad
-        X' = \operatorname{LN}\big(A + \operatorname{Dropout}(W_2\,\operatorname{GELU}(W_1 A))\big)
+    $$
+    A = \operatorname{LN}\big(X + \operatorname{Dropout}(W_o\,
+        \operatorname{softmax}(Q K^\top / \sqrt{d/h} \,|\, M)\, V)\big), \qquad
+    X' = \operatorname{LN}\big(A + \operatorname{Dropout}(W_2\,\operatorname{GELU}(W_1 A))\big)
+    $$
 
-    with exact (erf) GELU and the attention mask :math:`M` of :func:`sasrec_attention_mask`:
-    key :math:`j` is visible to query :math:`i` iff :math:`j \le i` and item :math:`j` is not
-    padding. The public code adds :math:`-10^4` to masked scores; here a boolean mask goes to
+    with exact (erf) GELU and the attention mask $M$ of :func:`sasrec_attention_mask`:
+    key $j$ is visible to query $i$ iff $j \le i$ and item $j$ is not
+    padding. The public code adds $-10^4$ to masked scores; here a boolean mask goes to
     ``scaled_dot_product_attention``, which agrees to float precision at real positions.
     Padding queries with no visible key attend to themselves instead of producing NaN; their
     outputs are placeholders and never influence real positions.
@@ -309,7 +311,7 @@ class SASRecEncoder(nn.Module):
     Item ids: ``0`` is padding, ``1..num_items`` are items and ``num_items + 1`` is the mask id
     (used by masking augmentations), so the item table has ``num_items + 2`` rows. Sequences are
     expected left-padded (most recent item last) for ``represent(pooling="last")``. Weights are
-    initialised as in that code: Linear / Embedding weights :math:`\mathcal{N}(0, 0.02^2)`
+    initialised as in that code: Linear / Embedding weights $\mathcal{N}(0, 0.02^2)$
     (including the padding row), biases 0, LayerNorm 1 / 0. Submodules carry that code's names,
     so :meth:`to_iclrec_state_dict` and :meth:`from_iclrec_state_dict` are identity mappings.
 
@@ -333,14 +335,14 @@ class SASRecEncoder(nn.Module):
             static shapes.
 
     Shape:
-        - item_ids: :math:`(b, l)`, integer, :math:`1 \le l \le` ``max_len``, ids in
-          :math:`[0, n + 1]`.
-        - output: :math:`(b, l, d)`, in the parameters' dtype.
+        - item_ids: $(b, l)$, integer, $1 \le l \le$ ``max_len``, ids in
+          $[0, n + 1]$.
+        - output: $(b, l, d)$, in the parameters' dtype.
 
     Raises:
         TypeError: if an integer argument is not an int, or ``item_ids`` is not an integer tensor.
         ValueError: if a hyper-parameter is out of range, or ``item_ids`` is not 2-D, is empty,
-            is longer than ``max_len`` or holds ids outside :math:`[0, n + 1]`.
+            is longer than ``max_len`` or holds ids outside $[0, n + 1]$.
 
     Examples:
         >>> import torch
@@ -481,9 +483,9 @@ class SASRecEncoder(nn.Module):
         pooling: Literal["last", "mean"] = "last",
         hidden: Tensor | None = None,
     ) -> Tensor:
-        r"""Pool the encoder output into one vector per sequence, :math:`\mathbf{z}_u`.
+        r"""Pool the encoder output into one vector per sequence, $\mathbf{z}_u$.
 
-        ``"last"`` takes the output at position :math:`l - 1` (the most recent real item of a
+        ``"last"`` takes the output at position $l - 1$ (the most recent real item of a
         left-padded sequence); ``"mean"`` averages the outputs over real (non-padding) positions,
         giving zeros for a sequence that is all padding.
 
@@ -493,9 +495,9 @@ class SASRecEncoder(nn.Module):
             hidden: the already computed ``self(item_ids)``; computed here when ``None``.
 
         Shape:
-            - item_ids: :math:`(b, l)`.
-            - hidden: :math:`(b, l, d)`.
-            - output: :math:`(b, d)`.
+            - item_ids: $(b, l)$.
+            - hidden: $(b, l, d)$.
+            - output: $(b, d)$.
 
         Returns:
             The pooled representations.
@@ -534,18 +536,18 @@ class SASRecEncoder(nn.Module):
         return (hidden * real).sum(dim=1) / count
 
     def score_items(self, h: Tensor) -> Tensor:
-        r"""Dot-product scores of representations against every item id, :math:`h E^\top`.
+        r"""Dot-product scores of representations against every item id, $h E^\top$.
 
-        Column :math:`i` is the score of item id :math:`i` for :math:`i = 0..n`. Column 0 is the
+        Column $i$ is the score of item id $i$ for $i = 0..n$. Column 0 is the
         padding id and is NOT masked here: callers ranking items should set it to ``-inf``. The
-        mask id :math:`n + 1` is excluded.
+        mask id $n + 1$ is excluded.
 
         Args:
             h: representations, e.g. from :meth:`represent` or the full encoder output.
 
         Shape:
-            - h: :math:`(\ldots, d)`.
-            - output: :math:`(\ldots, n + 1)`.
+            - h: $(\ldots, d)$.
+            - output: $(\ldots, n + 1)$.
 
         Returns:
             The scores.

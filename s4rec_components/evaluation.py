@@ -3,11 +3,12 @@ r"""Full-ranking evaluation: the rank of the held-out item among all items, HR@k
 S4Rec Section 5.1.2 (and S3-Rec / CoSeRec / ICLRec) rank each user's held-out item against the
 whole catalogue, items the user already interacted with excluded, and report
 
-.. math::
-    \mathrm{HR@}k = \frac{1}{|U|} \sum_u \mathbb{1}[r_u < k], \qquad
-    \mathrm{NDCG@}k = \frac{1}{|U|} \sum_u \frac{\mathbb{1}[r_u < k]}{\log_2(r_u + 2)},
+$$
+\mathrm{HR@}k = \frac{1}{|U|} \sum_u \mathbb{1}[r_u < k], \qquad
+\mathrm{NDCG@}k = \frac{1}{|U|} \sum_u \frac{\mathbb{1}[r_u < k]}{\log_2(r_u + 2)},
+$$
 
-where :math:`r_u` is the 0-based rank of the target (one relevant item, so the ideal DCG is 1).
+where $r_u$ is the 0-based rank of the target (one relevant item, so the ideal DCG is 1).
 
 The public ICLRec code does not exclude the history but sets its scores to 0
 (``rating_pred[train_matrix > 0] = 0``); ``history_value=0.0`` reproduces that.
@@ -45,10 +46,11 @@ def rank_targets(
 ) -> Tensor:
     r"""0-based rank of each target item among all candidate items (full ranking).
 
-    With candidate set :math:`C_b` and scores :math:`s_{b,j}`, the rank of target :math:`t` is
+    With candidate set $C_b$ and scores $s_{b,j}$, the rank of target $t$ is
 
-    .. math::
-        r_b = \#\{j \in C_b : s_{b,j} > s_{b,t}\} + \#\{j \in C_b : j < t,\ s_{b,j} = s_{b,t}\},
+    $$
+    r_b = \#\{j \in C_b : s_{b,j} > s_{b,t}\} + \#\{j \in C_b : j < t,\ s_{b,j} = s_{b,t}\},
+    $$
 
     i.e. ties are broken pessimistically by item index, deterministically. Batched over rows on
     the scores' device: two passes over the ``(b, n)`` scores, then corrections on the few
@@ -74,10 +76,10 @@ def rank_targets(
         history_value: ``None`` to exclude the history, or the score given to history items.
 
     Shape:
-        - scores: :math:`(b, n)`.
-        - targets: :math:`(b,)`.
-        - exclude: :math:`(b, h)`.
-        - output: :math:`(b,)` long, on the scores' device, in ``0..n-1``.
+        - scores: $(b, n)$.
+        - targets: $(b,)$.
+        - exclude: $(b, h)$.
+        - output: $(b,)$ long, on the scores' device, in ``0..n-1``.
 
     Returns:
         The ``(b,)`` long tensor of ranks.
@@ -179,16 +181,17 @@ def _distinct_history(history: Tensor, ignored: list[int]) -> tuple[Tensor, Tens
 def ranking_metrics(ranks: Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     r"""HR@k and NDCG@k from 0-based target ranks (one relevant item per user).
 
-    .. math::
-        \mathrm{HR@}k = \operatorname{mean}_u \mathbb{1}[r_u < k], \qquad
-        \mathrm{NDCG@}k = \operatorname{mean}_u \frac{\mathbb{1}[r_u < k]}{\log_2(r_u + 2)} .
+    $$
+    \mathrm{HR@}k = \operatorname{mean}_u \mathbb{1}[r_u < k], \qquad
+    \mathrm{NDCG@}k = \operatorname{mean}_u \frac{\mathbb{1}[r_u < k]}{\log_2(r_u + 2)} .
+    $$
 
     Args:
         ranks: ``(u,)`` non-negative integer ranks (from :func:`rank_targets`).
         ks: cut-offs, each >= 1.
 
     Shape:
-        - ranks: :math:`(u,)`.
+        - ranks: $(u,)$.
 
     Returns:
         ``{"HR@5": ..., "NDCG@5": ..., "HR@10": ..., ...}`` as Python floats, in the order of
@@ -304,7 +307,7 @@ def evaluate_ranking(
         ks: cut-offs.
 
     Shape:
-        - inputs: :math:`(u, l)`; targets: :math:`(u,)`; history: :math:`(u, h)`.
+        - inputs: $(u, l)$; targets: $(u,)$; history: $(u, h)$.
 
     Returns:
         A :class:`RankingResult` whose ``ranks`` are on the CPU.

@@ -1,10 +1,10 @@
 r"""Gradient reversal layer for the head-tail adversary (S4Rec Sec. 4.3; DANN).
 
 Placed between the encoder and the head-tail classifier of Eq. 17, the layer lets the
-classifier minimise :math:`\mathcal{L}_{Adv}` while the encoder receives the gradient of
-:math:`-\lambda \mathcal{L}_{Adv}`: the forward pass is the identity, the backward pass
-multiplies the incoming gradient by :math:`-\lambda`. :func:`dann_schedule` is DANN's usual
-warm-up of :math:`\lambda` from 0 to 1 over training.
+classifier minimise $\mathcal{L}_{Adv}$ while the encoder receives the gradient of
+$-\lambda \mathcal{L}_{Adv}$: the forward pass is the identity, the backward pass
+multiplies the incoming gradient by $-\lambda$. :func:`dann_schedule` is DANN's usual
+warm-up of $\lambda$ from 0 to 1 over training.
 """
 
 from __future__ import annotations
@@ -57,28 +57,28 @@ class _GradReverse(torch.autograd.Function):
 
 
 def grad_reverse(x: Tensor, scale: float | Tensor = DEFAULT_SCALE) -> Tensor:
-    r"""Identity in the forward pass, gradient times :math:`-\lambda` in the backward pass.
+    r"""Identity in the forward pass, gradient times $-\lambda$ in the backward pass.
 
     The gradient reversal layer of DANN, used by S4Rec (Sec. 4.3) between the encoder and the
     head-tail classifier of Eq. 17:
 
-    .. math::
-
-        R_\lambda(x) = x, \qquad
-        \frac{\partial \mathcal{L}}{\partial x} = -\lambda \,
-        \frac{\partial \mathcal{L}}{\partial R_\lambda(x)}
+    $$
+    R_\lambda(x) = x, \qquad
+    \frac{\partial \mathcal{L}}{\partial x} = -\lambda \,
+    \frac{\partial \mathcal{L}}{\partial R_\lambda(x)}
+    $$
 
     No gradient flows to ``scale``.
 
     Args:
         x: any floating tensor.
-        scale: :math:`\lambda`, a finite float or a finite 0-d floating tensor (e.g. a buffer
+        scale: $\lambda$, a finite float or a finite 0-d floating tensor (e.g. a buffer
             updated by :func:`dann_schedule`); 0 blocks the gradient, negative values keep
             its sign.
 
     Shape:
-        - x: :math:`(*)`, any shape.
-        - output: :math:`(*)`, same as ``x``.
+        - x: $(*)$, any shape.
+        - output: $(*)$, same as ``x``.
 
     Returns:
         ``x`` unchanged (a view), recorded so that its gradient is reversed.
@@ -108,23 +108,23 @@ def grad_reverse(x: Tensor, scale: float | Tensor = DEFAULT_SCALE) -> Tensor:
 def dann_schedule(progress: float, gamma: float = DEFAULT_GAMMA) -> float:
     r"""DANN's warm-up of the reversal weight: 0 at the start of training, about 1 at the end.
 
-    .. math::
+    $$
+    \lambda(p) = \frac{2}{1 + \exp(-\gamma p)} - 1, \qquad p \in [0, 1]
+    $$
 
-        \lambda(p) = \frac{2}{1 + \exp(-\gamma p)} - 1, \qquad p \in [0, 1]
-
-    Increasing in :math:`p`, :math:`\lambda(0) = 0` and :math:`\lambda(1) = \tanh(\gamma / 2)`
-    (about 0.9999 for :math:`\gamma = 10`).
+    Increasing in $p$, $\lambda(0) = 0$ and $\lambda(1) = \tanh(\gamma / 2)$
+    (about 0.9999 for $\gamma = 10$).
 
     Args:
-        progress: :math:`p`, the fraction of training done, in :math:`[0, 1]`.
-        gamma: :math:`\gamma`, the steepness; DANN uses 10. Must be > 0.
+        progress: $p$, the fraction of training done, in $[0, 1]$.
+        gamma: $\gamma$, the steepness; DANN uses 10. Must be > 0.
 
     Returns:
-        :math:`\lambda(p)` as a Python float in :math:`[0, 1)`.
+        $\lambda(p)$ as a Python float in $[0, 1)$.
 
     Raises:
         TypeError: if ``progress`` or ``gamma`` is not a real number.
-        ValueError: if ``progress`` lies outside :math:`[0, 1]` or ``gamma <= 0``.
+        ValueError: if ``progress`` lies outside $[0, 1]$ or ``gamma <= 0``.
 
     Examples:
         >>> from s4rec_components import dann_schedule
@@ -145,23 +145,23 @@ def dann_schedule(progress: float, gamma: float = DEFAULT_GAMMA) -> float:
 class GradientReversal(nn.Module):
     r"""Gradient reversal layer with a schedulable weight (S4Rec Sec. 4.3; DANN).
 
-    .. math::
+    $$
+    R_\lambda(x) = x, \qquad
+    \frac{\partial \mathcal{L}}{\partial x} = -\lambda \,
+    \frac{\partial \mathcal{L}}{\partial R_\lambda(x)}
+    $$
 
-        R_\lambda(x) = x, \qquad
-        \frac{\partial \mathcal{L}}{\partial x} = -\lambda \,
-        \frac{\partial \mathcal{L}}{\partial R_\lambda(x)}
-
-    :math:`\lambda` is kept as a float32 0-d buffer named ``scale`` (persistent, so it is saved
+    $\lambda$ is kept as a float32 0-d buffer named ``scale`` (persistent, so it is saved
     in the ``state_dict`` and follows ``.to(device)``); change it between steps with
     :meth:`set_scale`, e.g. ``grl.set_scale(dann_schedule(step / total))``. Calls
     :func:`grad_reverse`.
 
     Args:
-        scale: the initial :math:`\lambda`, a finite float.
+        scale: the initial $\lambda$, a finite float.
 
     Shape:
-        - input: :math:`(*)`, any floating tensor.
-        - output: :math:`(*)`, the input unchanged.
+        - input: $(*)$, any floating tensor.
+        - output: $(*)$, the input unchanged.
 
     Raises:
         TypeError: if ``scale`` is not a real number (or a floating 0-d tensor).
@@ -188,10 +188,10 @@ class GradientReversal(nn.Module):
         self.register_buffer("scale", torch.as_tensor(value, dtype=torch.float32).detach().clone())
 
     def set_scale(self, value: float | Tensor) -> None:
-        """Set :math:`\\lambda` in place (keeps the buffer's device and dtype).
+        """Set $\\lambda$ in place (keeps the buffer's device and dtype).
 
         Args:
-            value: the new :math:`\\lambda`, a finite float or 0-d floating tensor.
+            value: the new $\\lambda$, a finite float or 0-d floating tensor.
 
         Raises:
             TypeError: if ``value`` is not a real number or a floating 0-d tensor.

@@ -1,11 +1,11 @@
 r"""Equipartitioned soft cluster targets by Sinkhorn-Knopp (S4Rec Sec. 4.1, Eq. 9-11; SwAV).
 
-The auxiliary targets :math:`Q` of the online clustering solve an entropy-regularised
-transport problem over the polytope whose rows (samples) carry mass :math:`1/b` and whose
-columns (prototypes) carry mass :math:`1/k`. The solution is a rescaled exponential of the
+The auxiliary targets $Q$ of the online clustering solve an entropy-regularised
+transport problem over the polytope whose rows (samples) carry mass $1/b$ and whose
+columns (prototypes) carry mass $1/k$. The solution is a rescaled exponential of the
 scores (Eq. 11); the rescaling vectors are found by a few rounds of alternating
 normalisation, exactly as in SwAV's ``distributed_sinkhorn``, but carried out on
-:math:`\log Q` with ``logsumexp`` so that small :math:`\epsilon`, large scores and half
+$\log Q$ with ``logsumexp`` so that small $\epsilon$, large scores and half
 precision inputs cannot overflow.
 
 Letter legend: ``b`` batch, ``k`` prototypes.
@@ -84,22 +84,22 @@ def sinkhorn_knopp(
 
     Approximately solves
 
-    .. math::
-
-        \max_{Q \in \mathcal{Q}} \operatorname{Tr}(Q^\top S) + \epsilon H(Q), \qquad
-        \mathcal{Q} = \{Q \in \mathbb{R}_+^{b \times k} :
-        Q \mathbf{1}_k = \tfrac{1}{b} \mathbf{1}_b,\
-        Q^\top \mathbf{1}_b = \tfrac{1}{k} \mathbf{1}_k\}
+    $$
+    \max_{Q \in \mathcal{Q}} \operatorname{Tr}(Q^\top S) + \epsilon H(Q), \qquad
+    \mathcal{Q} = \{Q \in \mathbb{R}_+^{b \times k} :
+    Q \mathbf{1}_k = \tfrac{1}{b} \mathbf{1}_b,\
+    Q^\top \mathbf{1}_b = \tfrac{1}{k} \mathbf{1}_k\}
+    $$
 
     whose solution is
-    :math:`Q^* = \operatorname{diag}(m) \exp(S / \epsilon) \operatorname{diag}(v)`.
-    Starting from :math:`\exp(S / \epsilon)`, each of the ``num_iters`` rounds first rescales
-    every prototype (column of :math:`Q`) to total mass :math:`1/k`, then every sample (row) to
-    mass :math:`1/b`; the result is returned as :math:`b \cdot Q`, whose rows sum to 1. The
+    $Q^* = \operatorname{diag}(m) \exp(S / \epsilon) \operatorname{diag}(v)$.
+    Starting from $\exp(S / \epsilon)$, each of the ``num_iters`` rounds first rescales
+    every prototype (column of $Q$) to total mass $1/k$, then every sample (row) to
+    mass $1/b$; the result is returned as $b \cdot Q$, whose rows sum to 1. The
     numbers equal SwAV's ``distributed_sinkhorn`` for the same ``num_iters`` (SwAV's initial
     division by the total mass is cancelled by the first prototype step and is omitted), but
-    every step is done on :math:`\log Q` with ``logsumexp``, so the result stays finite for
-    tiny :math:`\epsilon`, huge scores and ``float16`` / ``bfloat16`` inputs.
+    every step is done on $\log Q$ with ``logsumexp``, so the result stays finite for
+    tiny $\epsilon$, huge scores and ``float16`` / ``bfloat16`` inputs.
 
     The computation runs in ``float32`` under ``torch.no_grad()`` whatever the input: the
     output is ``float32`` and never requires grad (targets are constants, as in SwAV).
@@ -107,12 +107,12 @@ def sinkhorn_knopp(
     With ``distributed=True`` and an initialised ``torch.distributed`` process group, the
     prototype masses are all-reduced so that equipartition holds over the global batch, whose
     size is all-reduced too (ranks may hold batches of different sizes); the sample step stays
-    local, each sample getting mass :math:`1/b_{global}` before the final rescaling, so every
+    local, each sample getting mass $1/b_{global}$ before the final rescaling, so every
     output row still sums to 1. With ``distributed=True`` but no process group, the call
     silently falls back to the local computation.
 
     Args:
-        scores: similarities of ``b`` samples to ``k`` prototypes, e.g. :math:`Z \mu^\top`;
+        scores: similarities of ``b`` samples to ``k`` prototypes, e.g. $Z \mu^\top$;
             any floating dtype, finite.
         num_iters: normalisation rounds; 3 is SwAV's default. Must be an ``int`` >= 1.
         epsilon: entropy weight; smaller gives harder assignments. Must be > 0.
@@ -120,12 +120,12 @@ def sinkhorn_knopp(
             when one is initialised.
 
     Shape:
-        - scores: :math:`(b, k)`.
-        - output: :math:`(b, k)`, ``float32``, rows sum to 1, columns sum to about
-          :math:`b / k` (exactly so in the limit of many rounds, when :math:`b \ge k`).
+        - scores: $(b, k)$.
+        - output: $(b, k)$, ``float32``, rows sum to 1, columns sum to about
+          $b / k$ (exactly so in the limit of many rounds, when $b \ge k$).
 
     Returns:
-        The soft targets :math:`b \cdot Q`, detached, ``float32``, on the device of ``scores``.
+        The soft targets $b \cdot Q$, detached, ``float32``, on the device of ``scores``.
 
     Raises:
         TypeError: if ``scores`` is not a floating tensor, ``num_iters`` is not an ``int``
@@ -180,9 +180,9 @@ def sinkhorn_knopp(
 class SinkhornKnopp(nn.Module):
     r"""Equipartitioned soft assignments of a batch to prototypes (S4Rec Eq. 9-11; SwAV).
 
-    Solves :math:`\max_{Q} \operatorname{Tr}(Q^\top S) + \epsilon H(Q)` over the transport
-    polytope with row marginals :math:`1/b` and column marginals :math:`1/k` by ``num_iters``
-    rounds of alternating normalisation in the log domain, and returns :math:`b \cdot Q`, whose
+    Solves $\max_{Q} \operatorname{Tr}(Q^\top S) + \epsilon H(Q)$ over the transport
+    polytope with row marginals $1/b$ and column marginals $1/k$ by ``num_iters``
+    rounds of alternating normalisation in the log domain, and returns $b \cdot Q$, whose
     rows sum to 1. A thin wrapper that stores the hyper-parameters and calls
     :func:`sinkhorn_knopp`; see there for the details (float32 output, no gradient, the
     distributed mode and its silent local fallback).
@@ -194,8 +194,8 @@ class SinkhornKnopp(nn.Module):
             one is initialised.
 
     Shape:
-        - scores: :math:`(b, k)`, similarities of b sequences to k prototypes, any float dtype.
-        - output: :math:`(b, k)`, float32, rows sum to 1, columns sum to about :math:`b / k`.
+        - scores: $(b, k)$, similarities of b sequences to k prototypes, any float dtype.
+        - output: $(b, k)$, float32, rows sum to 1, columns sum to about $b / k$.
 
     Raises:
         TypeError: if ``num_iters`` is not an ``int`` or ``epsilon`` is not a number (and in

@@ -75,6 +75,10 @@ class TrainConfig:
     sinkhorn_iters: int = 3
     cl_temperature: float = 1.0  # tau_2 (Eq. 13-14)
     distill_temperature: float = 1.0  # tau_3 (Eq. 15)
+    # L2-normalise z_u for every self-supervised head (cosine InfoNCE, unit-norm student for
+    # the distillation, adversary on the sphere), as the clustering head and its prototypes are
+    normalize_z: bool = True
+    grl_scale: float = 1.0  # gamma: the encoder minimises L_SR - gamma * lambda * L_Adv
     pooling: Literal["last", "mean"] = "mean"  # z_u for the self-supervised terms
     head_quantile: float = 0.8  # head users: training length above this quantile (top ~20%)
     freeze_prototypes_steps: int = 0

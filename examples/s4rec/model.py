@@ -1,8 +1,9 @@
 """S4Rec composed from ``s4rec_components`` (paper Section 4, joint loss Eq. 18).
 
-.. math::
-    \\mathcal{L} = \\mathcal{L}_{SR} + \\alpha \\mathcal{L}_{Clust} + \\beta_1 \\mathcal{L}_{SCL}
-        + \\beta_2 \\mathcal{L}_{CKD} + \\lambda \\mathcal{L}_{Adv}
+$$
+\\mathcal{L} = \\mathcal{L}_{SR} + \\alpha \\mathcal{L}_{Clust} + \\beta_1 \\mathcal{L}_{SCL}
+    + \\beta_2 \\mathcal{L}_{CKD} + \\lambda \\mathcal{L}_{Adv}
+$$
 
 One training step sends the original sequences and their two augmented views through the
 encoder as a single ``(3b, l)`` batch, then:
@@ -106,11 +107,17 @@ class S4Rec(nn.Module):
             if self.use_clusters
             else None
         )
-        self.contrastive = IntentInfoNCE(temperature=c.cl_temperature) if c.beta1 > 0 else None
+        self.contrastive = (
+            IntentInfoNCE(temperature=c.cl_temperature, similarity="cosine" if c.normalize_z else "dot")
+            if c.beta1 > 0
+            else None
+        )
         self.distillation = (
             PrototypeDistillation(temperature=c.distill_temperature) if c.beta2 > 0 else None
         )
-        self.adversary = HeadTailAdversary(c.hidden_size, num_classes=2) if self.use_adversary else None
+        self.adversary = (
+            HeadTailAdversary(c.hidden_size, num_classes=2, scale=c.grl_scale) if self.use_adversary else None
+        )
 
     # ------------------------------------------------------------------ losses
     def sr_loss(self, hidden: Tensor, targets: Tensor, negatives: Tensor | None) -> Tensor:
@@ -187,13 +194,14 @@ class S4Rec(nn.Module):
                 terms["scl"] = scl
                 total = total + c.beta1 * scl
             if self.distillation is not None:
-                ckd = self.distillation(z1, prototypes, assignments) + self.distillation(
-                    z2, prototypes, assignments
+                s1, s2 = (F.normalize(z1, dim=-1), F.normalize(z2, dim=-1)) if c.normalize_z else (z1, z2)
+                ckd = self.distillation(s1, prototypes, assignments) + self.distillation(
+                    s2, prototypes, assignments
                 )
                 terms["ckd"] = ckd
                 total = total + c.beta2 * ckd
         if self.adversary is not None:
-            adv = self.adversary(z, head_labels).loss
+            adv = self.adversary(F.normalize(z, dim=-1) if c.normalize_z else z, head_labels).loss
             terms["adv"] = adv
             total = total + c.lam * adv
         terms["loss"] = total

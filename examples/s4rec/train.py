@@ -282,11 +282,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("lr", "batch_size", "hidden_size", "num_layers", "num_heads", "max_len", "dropout",
                  "num_prototypes", "cluster_temperature", "cl_temperature", "distill_temperature",
                  "sinkhorn_epsilon", "alpha", "beta1", "beta2", "lam", "head_quantile", "weight_decay",
-                 "eval_batch_size", "freeze_prototypes_steps", "synthetic_users", "synthetic_items"):
+                 "eval_batch_size", "freeze_prototypes_steps", "grl_scale", "synthetic_users", "synthetic_items"):
         default = TrainConfig.__dataclass_fields__[name].default
         kind = int if isinstance(default, int) and not isinstance(default, bool) else float
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
     p.add_argument("--pooling", choices=["last", "mean"], default=None)
+    p.add_argument("--no-normalize-z", dest="normalize_z", action="store_false", default=None,
+                   help="feed the raw z_u to the contrastive, distillation and adversary heads "
+                   "(dot-product InfoNCE as Eq. 13 is written) instead of the L2-normalised one")
     return p.parse_args(argv)
 
 
