@@ -73,12 +73,14 @@ class TrainConfig:
     cluster_temperature: float = 0.1  # tau_1 (Eq. 7)
     sinkhorn_epsilon: float = 0.05  # epsilon (Eq. 9)
     sinkhorn_iters: int = 3
-    cl_temperature: float = 1.0  # tau_2 (Eq. 13-14)
-    distill_temperature: float = 1.0  # tau_3 (Eq. 15)
+    cl_temperature: float = 0.1  # tau_2 (Eq. 13-14), from the paper's grid {0.1, 1.0}
+    distill_temperature: float = 0.1  # tau_3 (Eq. 15), from the paper's grid {0.1, 1.0}
     # L2-normalise z_u for every self-supervised head (cosine InfoNCE, unit-norm student for
     # the distillation, adversary on the sphere), as the clustering head and its prototypes are
     normalize_z: bool = True
-    grl_scale: float = 1.0  # gamma: the encoder minimises L_SR - gamma * lambda * L_Adv
+    # gamma of Sec. 4.3: the classifier minimises lambda * L_Adv, the encoder gets -gamma * lambda
+    # times its gradient (the gradient reversal scale); the paper does not give gamma
+    grl_scale: float = 0.1
     pooling: Literal["last", "mean"] = "mean"  # z_u for the self-supervised terms
     head_quantile: float = 0.8  # head users: training length above this quantile (top ~20%)
     freeze_prototypes_steps: int = 0
