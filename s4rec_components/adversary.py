@@ -37,7 +37,7 @@ MIN_COMPUTE_DTYPE = torch.float32
 
 
 class AdversaryOutput(NamedTuple):
-    """What :class:`HeadTailAdversary` returns.
+    """What ``HeadTailAdversary`` returns.
 
     Attributes:
         loss: 0-d, the batch mean of $\\mathcal{L}_{Adv}$ (Eq. 17).
@@ -71,7 +71,7 @@ def head_tail_adversarial_loss(
     $$
 
     where $R_\lambda$ is the identity forward and multiplies the gradient by
-    $-\lambda$ backward (:func:`s4rec_components.grad_reverse`). So $W, w_0$
+    $-\lambda$ backward (``s4rec_components.grad_reverse``). So $W, w_0$
     receive the ordinary gradient of $\mathcal{L}_{Adv}$ and $z$ receives
     $-\lambda$ times it.
 
@@ -89,7 +89,7 @@ def head_tail_adversarial_loss(
         - output: loss $()$ in ``promote(z.dtype, float32)``, logits $(b, c)$.
 
     Returns:
-        An :class:`AdversaryOutput`.
+        An ``AdversaryOutput``.
 
     Raises:
         TypeError: if ``z`` is not floating or ``labels`` is not an integer tensor.
@@ -126,14 +126,14 @@ class HeadTailAdversary(nn.Module):
     \mathcal{L}_{Adv} = -\hat c[c] + \log \sum_i \exp(\hat c[i])
     $$
 
-    averaged over the batch. $R_\lambda$ (:class:`s4rec_components.GradientReversal`)
+    averaged over the batch. $R_\lambda$ (``s4rec_components.GradientReversal``)
     is the identity in the forward pass and multiplies the gradient by $-\lambda$ in the
     backward pass: minimising the total loss, the classifier descends $\mathcal{L}_{Adv}$
     while the encoder producing $z$ ascends $\lambda \mathcal{L}_{Adv}$, i.e.
     minimises $\mathcal{L}_{SR} - \lambda \mathcal{L}_{Adv}$ as in the paper. Change
-    $\lambda$ during training with :meth:`set_scale` (e.g. with
-    :func:`s4rec_components.dann_schedule`). The classifier is ``nn.Linear``'s default
-    initialisation; see :func:`head_tail_adversarial_loss` for the math.
+    $\lambda$ during training with ``set_scale`` (e.g. with
+    ``s4rec_components.dann_schedule``). The classifier is ``nn.Linear``'s default
+    initialisation; see ``head_tail_adversarial_loss`` for the math.
 
     Args:
         hidden_size: dimension ``d`` of the representations. Must be >= 1.
@@ -143,7 +143,7 @@ class HeadTailAdversary(nn.Module):
     Shape:
         - z: $(b, d)$, floating.
         - labels: $(b,)$, integer in $[0, c)$.
-        - output: :class:`AdversaryOutput` with loss $()$ and logits $(b, c)$.
+        - output: ``AdversaryOutput`` with loss $()$ and logits $(b, c)$.
 
     Raises:
         TypeError: if ``hidden_size`` / ``num_classes`` is not an int, ``scale`` is not a

@@ -227,7 +227,7 @@ def mask_items(
         ``(b, l)`` long, a new tensor.
 
     Raises:
-        ValueError, TypeError: as :class:`SequenceAugmenter`.
+        ValueError, TypeError: as ``SequenceAugmenter``.
 
     Examples:
         >>> import torch
@@ -256,7 +256,7 @@ def crop_items(
         ``(b, l)`` long, the window right-aligned and left-padded.
 
     Raises:
-        ValueError, TypeError: as :class:`SequenceAugmenter`.
+        ValueError, TypeError: as ``SequenceAugmenter``.
 
     Examples:
         >>> import torch
@@ -284,7 +284,7 @@ def reorder_items(
         ``(b, l)`` long, the same multiset per row; slots outside the window unchanged.
 
     Raises:
-        ValueError, TypeError: as :class:`SequenceAugmenter`.
+        ValueError, TypeError: as ``SequenceAugmenter``.
 
     Examples:
         >>> import torch
@@ -319,7 +319,7 @@ def insert_items(
         ``(b, l)`` long, $\min(n_u + k_u, l)$ items per row, left-padded.
 
     Raises:
-        ValueError, TypeError: as :class:`SequenceAugmenter`.
+        ValueError, TypeError: as ``SequenceAugmenter``.
 
     Examples:
         >>> import torch

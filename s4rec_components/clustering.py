@@ -3,7 +3,7 @@ r"""Online intent clustering with trainable prototypes (S4Rec Sec. 4.1, Eq. 7-11
 Sequence representations $z_u$ are scored against $k$ trainable prototypes
 (intents) $\mu$; the soft assignment $p_u$ (Eq. 7) is trained by cross-entropy
 (Eq. 8) towards an equipartitioned target $q_u$ computed on the batch by Sinkhorn-Knopp
-(Eq. 9-11, :func:`s4rec_components.sinkhorn_knopp`). Clustering happens on the fly, batch by
+(Eq. 9-11, ``s4rec_components.sinkhorn_knopp``). Clustering happens on the fly, batch by
 batch, so the prototypes keep their identity from one step to the next.
 
 Letter legend: ``b`` batch, ``d`` hidden size, ``k`` prototypes.
@@ -36,7 +36,7 @@ MIN_COMPUTE_DTYPE = torch.float32
 
 
 class ClusteringOutput(NamedTuple):
-    """What :class:`OnlineIntentClustering` returns.
+    """What ``OnlineIntentClustering`` returns.
 
     Attributes:
         loss: 0-d, $\\mathcal{L}_{Clust}$ (Eq. 8) averaged over the batch.
@@ -108,11 +108,11 @@ def online_clustering(
     Shape:
         - z: $(b, d)$, floating.
         - prototypes: $(k, d)$, floating.
-        - output: see :class:`ClusteringOutput`; ``loss`` and ``probs`` are in
+        - output: see ``ClusteringOutput``; ``loss`` and ``probs`` are in
           ``promote(z.dtype, float32)``, ``targets`` in the same dtype.
 
     Returns:
-        A :class:`ClusteringOutput`.
+        A ``ClusteringOutput``.
 
     Raises:
         TypeError: if ``z`` or ``prototypes`` is not a floating tensor.
@@ -172,7 +172,7 @@ class OnlineIntentClustering(nn.Module):
     where $\hat\mu$ are the L2-normalised prototype rows (as in SwAV) and
     $\hat z_u$ the normalised representations when ``normalize=True``. The loss trains
     both $z$ (the encoder) and $\mu$; $q$ is a constant. See
-    :func:`online_clustering` for the function holding the math.
+    ``online_clustering`` for the function holding the math.
 
     ``freeze_prototypes_steps`` (SwAV's ``freeze_prototypes_niters``): while the step counter
     ``step`` (a buffer, saved in the state dict, incremented by every forward in training
@@ -194,7 +194,7 @@ class OnlineIntentClustering(nn.Module):
 
     Shape:
         - z: $(b, d)$, floating.
-        - output: :class:`ClusteringOutput` with loss $()$, assignments $(b,)$,
+        - output: ``ClusteringOutput`` with loss $()$, assignments $(b,)$,
           prototypes $(k, d)$, probs and targets $(b, k)$.
 
     Raises:

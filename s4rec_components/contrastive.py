@@ -57,7 +57,7 @@ def _check_inputs(
     assignments: Tensor | None,
     labels: Tensor | None,
 ) -> None:
-    """Validate the tensors of :func:`intent_info_nce` (shapes, dtypes, index ranges)."""
+    """Validate the tensors of ``intent_info_nce`` (shapes, dtypes, index ranges)."""
     for x, name in ((z1, "z1"), (z2, "z2")):
         check_tensor(x, name)
         check_ndim(x, 2, name, "(b, d)")
@@ -244,7 +244,7 @@ class IntentInfoNCE(nn.Module):
     $$
 
     A thin module storing the hyper-parameters; the math and the details (positive in the
-    denominator, ``labels`` masking, half precision) are in :func:`intent_info_nce`.
+    denominator, ``labels`` masking, half precision) are in ``intent_info_nce``.
 
     Args:
         temperature: $\tau_2$. Must be > 0.
@@ -294,7 +294,7 @@ class IntentInfoNCE(nn.Module):
         assignments: Tensor | None = None,
         labels: Tensor | None = None,
     ) -> Tensor:
-        """The loss of the views ``(b, d)``; see :func:`intent_info_nce`."""
+        """The loss of the views ``(b, d)``; see ``intent_info_nce``."""
         return intent_info_nce(
             z1,
             z2,

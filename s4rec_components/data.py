@@ -1,7 +1,7 @@
 r"""Sequential-recommendation datasets: loading, generation, download and the leave-one-out split.
 
-Every loader returns a :class:`SequenceDataset`: one chronological item sequence per user, item ids
-``1..n`` (0 is padding everywhere in this library). :meth:`SequenceDataset.split` builds the
+Every loader returns a ``SequenceDataset``: one chronological item sequence per user, item ids
+``1..n`` (0 is padding everywhere in this library). ``SequenceDataset.split`` builds the
 leave-one-out protocol of S4Rec Section 5.1.2 (and of the S3-Rec / CoSeRec / ICLRec line of work):
 for a user with items $(s_1, \dots, s_T)$,
 
@@ -12,12 +12,12 @@ $$
 
 Sources:
 
-* :func:`load_sequences`: the one-line-per-user text format of the public ICLRec repository
+* ``load_sequences``: the one-line-per-user text format of the public ICLRec repository
   (``user_id item item ...``);
-* :func:`load_recbole_inter`: a RecBole atomic ``.inter`` file;
-* :func:`generate_synthetic`: a small dataset with latent intents and sequential structure, for
+* ``load_recbole_inter``: a RecBole atomic ``.inter`` file;
+* ``generate_synthetic``: a small dataset with latent intents and sequential structure, for
   tests and quick runs;
-* :func:`download_dataset`: fetches Beauty / Sports / Toys (ICLRec's ``data/`` folder) or MovieLens-1M
+* ``download_dataset``: fetches Beauty / Sports / Toys (ICLRec's ``data/`` folder) or MovieLens-1M
   (GroupLens) and converts the latter to the one-line format.
 """
 
@@ -63,7 +63,7 @@ DATASET_FILES: dict[str, str] = {
     "Toys": "Toys_and_Games.txt",
     "ML-1M": "ml-1m.txt",
 }
-"""File name written under ``root`` for every dataset :func:`download_dataset` knows."""
+"""File name written under ``root`` for every dataset ``download_dataset`` knows."""
 
 ICLREC_DATA_URL = "https://raw.githubusercontent.com/salesforce/ICLRec/master/data/"
 MOVIELENS_1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
@@ -92,7 +92,7 @@ class SequenceDataset:
     The sequences are concatenated into one long tensor ``items`` with ``offsets`` marking where
     each user starts: user ``u`` owns ``items[offsets[u]:offsets[u + 1]]``. Item ids are
     ``1..num_items`` (0 is padding and never appears), and every user has at least
-    ``MIN_SEQUENCE_LENGTH = 3`` items so that :meth:`split` can hold out two of them.
+    ``MIN_SEQUENCE_LENGTH = 3`` items so that ``split`` can hold out two of them.
 
     Args:
         items: ``(m,)`` integer tensor, all sequences concatenated, ids in ``1..num_items``.
@@ -250,14 +250,14 @@ class SequenceDataset:
 
     # ------------------------------------------------------------------ the split
     def split(self, max_len: int = 50) -> LeaveOneOutSplit:
-        r"""The leave-one-out split of every user, as padded tensors (see :class:`LeaveOneOutSplit`).
+        r"""The leave-one-out split of every user, as padded tensors (see ``LeaveOneOutSplit``).
 
         Args:
             max_len: $l$, the model's input length; inputs keep their last ``max_len``
                 items, left-padded with 0. Must be >= 1.
 
         Returns:
-            A :class:`LeaveOneOutSplit` on the CPU.
+            A ``LeaveOneOutSplit`` on the CPU.
 
         Raises:
             ValueError: if ``max_len < 1``.
@@ -431,7 +431,7 @@ def load_sequences(path: str | Path, name: str | None = None) -> SequenceDataset
         name: label of the dataset; defaults to the file's stem.
 
     Returns:
-        A :class:`SequenceDataset`.
+        A ``SequenceDataset``.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
@@ -523,7 +523,7 @@ def load_recbole_inter(
     * users are numbered ``1..u`` in order of first appearance in the file (their original tokens
       are not kept), and items are re-indexed from 1 in the order they first occur when the kept
       users' sorted sequences are read one after another; so saving the result with
-      :meth:`SequenceDataset.save` and loading it back gives the same ids.
+      ``SequenceDataset.save`` and loading it back gives the same ids.
 
     Args:
         path: the ``.inter`` file.
@@ -533,7 +533,7 @@ def load_recbole_inter(
         name: label of the dataset; defaults to the file's stem.
 
     Returns:
-        A :class:`SequenceDataset`.
+        A ``SequenceDataset``.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
@@ -680,7 +680,7 @@ def generate_synthetic(
         popularity_skew: $\gamma \ge 1$; larger is more skewed.
 
     Returns:
-        A :class:`SequenceDataset` named ``"synthetic"``.
+        A ``SequenceDataset`` named ``"synthetic"``.
 
     Raises:
         ValueError: for out-of-range arguments.
@@ -762,7 +762,7 @@ def download_dataset(
 
     * Beauty / Sports / Toys: the preprocessed one-line files of the public ICLRec repository
       (``Beauty.txt``, ``Sports_and_Outdoors.txt``, ``Toys_and_Games.txt``), checked against
-      :data:`KNOWN_SHA256`.
+      ``KNOWN_SHA256``.
     * ML-1M: GroupLens ``ml-1m.zip``; its ``ratings.dat`` (``user::item::rating::timestamp``) is
       converted to ``ml-1m.txt`` in the one-line format: each user's ratings sorted by timestamp
       (stable), users in ascending id order, items re-indexed from 1 in order of first occurrence,

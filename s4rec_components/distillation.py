@@ -162,7 +162,7 @@ class PrototypeDistillation(nn.Module):
     $$
 
     with the softmax over the $d$ features. A thin module storing the
-    hyper-parameters; see :func:`prototype_distillation`.
+    hyper-parameters; see ``prototype_distillation``.
 
     Args:
         temperature: $\tau_3$. Must be > 0.

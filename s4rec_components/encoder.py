@@ -2,7 +2,7 @@
 
 The architecture, the parameter names and the initialisation follow the SASRec model of the
 public S3-Rec / CoSeRec / ICLRec code (``src/models.py`` and ``src/modules.py`` there), so a
-state dict trained with that code loads with :meth:`SASRecEncoder.from_iclrec_state_dict` and
+state dict trained with that code loads with ``SASRecEncoder.from_iclrec_state_dict`` and
 gives the same outputs at real (non-padding) positions.
 
 Letter legend: ``b`` batch, ``l`` sequence length, ``d`` hidden size, ``n`` items; inside the
@@ -43,7 +43,7 @@ NUM_SPECIAL_ROWS = 2
 FFN_EXPANSION = 4
 """Width of the feed-forward layer as a multiple of the hidden size (``dense_1``: d -> 4d)."""
 POOLINGS = ("last", "mean")
-"""Allowed values of ``pooling`` in :meth:`SASRecEncoder.represent`."""
+"""Allowed values of ``pooling`` in ``SASRecEncoder.represent``."""
 NESTING_KEYS = ("model", "state_dict")
 """Keys under which a training checkpoint may nest the model's state dict."""
 DATA_PARALLEL_PREFIX = "module."
@@ -225,7 +225,7 @@ class _Layer(nn.Module):
         return self.intermediate(self.attention(x, mask))
 
     def forward_packed(self, x: Tensor, layout: _PackedLayout) -> Tensor:
-        """``x``: (m, d) real tokens only; see :meth:`_SelfAttention.forward_packed`."""
+        """``x``: (m, d) real tokens only; see ``_SelfAttention.forward_packed``."""
         return self.intermediate(self.attention.forward_packed(x, layout))
 
 
@@ -301,7 +301,7 @@ class SASRecEncoder(nn.Module):
     X' = \operatorname{LN}\big(A + \operatorname{Dropout}(W_2\,\operatorname{GELU}(W_1 A))\big)
     $$
 
-    with exact (erf) GELU and the attention mask $M$ of :func:`sasrec_attention_mask`:
+    with exact (erf) GELU and the attention mask $M$ of ``sasrec_attention_mask``:
     key $j$ is visible to query $i$ iff $j \le i$ and item $j$ is not
     padding. The public code adds $-10^4$ to masked scores; here a boolean mask goes to
     ``scaled_dot_product_attention``, which agrees to float precision at real positions.
@@ -313,7 +313,7 @@ class SASRecEncoder(nn.Module):
     expected left-padded (most recent item last) for ``represent(pooling="last")``. Weights are
     initialised as in that code: Linear / Embedding weights $\mathcal{N}(0, 0.02^2)$
     (including the padding row), biases 0, LayerNorm 1 / 0. Submodules carry that code's names,
-    so :meth:`to_iclrec_state_dict` and :meth:`from_iclrec_state_dict` are identity mappings.
+    so ``to_iclrec_state_dict`` and ``from_iclrec_state_dict`` are identity mappings.
 
     Args:
         num_items: number of real items ``n`` (ids ``1..n``). Must be >= 1.
@@ -543,7 +543,7 @@ class SASRecEncoder(nn.Module):
         mask id $n + 1$ is excluded.
 
         Args:
-            h: representations, e.g. from :meth:`represent` or the full encoder output.
+            h: representations, e.g. from ``represent`` or the full encoder output.
 
         Shape:
             - h: $(\ldots, d)$.
@@ -577,7 +577,7 @@ class SASRecEncoder(nn.Module):
         """The parameters under ICLRec's key names (detached copies), for that code to load.
 
         Returns:
-            A flat ``{name: tensor}`` dict with the keys that :meth:`from_iclrec_state_dict` reads.
+            A flat ``{name: tensor}`` dict with the keys that ``from_iclrec_state_dict`` reads.
 
         Examples:
             >>> from s4rec_components import SASRecEncoder

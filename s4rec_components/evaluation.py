@@ -187,7 +187,7 @@ def ranking_metrics(ranks: Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, 
     $$
 
     Args:
-        ranks: ``(u,)`` non-negative integer ranks (from :func:`rank_targets`).
+        ranks: ``(u,)`` non-negative integer ranks (from ``rank_targets``).
         ks: cut-offs, each >= 1.
 
     Shape:
@@ -228,7 +228,7 @@ def ranking_metrics(ranks: Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, 
 
 @dataclass
 class RankingResult:
-    """Outcome of :func:`evaluate_ranking`: the metrics and every user's rank.
+    """Outcome of ``evaluate_ranking``: the metrics and every user's rank.
 
     Attributes:
         metrics: ``{"HR@5": ..., "NDCG@5": ..., ...}`` over all users.
@@ -290,8 +290,8 @@ def evaluate_ranking(
     r"""Full-ranking HR@k / NDCG@k of a scorer over many users, batch by batch.
 
     For every batch, ``score_fn(inputs[batch])`` gives ``(b, n)`` scores of the items ``0..n-1``
-    (call it under the model's ``eval()`` mode yourself); :func:`rank_targets` ranks the targets
-    on that device, and :func:`ranking_metrics` averages over all users. Runs under
+    (call it under the model's ``eval()`` mode yourself); ``rank_targets`` ranks the targets
+    on that device, and ``ranking_metrics`` averages over all users. Runs under
     ``torch.no_grad()``.
 
     Args:
@@ -301,7 +301,7 @@ def evaluate_ranking(
         history: ``(u, h)`` items to exclude (0 = padding), or ``None``.
         batch_size: users per call of ``score_fn``, >= 1.
         ignore_ids: ids never ranked (padding 0, and the mask id if the scorer has its column).
-        history_value: see :func:`rank_targets` (``0.0`` = ICLRec's code).
+        history_value: see ``rank_targets`` (``0.0`` = ICLRec's code).
         device: where to score; default the device of ``inputs``.
         progress: show a tqdm bar (only if tqdm is installed; silently none otherwise).
         ks: cut-offs.
@@ -310,7 +310,7 @@ def evaluate_ranking(
         - inputs: $(u, l)$; targets: $(u,)$; history: $(u, h)$.
 
     Returns:
-        A :class:`RankingResult` whose ``ranks`` are on the CPU.
+        A ``RankingResult`` whose ``ranks`` are on the CPU.
 
     Raises:
         TypeError: on non-integer inputs / targets / history or a non-float score.

@@ -3,7 +3,7 @@ r"""Gradient reversal layer for the head-tail adversary (S4Rec Sec. 4.3; DANN).
 Placed between the encoder and the head-tail classifier of Eq. 17, the layer lets the
 classifier minimise $\mathcal{L}_{Adv}$ while the encoder receives the gradient of
 $-\lambda \mathcal{L}_{Adv}$: the forward pass is the identity, the backward pass
-multiplies the incoming gradient by $-\lambda$. :func:`dann_schedule` is DANN's usual
+multiplies the incoming gradient by $-\lambda$. ``dann_schedule`` is DANN's usual
 warm-up of $\lambda$ from 0 to 1 over training.
 """
 
@@ -73,7 +73,7 @@ def grad_reverse(x: Tensor, scale: float | Tensor = DEFAULT_SCALE) -> Tensor:
     Args:
         x: any floating tensor.
         scale: $\lambda$, a finite float or a finite 0-d floating tensor (e.g. a buffer
-            updated by :func:`dann_schedule`); 0 blocks the gradient, negative values keep
+            updated by ``dann_schedule``); 0 blocks the gradient, negative values keep
             its sign.
 
     Shape:
@@ -153,8 +153,8 @@ class GradientReversal(nn.Module):
 
     $\lambda$ is kept as a float32 0-d buffer named ``scale`` (persistent, so it is saved
     in the ``state_dict`` and follows ``.to(device)``); change it between steps with
-    :meth:`set_scale`, e.g. ``grl.set_scale(dann_schedule(step / total))``. Calls
-    :func:`grad_reverse`.
+    ``set_scale``, e.g. ``grl.set_scale(dann_schedule(step / total))``. Calls
+    ``grad_reverse``.
 
     Args:
         scale: the initial $\lambda$, a finite float.

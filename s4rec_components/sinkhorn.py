@@ -184,7 +184,7 @@ class SinkhornKnopp(nn.Module):
     polytope with row marginals $1/b$ and column marginals $1/k$ by ``num_iters``
     rounds of alternating normalisation in the log domain, and returns $b \cdot Q$, whose
     rows sum to 1. A thin wrapper that stores the hyper-parameters and calls
-    :func:`sinkhorn_knopp`; see there for the details (float32 output, no gradient, the
+    ``sinkhorn_knopp``; see there for the details (float32 output, no gradient, the
     distributed mode and its silent local fallback).
 
     Args:
@@ -224,7 +224,7 @@ class SinkhornKnopp(nn.Module):
         self.distributed = bool(distributed)
 
     def forward(self, scores: Tensor) -> Tensor:
-        """Soft targets ``(b, k)`` for the scores ``(b, k)``; see :func:`sinkhorn_knopp`."""
+        """Soft targets ``(b, k)`` for the scores ``(b, k)``; see ``sinkhorn_knopp``."""
         return sinkhorn_knopp(scores, self.num_iters, self.epsilon, self.distributed)
 
     def extra_repr(self) -> str:

@@ -135,7 +135,7 @@ def test_cli_errors(assets, tmp_path):
                        "--max-len", "11"])
     with pytest.raises(FileNotFoundError, match="no such file"):
         evaluate.main(["--data", str(tmp_path / "none.txt"), "--iclrec-checkpoint", str(checkpoint)])
-    with pytest.raises(NotImplementedError, match="--checkpoint"):
+    with pytest.raises(ValueError, match="use --iclrec-checkpoint"):  # an ICLRec file given as ours
         evaluate.main(["--data", str(bigger), "--checkpoint", str(checkpoint)])
     with pytest.raises(SystemExit):  # exactly one checkpoint option
         evaluate.parse_args(["--data", "x"])

@@ -1,7 +1,7 @@
 """Run configuration and presets of the S4Rec reference example.
 
 Configuration objects live here, in the example, never in the library: the library's
-constructors take explicit keyword arguments and :func:`model.build_model` unpacks this
+constructors take explicit keyword arguments and ``model.build_model`` unpacks this
 dataclass into them.
 
 Presets switch loss terms on and off (Eq. 18 of the paper):

@@ -12,9 +12,9 @@ encoder as a single ``(3b, l)`` batch, then:
   cross-entropy with one sampled negative of the public ICLRec code (``bce``) or the full
   softmax cross-entropy over all items (``ce``);
 * ``L_Clust``: online clustering of the original sequence's representation ``z_u``
-  (:class:`~s4rec_components.OnlineIntentClustering`, Eq. 7-11);
+  (``OnlineIntentClustering``, Eq. 7-11);
 * ``L_SCL``: InfoNCE between the two views, with the non-assigned prototypes as extra negatives
-  for the intent-aware presets (:class:`~s4rec_components.IntentInfoNCE`, Eq. 13-14);
+  for the intent-aware presets (``IntentInfoNCE``, Eq. 13-14);
 * ``L_CKD``: KL from the assigned prototype to each view (Eq. 15-16, summed over the two views);
 * ``L_Adv``: head/tail classifier behind a gradient reversal layer on ``z_u`` (Eq. 17).
 
@@ -216,7 +216,7 @@ def save_checkpoint(path: str | Path, model: S4Rec, extra: dict[str, Any] | None
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> S4Rec:
-    """Rebuild an :class:`S4Rec` from a checkpoint written by :func:`save_checkpoint` (eval mode)."""
+    """Rebuild an ``S4Rec`` from a checkpoint written by ``save_checkpoint`` (eval mode)."""
     payload = torch.load(path, map_location=device, weights_only=True)
     if not isinstance(payload, dict) or "config" not in payload or "model" not in payload:
         raise ValueError(
