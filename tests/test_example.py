@@ -141,3 +141,26 @@ def test_cli_default_config_values():
 def test_bad_preset_is_rejected():
     with pytest.raises(ValueError, match="preset must be one of"):
         TrainConfig(preset="nope")
+
+
+def test_headtail_study_writes_json_and_figures(tmp_path):
+    import headtail
+
+    runs = []
+    for preset in ("s4rec", "s4rec-no-gr"):
+        run = tmp_path / preset
+        train_script.train(tiny_config(preset=preset, epochs=1), run, quiet=True)
+        runs.append(str(run))
+    results = headtail.main(["--runs", *runs, "--output", str(tmp_path / "study")])
+    assert [r["preset"] for r in results] == ["s4rec", "s4rec-no-gr"]
+    for r in results:
+        rates = r["head_rate"]["per_cluster"]
+        assert rates and all(0.0 <= x <= 1.0 for x in rates)
+        assert sum(r["head_rate"]["cluster_sizes"]) == 160
+        assert r["metrics"]["num_head"] + r["metrics"]["num_tail"] == 160
+        assert set(r["metrics"]["head"]) == set(r["metrics"]["all"])
+    saved = json.loads((tmp_path / "study" / "headtail.json").read_text())
+    assert saved == results
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "study" / "head_rate_boxplot.png").stat().st_size > 0
+    assert (tmp_path / "study" / "headtail_metrics.png").stat().st_size > 0

@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> str:
     for dataset, preset, loss, seed, pooling, r in sorted(rows, key=lambda x: x[:5]):
         c = r["config"]
         ref = paper_row(paper, dataset, preset) if paper else None
+        if preset == "sasrec":
+            pooling = "-"  # no self-supervised head uses z_u
         ref_text = " / ".join(f"{v:.4f}" for v in ref) if ref else "-"
         wall = r.get("total_seconds", 0.0) / 60
         lines.append(
