@@ -28,14 +28,21 @@ _EXPORTS: dict[str, str] = {
     "prototype_distillation": "distillation",
     # augment.py
     "SequenceAugmenter": "augment",
+    "mask_items": "augment",
+    "crop_items": "augment",
+    "reorder_items": "augment",
+    "insert_items": "augment",
     # encoder.py
     "SASRecEncoder": "encoder",
+    "sasrec_attention_mask": "encoder",
     # clustering.py
     "OnlineIntentClustering": "clustering",
     "ClusteringOutput": "clustering",
+    "online_clustering": "clustering",
     # adversary.py
     "HeadTailAdversary": "adversary",
     "AdversaryOutput": "adversary",
+    "head_tail_adversarial_loss": "adversary",
     # data.py
     "SequenceDataset": "data",
     "LeaveOneOutSplit": "data",
@@ -68,9 +75,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .adversary import AdversaryOutput, HeadTailAdversary
-    from .augment import SequenceAugmenter
-    from .clustering import ClusteringOutput, OnlineIntentClustering
+    from .adversary import AdversaryOutput, HeadTailAdversary, head_tail_adversarial_loss
+    from .augment import SequenceAugmenter, crop_items, insert_items, mask_items, reorder_items
+    from .clustering import ClusteringOutput, OnlineIntentClustering, online_clustering
     from .contrastive import IntentInfoNCE, intent_info_nce
     from .data import (
         LeaveOneOutSplit,
@@ -81,7 +88,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_sequences,
     )
     from .distillation import PrototypeDistillation, prototype_distillation
-    from .encoder import SASRecEncoder
+    from .encoder import SASRecEncoder, sasrec_attention_mask
     from .evaluation import RankingResult, evaluate_ranking, rank_targets, ranking_metrics
     from .gradient_reversal import GradientReversal, dann_schedule, grad_reverse
     from .sinkhorn import SinkhornKnopp, sinkhorn_knopp

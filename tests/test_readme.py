@@ -27,3 +27,12 @@ def test_readme_names_the_test_command_that_ci_runs():
     ci = (README.parent / ".ci" / "run").read_text()
     command = "python -m pytest"
     assert command in text and command in ci
+
+
+def test_every_exported_name_resolves():
+    import s4rec_components
+
+    for name in s4rec_components.__all__:
+        assert getattr(s4rec_components, name) is not None, name
+    with __import__("pytest").raises(AttributeError, match="no attribute"):
+        s4rec_components.not_a_name  # noqa: B018
