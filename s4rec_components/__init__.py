@@ -75,8 +75,18 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .adversary import AdversaryOutput, HeadTailAdversary, head_tail_adversarial_loss
-    from .augment import SequenceAugmenter, crop_items, insert_items, mask_items, reorder_items
+    from .adversary import (
+        AdversaryOutput,
+        HeadTailAdversary,
+        head_tail_adversarial_loss,
+    )
+    from .augment import (
+        SequenceAugmenter,
+        crop_items,
+        insert_items,
+        mask_items,
+        reorder_items,
+    )
     from .clustering import ClusteringOutput, OnlineIntentClustering, online_clustering
     from .contrastive import IntentInfoNCE, intent_info_nce
     from .data import (
@@ -89,6 +99,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .distillation import PrototypeDistillation, prototype_distillation
     from .encoder import SASRecEncoder, sasrec_attention_mask
-    from .evaluation import RankingResult, evaluate_ranking, rank_targets, ranking_metrics
+    from .evaluation import (
+        RankingResult,
+        evaluate_ranking,
+        rank_targets,
+        ranking_metrics,
+    )
     from .gradient_reversal import GradientReversal, dann_schedule, grad_reverse
     from .sinkhorn import SinkhornKnopp, sinkhorn_knopp

@@ -63,6 +63,14 @@ def check_same_size(a: Tensor, b: Tensor, dims: Sequence[int], names: tuple[str,
         )
 
 
+def check_int(value: object, name: str, minimum: int) -> None:
+    """Raise ``TypeError`` unless ``value`` is an ``int`` (not a bool), ``ValueError`` if below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+
+
 def check_positive(value: float, name: str) -> None:
     """Raise ``ValueError`` unless ``value > 0``."""
     if not value > 0:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ._validation import (
     check_float,
+    check_int,
     check_integer,
     check_ndim,
     check_nonempty,
@@ -47,12 +48,6 @@ class AdversaryOutput(NamedTuple):
     loss: Tensor
     logits: Tensor
 
-
-def _check_int(value: object, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
 
 
 def head_tail_adversarial_loss(
@@ -170,8 +165,8 @@ class HeadTailAdversary(nn.Module):
         self, hidden_size: int, num_classes: int = HEAD_TAIL_CLASSES, scale: float = 1.0
     ) -> None:
         super().__init__()
-        _check_int(hidden_size, "hidden_size", 1)
-        _check_int(num_classes, "num_classes", 2)
+        check_int(hidden_size, "hidden_size", 1)
+        check_int(num_classes, "num_classes", 2)
         self.reversal = GradientReversal(scale)
         self.classifier = nn.Linear(hidden_size, num_classes)
 

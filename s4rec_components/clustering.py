@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ._validation import (
     check_choice,
     check_float,
+    check_int,
     check_ndim,
     check_nonempty,
     check_positive,
@@ -56,17 +57,11 @@ class ClusteringOutput(NamedTuple):
     targets: Tensor
 
 
-def _check_int(value: object, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-
 
 def _check_hyperparameters(temperature: float, epsilon: float, sinkhorn_iters: int) -> None:
     check_positive(temperature, "temperature")
     check_positive(epsilon, "epsilon")
-    _check_int(sinkhorn_iters, "sinkhorn_iters", 1)
+    check_int(sinkhorn_iters, "sinkhorn_iters", 1)
 
 
 def online_clustering(
@@ -230,10 +225,10 @@ class OnlineIntentClustering(nn.Module):
         distributed: bool = False,
     ) -> None:
         super().__init__()
-        _check_int(hidden_size, "hidden_size", 1)
-        _check_int(num_prototypes, "num_prototypes", 1)
+        check_int(hidden_size, "hidden_size", 1)
+        check_int(num_prototypes, "num_prototypes", 1)
         _check_hyperparameters(temperature, epsilon, sinkhorn_iters)
-        _check_int(freeze_prototypes_steps, "freeze_prototypes_steps", 0)
+        check_int(freeze_prototypes_steps, "freeze_prototypes_steps", 0)
         check_choice(assign_from, ASSIGN_SOURCES, "assign_from")
         self.hidden_size = hidden_size
         self.num_prototypes = num_prototypes

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ._validation import (
     check_choice,
     check_float,
+    check_int,
     check_integer,
     check_ndim,
     check_nonempty,
@@ -237,12 +238,6 @@ class _Encoder(nn.Module):
         self.layer = nn.ModuleList(layers)
 
 
-def _check_int(value: object, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-
 
 def _layer_shapes(d: int) -> dict[str, tuple[int, ...]]:
     """Expected shape of every per-layer tensor, keyed by its name under ``layer.N.``."""
@@ -373,11 +368,11 @@ class SASRecEncoder(nn.Module):
         skip_padding: bool = True,
     ) -> None:
         super().__init__()
-        _check_int(num_items, "num_items", 1)
-        _check_int(hidden_size, "hidden_size", 1)
-        _check_int(num_layers, "num_layers", 1)
-        _check_int(num_heads, "num_heads", 1)
-        _check_int(max_len, "max_len", 1)
+        check_int(num_items, "num_items", 1)
+        check_int(hidden_size, "hidden_size", 1)
+        check_int(num_layers, "num_layers", 1)
+        check_int(num_heads, "num_heads", 1)
+        check_int(max_len, "max_len", 1)
         if hidden_size % num_heads != 0:
             raise ValueError(
                 f"hidden_size must be divisible by num_heads, got hidden_size={hidden_size}, "

@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ._validation import check_float, check_integer, check_ndim, check_nonempty, check_same_size
+from ._validation import (
+    check_float,
+    check_integer,
+    check_ndim,
+    check_nonempty,
+    check_same_size,
+)
 
 PADDING_ID = 0
 """Item id 0 pads histories; it is never treated as a history item."""

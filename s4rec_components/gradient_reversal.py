@@ -15,7 +15,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_float, check_ndim, check_positive, check_probability, check_tensor
+from ._validation import (
+    check_float,
+    check_ndim,
+    check_positive,
+    check_probability,
+    check_tensor,
+)
 
 __all__ = ["GradientReversal", "dann_schedule", "grad_reverse"]
 

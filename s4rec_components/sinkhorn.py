@@ -21,7 +21,13 @@ import torch.distributed as dist
 from einops import rearrange
 from torch import Tensor, nn
 
-from ._validation import check_float, check_ndim, check_nonempty, check_positive, check_tensor
+from ._validation import (
+    check_float,
+    check_ndim,
+    check_nonempty,
+    check_positive,
+    check_tensor,
+)
 
 __all__ = ["SinkhornKnopp", "sinkhorn_knopp"]
 

@@ -15,9 +15,9 @@ import logging
 import random
 
 import torch
+from test_augment import best_time, python_loop, reference_augment, speed_batch
 
 from s4rec_components import SequenceAugmenter
-from test_augment import best_time, python_loop, reference_augment, speed_batch
 
 logger = logging.getLogger("bench_augment")
 

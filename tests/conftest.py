@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import strategies  # noqa: F401  (registers and loads the hypothesis profile)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

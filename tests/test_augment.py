@@ -16,10 +16,10 @@ import hypothesis.strategies as st
 import pytest
 import torch
 from hypothesis import given, settings
+from strategies import left_padded_sequences, seeds
 
 from s4rec_components import SequenceAugmenter
 from s4rec_components.augment import crop_items, insert_items, mask_items, reorder_items
-from strategies import left_padded_sequences, seeds
 
 OPS = ("mask", "crop", "reorder", "insert")
 POOL_SIZE = 5  # pool ids sit above the input ids, so inserted items are recognisable

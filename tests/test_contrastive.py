@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
+from strategies import float_tensors, seeds, temperatures
 
 from s4rec_components import IntentInfoNCE, intent_info_nce
-from strategies import float_tensors, seeds, temperatures
 
 similarities = st.sampled_from(["dot", "cosine"])
 small = st.integers(min_value=1, max_value=7)

@@ -16,6 +16,7 @@ import hypothesis.strategies as st
 import pytest
 import torch
 from hypothesis import given, settings
+from strategies import seeds
 
 from s4rec_components import (
     LeaveOneOutSplit,
@@ -26,8 +27,6 @@ from s4rec_components import (
     load_sequences,
 )
 from s4rec_components.data import KNOWN_SHA256
-
-from strategies import seeds
 
 
 # ---------------------------------------------------------------------------- reference split

@@ -8,9 +8,16 @@ import hypothesis.strategies as st
 import pytest
 import torch
 from hypothesis import given
+from strategies import (
+    batch_sizes,
+    float_tensors,
+    hidden_sizes,
+    num_prototypes,
+    seeds,
+    temperatures,
+)
 
 from s4rec_components import PrototypeDistillation, prototype_distillation
-from strategies import batch_sizes, float_tensors, hidden_sizes, num_prototypes, seeds, temperatures
 
 reductions = st.sampled_from(["mean", "sum", "none"])
 # float64 KL of nearly equal distributions may round a hair below 0.

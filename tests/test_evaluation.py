@@ -8,10 +8,14 @@ import hypothesis.strategies as st
 import pytest
 import torch
 from hypothesis import given, settings
-
-from s4rec_components import RankingResult, evaluate_ranking, rank_targets, ranking_metrics
-
 from strategies import seeds
+
+from s4rec_components import (
+    RankingResult,
+    evaluate_ranking,
+    rank_targets,
+    ranking_metrics,
+)
 
 
 # ---------------------------------------------------------------------------- slow references

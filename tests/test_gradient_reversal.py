@@ -9,9 +9,9 @@ import hypothesis.strategies as st
 import pytest
 import torch
 from hypothesis import given, settings
+from strategies import batch_sizes, float_tensors, hidden_sizes, seeds
 
 from s4rec_components import GradientReversal, dann_schedule, grad_reverse
-from strategies import batch_sizes, float_tensors, hidden_sizes, seeds
 
 scales = st.floats(min_value=-5.0, max_value=5.0, allow_nan=False)
 nonzero_scales = scales.filter(lambda s: abs(s) > 1e-2)

@@ -13,9 +13,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from hypothesis import given, settings
+from strategies import float_tensors, seeds
 
 from s4rec_components import SinkhornKnopp, sinkhorn_knopp
-from strategies import float_tensors, seeds
 
 # Scores in [-1, 1] and epsilon >= 0.05 keep exp(scores / epsilon) representable, so the
 # plain-exp SwAV reference below can serve as ground truth.
