@@ -112,6 +112,13 @@ def test_training_end_to_end(tmp_path):
     model = load_checkpoint(tmp_path / "best.pt")
     assert model.config.preset == "s4rec"
 
+    import report
+
+    table = report.main([str(tmp_path / "results.json")])
+    row = table.splitlines()[-1]
+    assert "| generated | s4rec | bce | 0 |" in row
+    assert f"{saved['test']['NDCG@20']:.4f}" in row
+
 
 def test_resume_matches_uninterrupted_run(tmp_path):
     config = tiny_config(preset="s4rec", epochs=3, seed=3)

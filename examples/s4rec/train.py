@@ -117,11 +117,10 @@ def setup_logging(output: Path, quiet: bool) -> None:
     file_handler.setFormatter(fmt)
     file_handler._s4rec = True  # type: ignore[attr-defined]
     root.addHandler(file_handler)
-    if quiet:
-        stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(fmt)
-        stream._s4rec = True  # type: ignore[attr-defined]
-        root.addHandler(stream)
+    stream = logging.StreamHandler(sys.stderr)  # one line per epoch; the bars only when not quiet
+    stream.setFormatter(fmt if quiet else logging.Formatter("%(message)s"))
+    stream._s4rec = True  # type: ignore[attr-defined]
+    root.addHandler(stream)
 
 
 # ---------------------------------------------------------------------------- training
@@ -277,7 +276,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1, ...")
     p.add_argument("--output", default=None, help="run folder (default runs/<data>-<preset>-<loss>-s<seed>)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
-    p.add_argument("--quiet", action="store_true", help="no progress bars; logs to stderr")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, time-stamped log lines only")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     for name in ("lr", "batch_size", "hidden_size", "num_layers", "num_heads", "max_len", "dropout",
                  "num_prototypes", "cluster_temperature", "cl_temperature", "distill_temperature",
