@@ -132,7 +132,8 @@ class S4Rec(nn.Module):
             logits = self.encoder.score_items(h)  # (m, n + 1)
             logits[:, 0] = float("-inf")
             return F.cross_entropy(logits.float(), pos)
-        assert negatives is not None
+        if negatives is None:
+            raise ValueError("the bce loss needs one sampled negative per position")
         pos_logit = (h * table[pos]).sum(-1)
         neg_logit = (h * table[negatives[real]]).sum(-1)
         return -(F.logsigmoid(pos_logit) + F.logsigmoid(-neg_logit)).mean()
@@ -161,8 +162,7 @@ class S4Rec(nn.Module):
         c = self.config
         b = inputs.shape[0]
         batch = inputs
-        if self.use_views:
-            assert self.augmenter is not None
+        if self.augmenter is not None:
             view1 = self.augmenter(inputs, generator=generator)
             view2 = self.augmenter(inputs, generator=generator)
             batch = torch.cat([inputs, view1, view2])
