@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--paper", default=None, help="the paper's results.json, for side-by-side numbers")
     args = p.parse_args(argv)
     paper = json.loads(Path(args.paper).read_text()) if args.paper else None
-    header = ("| dataset | preset | loss | seed | pooling | epochs (cap) | best | "
+    header = ("| dataset | preset | loss | seed | pooling | tau2 | epochs (cap) | best | "
               + " | ".join(METRICS) + " | paper " + " / ".join(METRICS) + " | s/epoch | wall | machine |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     rows = []
@@ -61,15 +61,16 @@ def main(argv: list[str] | None = None) -> str:
         r = json.loads(path.read_text())
         c = r["config"]
         rows.append((dataset_name(c), c["preset"], c["loss"], c["seed"], c.get("pooling", ""), r))
-    for dataset, preset, loss, seed, pooling, r in sorted(rows, key=lambda x: x[:5]):
+    for dataset, preset, loss, seed, pooling, r in sorted(rows, key=lambda x: (*x[:5], x[5]["config"]["cl_temperature"])):
         c = r["config"]
         ref = paper_row(paper, dataset, preset) if paper else None
+        tau2 = f"{c['cl_temperature']:g}" if c["beta1"] > 0 else "-"
         if preset == "sasrec":
             pooling = "-"  # no self-supervised head uses z_u
         ref_text = " / ".join(f"{v:.4f}" for v in ref) if ref else "-"
         wall = r.get("total_seconds", 0.0) / 60
         lines.append(
-            f"| {dataset} | {preset} | {loss} | {seed} | {pooling} | {r['epochs_run']} ({c.get('epochs')}) | "
+            f"| {dataset} | {preset} | {loss} | {seed} | {pooling} | {tau2} | {r['epochs_run']} ({c.get('epochs')}) | "
             f"{r['best_epoch']} | " + " | ".join(f"{r['test'][m]:.4f}" for m in METRICS)
             + f" | {ref_text} | {r['seconds_per_epoch']:.1f} | {wall:.0f} min | {r.get('machine', '?')} |"
         )
