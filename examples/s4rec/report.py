@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> str:
         rows.append((dataset_name(c), c["preset"], c["loss"], c["seed"], c.get("pooling", ""), r))
     for dataset, preset, loss, seed, pooling, r in sorted(rows, key=lambda x: (*x[:5], x[5]["config"]["cl_temperature"])):
         c = r["config"]
-        ref = paper_row(paper, dataset, preset) if paper else None
+        ref = paper_row(paper, dataset, preset) if paper and loss == "bce" else None  # paper: BCE only
         tau2 = f"{c['cl_temperature']:g}" if c["beta1"] > 0 else "-"
         if preset == "sasrec":
             pooling = "-"  # no self-supervised head uses z_u
