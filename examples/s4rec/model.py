@@ -91,10 +91,10 @@ class S4Rec(nn.Module):
             dropout=config.dropout,
         )
         c = config
-        self.use_views = c.beta1 > 0 or c.beta2 > 0
+        use_views = c.beta1 > 0 or c.beta2 > 0
         self.use_clusters = c.alpha > 0 or c.beta2 > 0 or (c.beta1 > 0 and c.intent_negatives)
         self.use_adversary = c.lam > 0
-        self.augmenter = SequenceAugmenter(num_items) if self.use_views else None
+        self.augmenter = SequenceAugmenter(num_items) if use_views else None
         self.clustering = (
             OnlineIntentClustering(
                 c.hidden_size,
@@ -183,7 +183,7 @@ class S4Rec(nn.Module):
             if c.alpha > 0:  # the sr+csd rows use the prototypes without training them by L_Clust
                 terms["clust"] = out.loss
                 total = total + c.alpha * out.loss
-        if self.use_views:
+        if self.augmenter is not None:
             z1 = self.encoder.represent(batch[b : 2 * b], pooling=c.pooling, hidden=hidden[b : 2 * b])
             z2 = self.encoder.represent(batch[2 * b :], pooling=c.pooling, hidden=hidden[2 * b :])
             if self.contrastive is not None:

@@ -187,7 +187,6 @@ def train(
         model.train()
         t0 = time.perf_counter()
         order = torch.randperm(num_users, device=device, generator=generator)
-        sums: dict[str, float] = {}
         sums_t: dict[str, torch.Tensor] = {}
         bar = progress(range(steps), steps, f"epoch {epoch}", show)
         for step in bar:
