@@ -13,6 +13,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    # _validation.py: the global switch for value checks
+    "set_validate_args": "_validation",
+    "validate_args_enabled": "_validation",
+    # constants.py
+    "PADDING_ID": "constants",
+    # ragged.py
+    "Ragged": "ragged",
     # sinkhorn.py
     "SinkhornKnopp": "sinkhorn",
     "sinkhorn_knopp": "sinkhorn",
@@ -75,6 +82,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from ._validation import set_validate_args, validate_args_enabled
+    from .constants import PADDING_ID
+    from .ragged import Ragged
     from .adversary import (
         AdversaryOutput,
         HeadTailAdversary,

@@ -1,15 +1,69 @@
-"""Input checks shared by the public modules (private).
+"""Input checks shared by the public modules (private), and the global validation switch.
 
 Every check raises ``ValueError`` or ``TypeError`` with a message that names the
 argument, what was expected and what arrived.
+
+Two kinds of check live here:
+
+* **structural checks** (type, number of dimensions, dtype, sizes, hyper-parameters): they
+  read only Python-side metadata, never the tensor's values, so they cost no device
+  synchronisation and always run;
+* **value checks** (ranges of ids, finiteness, padding side): they read the tensor and so
+  stall a GPU. They run only while :func:`validate_args_enabled` is true, which is the
+  default; ``set_validate_args(False)`` turns them off in a training loop, as
+  ``torch.distributions.Distribution.set_default_validate_args`` does.
+
+Each public call validates once, then hands its inputs to private ``_impl`` functions
+that trust them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+_VALIDATE_ARGS = True
+
+
+def set_validate_args(enabled: bool) -> None:
+    """Turn the library's value checks on (the default) or off, globally.
+
+    Value checks (item ids within range, finite scores, left padding, ...) read tensor values,
+    which on a GPU forces a host-device synchronisation at every call. Shape, dtype and
+    hyper-parameter checks read no values and always run. Turn value checks off once a
+    pipeline is known to be right, for a training loop without host reads.
+
+    Args:
+        enabled: ``True`` to check values (default), ``False`` to trust them.
+
+    Raises:
+        TypeError: if ``enabled`` is not a ``bool``.
+
+    Examples:
+        >>> import s4rec_components as s4
+        >>> s4.set_validate_args(False)
+        >>> s4.validate_args_enabled()
+        False
+        >>> s4.set_validate_args(True)
+    """
+    global _VALIDATE_ARGS
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
+    _VALIDATE_ARGS = enabled
+
+
+def validate_args_enabled() -> bool:
+    """Whether value checks run (see :func:`set_validate_args`).
+
+    Examples:
+        >>> import s4rec_components as s4
+        >>> s4.validate_args_enabled()
+        True
+    """
+    return _VALIDATE_ARGS
 
 
 def check_tensor(x: object, name: str) -> Tensor:
@@ -45,8 +99,11 @@ def check_nonempty(x: Tensor, name: str) -> None:
 
 
 def check_range(x: Tensor, low: int, high: int, name: str) -> None:
-    """Raise ``ValueError`` unless every entry of ``x`` lies in ``[low, high]``."""
-    if x.numel() == 0:
+    """Raise ``ValueError`` unless every entry of ``x`` lies in ``[low, high]``.
+
+    A value check: skipped while validation is off (it reads the device).
+    """
+    if not _VALIDATE_ARGS or x.numel() == 0:
         return
     lo, hi = int(x.min()), int(x.max())
     if lo < low or hi > high:
@@ -63,27 +120,81 @@ def check_same_size(a: Tensor, b: Tensor, dims: Sequence[int], names: tuple[str,
         )
 
 
-def check_int(value: object, name: str, minimum: int) -> None:
-    """Raise ``TypeError`` unless ``value`` is an ``int`` (not a bool), ``ValueError`` if below ``minimum``."""
+def check_int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
+    """The one checker for counts: an ``int`` (never a ``bool``) in ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    return value
 
 
-def check_positive(value: float, name: str) -> None:
-    """Raise ``ValueError`` unless ``value > 0``."""
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+def check_bool(value: object, name: str) -> bool:
+    """Raise ``TypeError`` unless ``value`` is a ``bool``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
 
 
-def check_probability(value: float, name: str) -> None:
-    """Raise ``ValueError`` unless ``0 <= value <= 1``."""
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+def check_same_dtype(a: Tensor, b: Tensor, names: tuple[str, str]) -> None:
+    """Raise ``TypeError`` naming both arguments and dtypes unless ``a`` and ``b`` share a dtype."""
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"{names[0]} and {names[1]} must have the same dtype, got {a.dtype} and {b.dtype}"
+        )
 
 
-def check_choice(value: str, allowed: Sequence[str], name: str) -> None:
+def check_real(
+    value: object,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """The one hyper-parameter checker for real numbers; return ``float(value)``.
+
+    Refuses ``bool``, ``str`` and every non-number with ``TypeError``, and NaN, infinities and
+    values outside ``[low, high]`` (open ends with ``low_open`` / ``high_open``) with
+    ``ValueError``. Python ints and floats, numpy scalars and 0-d CPU tensors are accepted.
+    """
+    if isinstance(value, bool) or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real number, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number!r}")
+    lo_bad = low is not None and (number <= low if low_open else number < low)
+    hi_bad = high is not None and (number >= high if high_open else number > high)
+    if lo_bad or hi_bad:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo_text = "-inf" if low is None else f"{low:g}"
+        hi_text = "inf" if high is None else f"{high:g}"
+        raise ValueError(f"{name} must lie in {left}{lo_text}, {hi_text}{right}, got {number!r}")
+    return number
+
+
+def check_positive(value: object, name: str) -> float:
+    """Raise unless ``value`` is a finite real number ``> 0`` (temperatures, epsilons)."""
+    return check_real(value, name, low=0.0, low_open=True)
+
+
+def check_probability(value: object, name: str) -> float:
+    """Raise unless ``value`` is a real number in ``[0, 1]`` (ratios, probabilities)."""
+    return check_real(value, name, low=0.0, high=1.0)
+
+
+def check_choice(value: object, allowed: Sequence[str], name: str) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
