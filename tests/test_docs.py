@@ -1,0 +1,239 @@
+"""The documentation builds strictly, works offline, and lists every public name.
+
+The site is built once into a temporary folder (``mkdocs build --strict``). The browser test
+opens the API pages in headless Chromium with the network cut off and reads what a reader
+sees (``innerText``, so collapsed source listings do not count): formulas must be MathML drawn
+by the browser, with no raw TeX left, and nothing may overflow a phone-width (400 px) screen.
+It is skipped, with the reason, where Chromium or the docs extras are not installed;
+``.ci/run`` installs both.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+RAW_TEX = (r"\frac", r"\sum", r"\log", r"\exp", r"\(", r"\[", "$$", r"\mathcal", r"\tau")
+PHONE_WIDTH = 400
+
+needs_docs_extras = pytest.mark.skipif(
+    importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("latex2mathml") is None,
+    reason='docs extras not installed (pip install -e ".[docs]")',
+)
+
+
+def chromium() -> str | None:
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("latex2mathml") is None:
+        pytest.skip('docs extras not installed (pip install -e ".[docs]")')
+    out = tmp_path_factory.mktemp("site")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def api_pages(site: Path) -> list[Path]:
+    pages = sorted((site / "api").glob("*/index.html"))
+    assert pages, "no API pages were built"
+    return pages
+
+
+# ---------------------------------------------------------------- the hook on its own
+
+
+@needs_docs_extras
+def test_hook_turns_arithmatex_and_math_roles_into_mathml():
+    sys.path.insert(0, str(DOCS / "hooks"))
+    try:
+        import mathml
+    finally:
+        sys.path.pop(0)
+    page = (
+        r'<p><span class="arithmatex">\(\frac{a}{b} &lt; 1\)</span> and '
+        r":math:<code>(b, d)</code></p>"
+        r'<div class="arithmatex">\[\sum_{u} \ell_u\]</div>'
+    )
+    out = mathml.render_math(page)
+    assert "arithmatex" not in out and ":math:" not in out
+    assert out.count("<math") == 3
+    assert 'display="block"' in out and "<mfrac>" in out and "< 1" not in out
+    assert "\\frac" not in out and "\\sum" not in out
+
+
+# ---------------------------------------------------------------- the built site
+
+
+def test_site_builds_strictly_and_loads_nothing_from_the_network(site: Path):
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        scripts = re.findall(r"<script[^>]*\ssrc=\"([^\"]+)\"", text)
+        remote = [s for s in scripts if re.match(r"(https?:)?//", s)]
+        assert not remote, f"{page.relative_to(site)} loads scripts from the network: {remote}"
+        styles = re.findall(r"<link[^>]*rel=\"stylesheet\"[^>]*href=\"([^\"]+)\"", text)
+        assert not [s for s in styles if re.match(r"(https?:)?//", s)], page
+        assert "mathjax" not in text.lower(), page
+
+
+def test_api_pages_have_mathml_and_no_raw_tex_in_the_html(site: Path):
+    total = 0
+    for page in api_pages(site):
+        text = page.read_text(encoding="utf-8")
+        total += text.count("<math")
+        assert 'class="arithmatex"' not in text, page
+        # Outside code listings (the collapsed source shows docstrings verbatim), no TeX remains.
+        prose = re.sub(r"<(pre|code|details)\b.*?</\1>", "", text, flags=re.S)
+        leftovers = [t for t in RAW_TEX if t in html.unescape(re.sub(r"<math\b.*?</math>", "", prose, flags=re.S))]
+        assert not leftovers, f"{page.relative_to(site)} shows raw TeX {leftovers}"
+    assert total > 50
+
+
+def test_every_public_name_is_on_the_api_index(site: Path):
+    import s4rec_components
+
+    index = (site / "api" / "index.html").read_text(encoding="utf-8")
+    missing = [name for name in s4rec_components.__all__ if f">{name}<" not in index and name != "__version__"]
+    assert not missing, f"API index lacks {missing}"
+    # Each entry links to the page of the module that defines it.
+    for name in s4rec_components.__all__:
+        if name == "__version__":
+            continue
+        assert re.search(rf'href="[^"]+#s4rec_components\.[\w.]*{re.escape(name)}"', index), name
+
+
+def test_every_exporting_module_has_an_api_page():
+    import s4rec_components
+
+    modules = {module.split(".")[0].lstrip("_") for module in s4rec_components._EXPORTS.values()}
+    pages = {p.stem for p in (DOCS / "api").glob("*.md")}
+    assert modules <= pages, f"modules without an API page: {sorted(modules - pages)}"
+
+
+def test_every_page_is_in_the_navigation():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda *args: None)
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)
+
+    def entries(node):
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, list):
+            for item in node:
+                yield from entries(item)
+        elif isinstance(node, dict):
+            for value in node.values():
+                yield from entries(value)
+
+    in_nav = set(entries(config["nav"]))
+    pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if "hooks" not in p.parts}
+    assert pages <= in_nav, f"pages missing from nav: {sorted(pages - in_nav)}"
+
+
+def test_version_is_shown(site: Path):
+    import s4rec_components
+
+    home = (site / "index.html").read_text(encoding="utf-8")
+    assert f"s4rec-components {s4rec_components.__version__}" in home
+    assert "{{ version }}" not in home
+
+
+# ---------------------------------------------------------------- in a browser, offline
+
+HARNESS = """<!doctype html><html><body><pre id="result">pending</pre>
+<iframe id="f" style="width:%(width)dpx;height:900px"></iframe>
+<script>
+const pages = %(pages)s;
+const results = [];
+const frame = document.getElementById('f');
+function next() {
+  if (results.length === pages.length) {
+    document.getElementById('result').textContent = JSON.stringify(results);
+    return;
+  }
+  frame.src = pages[results.length];
+}
+frame.addEventListener('load', () => {
+  const d = frame.contentDocument;
+  const maths = [...d.querySelectorAll('math')];
+  results.push({
+    page: pages[results.length],
+    maths: maths.length,
+    displays: [...new Set(maths.map(m => getComputedStyle(m).display))],
+    empty: maths.filter(m => m.offsetParent !== null && m.getBoundingClientRect().width === 0).length,
+    scrollWidth: d.documentElement.scrollWidth,
+    clientWidth: d.documentElement.clientWidth,
+    text: d.body.innerText,
+  });
+  next();
+});
+next();
+</script></body></html>
+"""
+
+
+def browse(site: Path, pages: list[str], tmp_path: Path) -> list[dict]:
+    browser = chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does it)")
+    harness = site / "harness.html"
+    harness.write_text(HARNESS % {"width": PHONE_WIDTH, "pages": json.dumps(pages)}, encoding="utf-8")
+    command = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        # The network is off: no name resolves, and every proxied request goes nowhere.
+        "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
+        "--allow-file-access-from-files", "--virtual-time-budget=30000", "--dump-dom",
+        harness.as_uri(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    match = re.search(r'<pre id="result">(.*?)</pre>', done.stdout, re.S)
+    assert match and match.group(1) != "pending", done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads(html.unescape(match.group(1)))
+
+
+def test_formulas_render_offline_in_chromium_at_phone_width(site: Path, tmp_path: Path):
+    pages = [p.relative_to(site).as_posix() for p in api_pages(site)] + ["index.html", "scaling-out/index.html"]
+    pages = [p for p in pages if (site / p).exists()]
+    results = browse(site, pages, tmp_path)
+    assert len(results) == len(pages)
+    with_math = 0
+    for result in results:
+        page, text = result["page"], result["text"]
+        shown = [t for t in RAW_TEX if t in text]
+        assert not shown, f"{page}: raw TeX visible to the reader: {shown}"
+        assert result["empty"] == 0, f"{page}: {result['empty']} formulas drawn with zero width"
+        if result["maths"]:
+            with_math += 1
+            # "math" / "block math" are MathML Core's display types: the browser draws them itself.
+            assert set(result["displays"]) <= {"math", "block math", "inline math"}, (page, result["displays"])
+        assert result["scrollWidth"] <= result["clientWidth"] + 1, (
+            f"{page} overflows a {PHONE_WIDTH}px screen: {result['scrollWidth']} > {result['clientWidth']}"
+        )
+    assert with_math >= len(api_pages(site)) // 2, "most API pages should have formulas"
