@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -27,14 +26,13 @@ from ._validation import (
     check_same_size,
     check_tensor,
 )
-from .gradient_reversal import GradientReversal, grad_reverse
+from .constants import loss_dtype
+from .gradient_reversal import GradientReversal, _check_scale, _grad_reverse_impl
 
 __all__ = ["AdversaryOutput", "HeadTailAdversary", "head_tail_adversarial_loss"]
 
 HEAD_TAIL_CLASSES = 2
 """Default number of classes: tail (0) and head (1), or any binary split of the users."""
-MIN_COMPUTE_DTYPE = torch.float32
-"""The cross-entropy runs in at least this precision (half logits are upcast)."""
 
 
 class AdversaryOutput(NamedTuple):
@@ -49,12 +47,46 @@ class AdversaryOutput(NamedTuple):
     logits: Tensor
 
 
+def _check_inputs(z: Tensor, labels: Tensor, weight: Tensor, bias: Tensor | None) -> None:
+    """Shape / dtype checks (free) and the label range (a value check, only with validation)."""
+    check_tensor(z, "z")
+    check_ndim(z, 2, "z", "(b, d)")
+    check_float(z, "z")
+    check_nonempty(z, "z")
+    check_tensor(weight, "weight")
+    check_ndim(weight, 2, "weight", "(c, d)")
+    check_float(weight, "weight")
+    check_same_size(z, weight, (1, 1), ("z", "weight"))
+    if bias is not None:
+        check_tensor(bias, "bias")
+        check_ndim(bias, 1, "bias", "(c,)")
+        check_float(bias, "bias")
+        check_same_size(weight, bias, (0, 0), ("weight", "bias"))
+    check_tensor(labels, "labels")
+    check_ndim(labels, 1, "labels", "(b,)")
+    check_integer(labels, "labels")
+    check_same_size(z, labels, (0, 0), ("z", "labels"))
+    check_range(labels, 0, weight.shape[0] - 1, "labels")
+
+
+def _adversarial_loss_impl(
+    z: Tensor, labels: Tensor, weight: Tensor, bias: Tensor | None, scale: float | Tensor
+) -> AdversaryOutput:
+    """The kernel: trusts its inputs, reads nothing to the host."""
+    dtypes = (z.dtype, weight.dtype) if bias is None else (z.dtype, weight.dtype, bias.dtype)
+    dtype = loss_dtype(*dtypes)
+    reversed_z = _grad_reverse_impl(z, scale).to(dtype)
+    logits = F.linear(reversed_z, weight.to(dtype), None if bias is None else bias.to(dtype))
+    loss = F.cross_entropy(logits, labels)
+    return AdversaryOutput(loss, logits)
+
 
 def head_tail_adversarial_loss(
     z: Tensor,
     labels: Tensor,
     weight: Tensor,
     bias: Tensor | None = None,
+    *,
     scale: float | Tensor = 1.0,
 ) -> AdversaryOutput:
     r"""Cross-entropy of a linear head-tail classifier behind gradient reversal (S4Rec Eq. 17).
@@ -70,6 +102,12 @@ def head_tail_adversarial_loss(
     receive the ordinary gradient of $\mathcal{L}_{Adv}$ and $z$ receives
     $-\lambda$ times it.
 
+    Dtypes: ``z``, ``weight`` and ``bias`` are cast to
+    ``constants.loss_dtype(z.dtype, weight.dtype, bias.dtype)`` (their promotion, at least
+    ``float32``), so mixed dtypes such as a ``float16`` ``z`` and a ``float32`` classifier work,
+    and half-precision inputs are classified and soft-maxed in ``float32``. The gradient
+    reaching ``z`` comes back in ``z``'s own dtype.
+
     Args:
         z: sequence representations.
         labels: class of each sequence (e.g. 1 head, 0 tail).
@@ -80,15 +118,17 @@ def head_tail_adversarial_loss(
     Shape:
         - z: $(b, d)$, floating.
         - labels: $(b,)$, integer in $[0, c)$.
-        - weight: $(c, d)$; bias: $(c,)$.
-        - output: loss $()$ in ``promote(z.dtype, float32)``, logits $(b, c)$.
+        - weight: $(c, d)$; bias: $(c,)$; floating.
+        - output: loss $()$ and logits $(b, c)$, both in the promoted dtype.
 
     Returns:
         An ``AdversaryOutput``.
 
     Raises:
-        TypeError: if ``z`` is not floating or ``labels`` is not an integer tensor.
-        ValueError: for bad shapes, an empty batch or labels outside $[0, c)$.
+        TypeError: if ``z``, ``weight`` or ``bias`` is not a floating tensor, ``labels`` is not
+            an integer tensor, or ``scale`` is not a real number or 0-d floating tensor.
+        ValueError: for bad shapes, an empty batch, a non-finite ``scale``, or (a value
+            check, only while value checks are on) labels outside $[0, c)$.
 
     Examples:
         >>> import torch
@@ -98,19 +138,8 @@ def head_tail_adversarial_loss(
         >>> round(out.loss.item(), 4)  # equal logits: log 2
         0.6931
     """
-    check_ndim(z, 2, "z", "(b, d)")
-    check_float(z, "z")
-    check_nonempty(z, "z")
-    check_ndim(weight, 2, "weight", "(c, d)")
-    check_same_size(z, weight, (1, 1), ("z", "weight"))
-    check_ndim(labels, 1, "labels", "(b,)")
-    check_integer(labels, "labels")
-    check_same_size(z, labels, (0, 0), ("z", "labels"))
-    check_range(labels, 0, weight.shape[0] - 1, "labels")
-    logits = F.linear(grad_reverse(z, scale), weight, bias)
-    compute_dtype = torch.promote_types(logits.dtype, MIN_COMPUTE_DTYPE)
-    loss = F.cross_entropy(logits.to(compute_dtype), labels)
-    return AdversaryOutput(loss, logits)
+    _check_inputs(z, labels, weight, bias)
+    return _adversarial_loss_impl(z, labels, weight, bias, _check_scale(scale))
 
 
 class HeadTailAdversary(nn.Module):
@@ -128,7 +157,10 @@ class HeadTailAdversary(nn.Module):
     minimises $\mathcal{L}_{SR} - \lambda \mathcal{L}_{Adv}$ as in the paper. Change
     $\lambda$ during training with ``set_scale`` (e.g. with
     ``s4rec_components.dann_schedule``). The classifier is ``nn.Linear``'s default
-    initialisation; see ``head_tail_adversarial_loss`` for the math.
+    initialisation; see ``head_tail_adversarial_loss`` for the math and the dtype rule
+    (``z`` in any floating dtype; computed in the promotion of ``z`` and the classifier, at
+    least ``float32``). ``forward`` validates its inputs once and reads nothing back to the
+    host while value checks are off (``s4rec_components.set_validate_args``).
 
     Args:
         hidden_size: dimension ``d`` of the representations. Must be >= 1.
@@ -138,7 +170,8 @@ class HeadTailAdversary(nn.Module):
     Shape:
         - z: $(b, d)$, floating.
         - labels: $(b,)$, integer in $[0, c)$.
-        - output: ``AdversaryOutput`` with loss $()$ and logits $(b, c)$.
+        - output: ``AdversaryOutput`` with loss $()$ and logits $(b, c)$, in the promoted
+          dtype.
 
     Raises:
         TypeError: if ``hidden_size`` / ``num_classes`` is not an int, ``scale`` is not a
@@ -162,12 +195,12 @@ class HeadTailAdversary(nn.Module):
     """
 
     def __init__(
-        self, hidden_size: int, num_classes: int = HEAD_TAIL_CLASSES, scale: float = 1.0
+        self, hidden_size: int, num_classes: int = HEAD_TAIL_CLASSES, *, scale: float = 1.0
     ) -> None:
         super().__init__()
         check_int(hidden_size, "hidden_size", 1)
         check_int(num_classes, "num_classes", 2)
-        self.reversal = GradientReversal(scale)
+        self.reversal = GradientReversal(scale=scale)
         self.classifier = nn.Linear(hidden_size, num_classes)
 
     @property
@@ -206,7 +239,7 @@ class HeadTailAdversary(nn.Module):
                 f"z must have shape (b, d) with d = hidden_size = {self.hidden_size}, got shape "
                 f"{tuple(z.shape)}"
             )
-        check_tensor(labels, "labels")
-        return head_tail_adversarial_loss(
-            z, labels, self.classifier.weight, self.classifier.bias, self.reversal.scale
-        )
+        weight, bias = self.classifier.weight, self.classifier.bias
+        _check_inputs(z, labels, weight, bias)
+        # The reversal weight was validated by set_scale; it is not read here.
+        return _adversarial_loss_impl(z, labels, weight, bias, self.reversal.scale)

@@ -11,13 +11,14 @@ Letter legend: ``b`` batch, ``d`` hidden size, ``k`` prototypes.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._validation import (
+    check_bool,
     check_choice,
     check_float,
     check_int,
@@ -25,15 +26,18 @@ from ._validation import (
     check_nonempty,
     check_positive,
     check_tensor,
+    validate_args_enabled,
 )
-from .sinkhorn import sinkhorn_knopp
+from .constants import loss_dtype
+from .sinkhorn import _global_batch_size, _sinkhorn_impl, _use_distributed
 
 __all__ = ["ClusteringOutput", "OnlineIntentClustering", "online_clustering"]
 
-ASSIGN_SOURCES = ("targets", "probs")
+AssignFrom = Literal["targets", "probs"]
+ASSIGN_SOURCES: tuple[str, ...] = ("targets", "probs")
 """Allowed values of ``assign_from``: hard assignments from the Sinkhorn targets or from p."""
-MIN_COMPUTE_DTYPE = torch.float32
-"""Scores are soft-maxed in at least this precision (half inputs are upcast, float64 kept)."""
+NORM_EPS = 1e-12
+"""Rows are divided by ``max(norm, NORM_EPS)``: a zero row stays zero (uniform scores)."""
 
 
 class ClusteringOutput(NamedTuple):
@@ -58,20 +62,82 @@ class ClusteringOutput(NamedTuple):
 
 
 
-def _check_hyperparameters(temperature: float, epsilon: float, sinkhorn_iters: int) -> None:
-    check_positive(temperature, "temperature")
-    check_positive(epsilon, "epsilon")
-    check_int(sinkhorn_iters, "sinkhorn_iters", 1)
+def _check_hyperparameters(
+    temperature: object,
+    epsilon: object,
+    num_iters: object,
+    normalize: object,
+    assign_from: object,
+    distributed: object,
+) -> tuple[float, float]:
+    """The one check of the hyper-parameters; returns ``(temperature, epsilon)`` as floats."""
+    temperature = check_positive(temperature, "temperature")
+    epsilon = check_positive(epsilon, "epsilon")
+    check_int(num_iters, "num_iters", 1)
+    check_bool(normalize, "normalize")
+    check_choice(assign_from, ASSIGN_SOURCES, "assign_from")
+    check_bool(distributed, "distributed")
+    return temperature, epsilon
+
+
+def _check_z(z: Tensor) -> None:
+    """Shape / dtype checks of the representations (free)."""
+    check_tensor(z, "z")
+    check_ndim(z, 2, "z", "(b, d)")
+    check_float(z, "z")
+    check_nonempty(z, "z")
+
+
+def _check_finite(x: Tensor, name: str) -> None:
+    """A value check (a host read): only while validation is on."""
+    if validate_args_enabled() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} must be finite, got a tensor holding inf or nan")
+
+
+def _online_clustering_impl(
+    z: Tensor,
+    prototypes: Tensor,
+    temperature: float,
+    epsilon: float,
+    num_iters: int,
+    normalize: bool,
+    assign_from: str,
+    distributed: bool,
+) -> ClusteringOutput:
+    """The kernel of :func:`online_clustering`: trusts its inputs, reads nothing to the host."""
+    dtype = loss_dtype(z.dtype, prototypes.dtype)
+    mu = F.normalize(prototypes.to(dtype), dim=1, eps=NORM_EPS)
+    z = z.to(dtype)
+    if normalize:
+        z = F.normalize(z, dim=1, eps=NORM_EPS)
+    scores = z @ mu.T  # (b, k)
+    log_probs = torch.log_softmax(scores / temperature, dim=1)
+    use_distributed = _use_distributed(distributed)
+    batch = _global_batch_size(z.shape[0], z.device, use_distributed)
+    targets = _sinkhorn_impl(scores, num_iters, epsilon, use_distributed, batch).to(dtype)
+    per_sample = -(targets * log_probs).sum(dim=1)
+    if isinstance(batch, Tensor):
+        # mean over ranks of the per-rank losses = the global-batch mean, and DDP's averaged
+        # gradients equal the single-process ones even for unequal local batches.
+        world = torch.distributed.get_world_size()
+        loss = per_sample.sum() * (world / batch.to(dtype))
+    else:
+        loss = per_sample.mean()
+    probs = log_probs.exp()
+    source = targets if assign_from == "targets" else probs
+    assignments = source.detach().argmax(dim=1)
+    return ClusteringOutput(loss, assignments, mu.to(prototypes.dtype), probs, targets)
 
 
 def online_clustering(
     z: Tensor,
     prototypes: Tensor,
+    *,
     temperature: float = 0.1,
     epsilon: float = 0.05,
-    sinkhorn_iters: int = 3,
+    num_iters: int = 3,
     normalize: bool = True,
-    assign_from: Literal["targets", "probs"] = "targets",
+    assign_from: AssignFrom = "targets",
     distributed: bool = False,
 ) -> ClusteringOutput:
     r"""Clustering loss of a batch against prototypes (S4Rec Eq. 7-11), the math of the module.
@@ -86,16 +152,34 @@ def online_clustering(
     \mathcal{L}_{Clust} = \frac{1}{b} \sum_u -\sum_k q_u^k \log p_u^k
     $$
 
-    The targets $q$ carry no gradient (SwAV); $\log p$ is computed with
-    ``log_softmax`` in at least float32. Hard assignments are
+    The targets $q$ carry no gradient (SwAV). Hard assignments are
     $h(u) = \arg\max_k q_u^k$ (or of $p_u$ with ``assign_from="probs"``).
+
+    Dtypes: ``z`` and ``prototypes`` are cast to
+    ``constants.loss_dtype(z.dtype, prototypes.dtype)`` (their promotion, at least ``float32``)
+    before anything is computed, so mixed dtypes work and ``float16`` / ``bfloat16`` inputs are
+    normalised, scored and soft-maxed in ``float32``. Normalisation divides by
+    $\max(\lVert x \rVert, 10^{-12})$: a zero row (e.g. mean pooling over an all-padding
+    row) stays zero, scores 0 against every prototype and gets uniform $p$, finite in every
+    dtype.
+
+    Distributed (``distributed=True`` under an initialised process group): the Sinkhorn
+    targets equipartition the global batch (all ranks must call together), and the loss is
+    $\frac{W}{b_{global}} \sum_{u \in \text{rank}} \ell_u$, so the mean of the ranks'
+    losses is the global-batch mean and DDP's gradient averaging reproduces the
+    single-process gradient exactly, also for unequal local batches (for equal ones it is
+    the local mean). The prototypes then stay identical across ranks.
+
+    Validation: shapes, dtypes and hyper-parameters are checked on every call; the
+    finiteness of ``z`` and ``prototypes`` is a value check (a host read) that runs only
+    while value checks are on (``s4rec_components.set_validate_args``).
 
     Args:
         z: sequence representations.
         prototypes: prototype rows $\mu$ (normalised here; pass them detached to freeze).
         temperature: $\tau_1$ of Eq. 7. Must be > 0.
         epsilon: Sinkhorn entropy weight $\epsilon$ of Eq. 9. Must be > 0.
-        sinkhorn_iters: Sinkhorn normalisation rounds. Must be >= 1.
+        num_iters: Sinkhorn normalisation rounds. Must be an ``int`` >= 1.
         normalize: L2-normalise ``z`` before scoring.
         assign_from: ``"targets"`` (argmax of q) or ``"probs"`` (argmax of p).
         distributed: equipartition over the global batch under ``torch.distributed``.
@@ -103,15 +187,19 @@ def online_clustering(
     Shape:
         - z: $(b, d)$, floating.
         - prototypes: $(k, d)$, floating.
-        - output: see ``ClusteringOutput``; ``loss`` and ``probs`` are in
-          ``promote(z.dtype, float32)``, ``targets`` in the same dtype.
+        - output: see ``ClusteringOutput``; ``loss``, ``probs`` and ``targets`` are in
+          ``loss_dtype(z.dtype, prototypes.dtype)``, ``prototypes`` in the dtype of the
+          ``prototypes`` argument.
 
     Returns:
         A ``ClusteringOutput``.
 
     Raises:
-        TypeError: if ``z`` or ``prototypes`` is not a floating tensor.
-        ValueError: for bad shapes, empty or non-finite inputs, or bad hyper-parameters.
+        TypeError: if ``z`` or ``prototypes`` is not a floating tensor, a real
+            hyper-parameter is not a real number, ``num_iters`` is not an ``int`` or a flag
+            is not a ``bool``.
+        ValueError: for bad shapes, empty inputs, out-of-range or non-finite
+            hyper-parameters, or (with value checks on) non-finite inputs.
 
     Examples:
         >>> import torch
@@ -123,9 +211,11 @@ def online_clustering(
         >>> bool(torch.allclose(out.targets.sum(1), torch.ones(16)))
         True
     """
-    check_ndim(z, 2, "z", "(b, d)")
-    check_float(z, "z")
-    check_nonempty(z, "z")
+    temperature, epsilon = _check_hyperparameters(
+        temperature, epsilon, num_iters, normalize, assign_from, distributed
+    )
+    _check_z(z)
+    check_tensor(prototypes, "prototypes")
     check_ndim(prototypes, 2, "prototypes", "(k, d)")
     check_float(prototypes, "prototypes")
     check_nonempty(prototypes, "prototypes")
@@ -134,21 +224,11 @@ def online_clustering(
             f"z and prototypes disagree on d: z has shape {tuple(z.shape)}, prototypes has "
             f"shape {tuple(prototypes.shape)}"
         )
-    _check_hyperparameters(temperature, epsilon, sinkhorn_iters)
-    check_choice(assign_from, ASSIGN_SOURCES, "assign_from")
-
-    mu = F.normalize(prototypes, dim=1)
-    if normalize:
-        z = F.normalize(z, dim=1)
-    scores = z @ mu.T  # (b, k)
-    compute_dtype = torch.promote_types(scores.dtype, MIN_COMPUTE_DTYPE)
-    log_probs = torch.log_softmax(scores.to(compute_dtype) / temperature, dim=1)
-    targets = sinkhorn_knopp(scores, sinkhorn_iters, epsilon, distributed).to(compute_dtype)
-    loss = -(targets * log_probs).sum(dim=1).mean()
-    probs = log_probs.exp()
-    source = targets if assign_from == "targets" else probs
-    assignments = source.detach().argmax(dim=1)
-    return ClusteringOutput(loss, assignments, mu, probs, targets)
+    _check_finite(z, "z")
+    _check_finite(prototypes, "prototypes")
+    return _online_clustering_impl(
+        z, prototypes, temperature, epsilon, num_iters, normalize, assign_from, distributed
+    )
 
 
 class OnlineIntentClustering(nn.Module):
@@ -167,12 +247,18 @@ class OnlineIntentClustering(nn.Module):
     where $\hat\mu$ are the L2-normalised prototype rows (as in SwAV) and
     $\hat z_u$ the normalised representations when ``normalize=True``. The loss trains
     both $z$ (the encoder) and $\mu$; $q$ is a constant. See
-    ``online_clustering`` for the function holding the math.
+    ``online_clustering`` for the function holding the math, the dtype rule (any floating
+    ``z``; computed in the promotion of ``z`` and the prototypes, at least ``float32``), the
+    definition for zero rows and the distributed mode. ``assign(z)`` gives the hard
+    assignments of ``forward`` without gradient.
 
     ``freeze_prototypes_steps`` (SwAV's ``freeze_prototypes_niters``): while the step counter
     ``step`` (a buffer, saved in the state dict, incremented by every forward in training
     mode) is below it, the prototypes are used detached and get no gradient from any loss,
-    including downstream uses of ``output.prototypes``.
+    including downstream uses of ``output.prototypes``. ``frozen`` reads a Python mirror of
+    ``step`` (resynchronised by ``load_state_dict``), never the device; hyper-parameters are
+    checked once here, so ``forward`` reads nothing back to the host while value checks are
+    off.
 
     Args:
         hidden_size: dimension ``d`` of the representations. Must be >= 1.
@@ -180,7 +266,7 @@ class OnlineIntentClustering(nn.Module):
             trigger Sinkhorn's equipartition warning.
         temperature: $\tau_1$ of Eq. 7. Must be > 0.
         epsilon: Sinkhorn entropy weight $\epsilon$ of Eq. 9. Must be > 0.
-        sinkhorn_iters: Sinkhorn normalisation rounds. Must be >= 1.
+        num_iters: Sinkhorn normalisation rounds. Must be an ``int`` >= 1.
         normalize: L2-normalise the representations before scoring.
         freeze_prototypes_steps: number of first training steps with frozen prototypes, >= 0.
         assign_from: hard assignments $h(u)$ from ``"targets"`` (argmax of q) or
@@ -193,9 +279,11 @@ class OnlineIntentClustering(nn.Module):
           prototypes $(k, d)$, probs and targets $(b, k)$.
 
     Raises:
-        TypeError: if an integer argument is not an int, or ``z`` is not a floating tensor.
-        ValueError: if a hyper-parameter is out of range, or ``z`` is not $(b, d)$,
-            is empty or holds a non-finite value.
+        TypeError: if a count is not an ``int`` (a ``bool`` is refused), a real
+            hyper-parameter is not a real number, a flag is not a ``bool``, or ``z`` is not a
+            floating tensor.
+        ValueError: if a hyper-parameter is out of range or not finite, or ``z`` is not
+            $(b, d)$, is empty or (with value checks on) holds a non-finite value.
 
     Examples:
         >>> import torch
@@ -216,67 +304,118 @@ class OnlineIntentClustering(nn.Module):
         self,
         hidden_size: int,
         num_prototypes: int = 128,
+        *,
         temperature: float = 0.1,
         epsilon: float = 0.05,
-        sinkhorn_iters: int = 3,
+        num_iters: int = 3,
         normalize: bool = True,
         freeze_prototypes_steps: int = 0,
-        assign_from: Literal["targets", "probs"] = "targets",
+        assign_from: AssignFrom = "targets",
         distributed: bool = False,
     ) -> None:
         super().__init__()
         check_int(hidden_size, "hidden_size", 1)
         check_int(num_prototypes, "num_prototypes", 1)
-        _check_hyperparameters(temperature, epsilon, sinkhorn_iters)
+        self.temperature, self.epsilon = _check_hyperparameters(
+            temperature, epsilon, num_iters, normalize, assign_from, distributed
+        )
         check_int(freeze_prototypes_steps, "freeze_prototypes_steps", 0)
-        check_choice(assign_from, ASSIGN_SOURCES, "assign_from")
         self.hidden_size = hidden_size
         self.num_prototypes = num_prototypes
-        self.temperature = float(temperature)
-        self.epsilon = float(epsilon)
-        self.sinkhorn_iters = sinkhorn_iters
-        self.normalize = bool(normalize)
+        self.num_iters = num_iters
+        self.normalize = normalize
         self.freeze_prototypes_steps = freeze_prototypes_steps
-        self.assign_from = assign_from
-        self.distributed = bool(distributed)
+        self.assign_from: AssignFrom = assign_from
+        self.distributed = distributed
         initial = F.normalize(torch.randn(num_prototypes, hidden_size), dim=1)
         self.prototypes = nn.Parameter(initial)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        # A host-side mirror of ``step``, so that ``frozen`` never reads the device.
+        self._steps_taken = 0
 
     @property
     def frozen(self) -> bool:
-        """Whether the prototypes are currently frozen (``step < freeze_prototypes_steps``)."""
-        return int(self.step) < self.freeze_prototypes_steps
+        """Whether the prototypes are currently frozen (``step < freeze_prototypes_steps``).
 
-    def forward(self, z: Tensor) -> ClusteringOutput:
-        """Cluster a batch of representations; see the class docstring."""
-        check_tensor(z, "z")
-        check_ndim(z, 2, "z", "(b, d)")
+        Read from a Python mirror of the ``step`` buffer (kept in sync by ``forward`` and
+        ``load_state_dict``), never from the device.
+        """
+        return self._steps_taken < self.freeze_prototypes_steps
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        # Loading is not on the training path: one host read to resync the mirror.
+        self._steps_taken = int(self.step.item())
+
+    def _check_input(self, z: Tensor) -> None:
+        _check_z(z)
         if z.shape[1] != self.hidden_size:
             raise ValueError(
                 f"z must have shape (b, d) with d = hidden_size = {self.hidden_size}, got shape "
                 f"{tuple(z.shape)}"
             )
-        prototypes = self.prototypes.detach() if self.frozen else self.prototypes
-        output = online_clustering(
+        _check_finite(z, "z")
+
+    def _cluster(self, z: Tensor, prototypes: Tensor) -> ClusteringOutput:
+        return _online_clustering_impl(
             z,
             prototypes,
-            temperature=self.temperature,
-            epsilon=self.epsilon,
-            sinkhorn_iters=self.sinkhorn_iters,
-            normalize=self.normalize,
-            assign_from=self.assign_from,
-            distributed=self.distributed,
+            self.temperature,
+            self.epsilon,
+            self.num_iters,
+            self.normalize,
+            self.assign_from,
+            self.distributed,
         )
+
+    def forward(self, z: Tensor) -> ClusteringOutput:
+        """Cluster a batch of representations; see the class docstring."""
+        self._check_input(z)
+        prototypes = self.prototypes.detach() if self.frozen else self.prototypes
+        output = self._cluster(z, prototypes)
         if self.training:
-            self.step += 1
+            with torch.no_grad():
+                self.step += 1
+            self._steps_taken += 1
         return output
+
+    @torch.no_grad()
+    def assign(self, z: Tensor) -> Tensor:
+        """The hard intents ``forward`` gives for the batch ``z``, without gradient or step.
+
+        With ``assign_from="targets"`` the assignments come from the Sinkhorn targets, which
+        depend on the whole batch (and, with ``distributed=True``, on every rank's batch, so
+        every rank must call it), exactly as in ``forward``.
+
+        Args:
+            z: the representations, $(b, d)$, any floating dtype.
+
+        Returns:
+            $(b,)$ ``torch.long`` in $[0, k)$.
+
+        Raises:
+            TypeError: if ``z`` is not a floating tensor.
+            ValueError: if ``z`` is not $(b, d)$, is empty or (with value checks on) not
+                finite.
+
+        Examples:
+            >>> import torch
+            >>> from s4rec_components import OnlineIntentClustering
+            >>> _ = torch.manual_seed(0)
+            >>> clustering = OnlineIntentClustering(8, 4)
+            >>> z = torch.randn(16, 8)
+            >>> h = clustering.assign(z)
+            >>> h.shape, h.dtype, bool(torch.equal(h, clustering(z).assignments))
+            (torch.Size([16]), torch.int64, True)
+        """
+        self._check_input(z)
+        return self._cluster(z, self.prototypes).assignments
 
     def extra_repr(self) -> str:
         return (
             f"hidden_size={self.hidden_size}, num_prototypes={self.num_prototypes}, "
             f"temperature={self.temperature}, epsilon={self.epsilon}, "
-            f"sinkhorn_iters={self.sinkhorn_iters}, normalize={self.normalize}, "
+            f"num_iters={self.num_iters}, normalize={self.normalize}, "
             f"freeze_prototypes_steps={self.freeze_prototypes_steps}, "
-            f"assign_from={self.assign_from!r}"
+            f"assign_from={self.assign_from!r}, distributed={self.distributed}"
         )

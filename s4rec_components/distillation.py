@@ -10,14 +10,11 @@ Letter legend: ``b`` batch, ``d`` hidden size, ``k`` prototypes / intents.
 
 from __future__ import annotations
 
-import math
-from typing import Literal, get_args
-
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._validation import (
+    check_bool,
     check_choice,
     check_float,
     check_integer,
@@ -28,29 +25,20 @@ from ._validation import (
     check_same_size,
     check_tensor,
 )
+from .constants import REDUCTIONS, Reduction, loss_dtype
 
-__all__ = ["PrototypeDistillation", "Reduction", "prototype_distillation"]
-
-Reduction = Literal["mean", "sum", "none"]
-REDUCTIONS: tuple[str, ...] = get_args(Reduction)
-
-# fp16 / bf16 inputs are soft-maxed in this dtype and the loss cast back.
-COMPUTE_DTYPE = torch.float32
+__all__ = ["PrototypeDistillation", "prototype_distillation"]
 
 
-def _check_hyperparameters(temperature: float, detach_teacher: bool, reduction: str) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a float, got {type(temperature).__name__}")
-    check_positive(temperature, "temperature")
-    if not math.isfinite(temperature):
-        raise ValueError(f"temperature must be finite, got {temperature!r}")
-    if not isinstance(detach_teacher, bool):
-        raise TypeError(f"detach_teacher must be a bool, got {type(detach_teacher).__name__}")
+def _check_hyperparameters(temperature: object, detach_teacher: object, reduction: object) -> float:
+    """The one check of the hyper-parameters; returns the temperature as a float."""
+    check_bool(detach_teacher, "detach_teacher")
     check_choice(reduction, REDUCTIONS, "reduction")
-    return float(temperature)
+    return check_positive(temperature, "temperature")
 
 
 def _check_inputs(student: Tensor, prototypes: Tensor, assignments: Tensor) -> None:
+    """Shape / dtype checks (free) and the assignment range (a value check, only with validation)."""
     check_tensor(student, "student")
     check_ndim(student, 2, "student", "(b, d)")
     check_float(student, "student")
@@ -60,11 +48,6 @@ def _check_inputs(student: Tensor, prototypes: Tensor, assignments: Tensor) -> N
     check_float(prototypes, "prototypes")
     check_nonempty(prototypes, "prototypes")
     check_same_size(student, prototypes, (1, 1), ("student", "prototypes"))
-    if prototypes.dtype != student.dtype:
-        raise TypeError(
-            f"prototypes must share the dtype of student, got {prototypes.dtype} "
-            f"and {student.dtype}"
-        )
     check_tensor(assignments, "assignments")
     check_ndim(assignments, 1, "assignments", "(b,)")
     check_integer(assignments, "assignments")
@@ -72,10 +55,34 @@ def _check_inputs(student: Tensor, prototypes: Tensor, assignments: Tensor) -> N
     check_range(assignments, 0, prototypes.shape[0] - 1, "assignments")
 
 
+def _distillation_impl(
+    student: Tensor,
+    prototypes: Tensor,
+    assignments: Tensor,
+    temperature: float,
+    detach_teacher: bool,
+    reduction: Reduction,
+) -> Tensor:
+    """The kernel: trusts its inputs, reads nothing to the host."""
+    dtype = loss_dtype(student.dtype, prototypes.dtype)
+    if detach_teacher:
+        prototypes = prototypes.detach()
+    teacher = prototypes[assignments.long()].to(dtype)
+    log_teacher = F.log_softmax(teacher / temperature, dim=-1)
+    log_student = F.log_softmax(student.to(dtype) / temperature, dim=-1)
+    losses = F.kl_div(log_student, log_teacher, reduction="none", log_target=True).sum(dim=-1)
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses
+
+
 def prototype_distillation(
     student: Tensor,
     prototypes: Tensor,
     assignments: Tensor,
+    *,
     temperature: float = 1.0,
     detach_teacher: bool = True,
     reduction: Reduction = "mean",
@@ -99,8 +106,12 @@ def prototype_distillation(
     loss only moves the student; ``detach_teacher=False`` lets the gradient reach the
     prototypes too. No $\tau_3^2$ factor is applied (the paper has none). The paper's
     two-view loss $\mathcal{L}_{CKD}(\mu_{h(u)}, z^1_u) + \mathcal{L}_{CKD}(\mu_{h(u)},
-    z^2_u)$ is two calls. ``float16`` / ``bfloat16`` inputs are soft-maxed in ``float32``
-    (``log_softmax``) and the loss is cast back.
+    z^2_u)$ is two calls.
+
+    Dtypes: the loss is computed in and returned as
+    ``constants.loss_dtype(student.dtype, prototypes.dtype)``, the promotion of the two with
+    ``float32``: ``float16`` / ``bfloat16`` inputs are soft-maxed in ``float32`` (finite at
+    small temperatures), ``float64`` stays ``float64``, and mixed dtypes are promoted.
 
     Args:
         student: the sequence embeddings $z_u$.
@@ -117,14 +128,15 @@ def prototype_distillation(
         - output: $()$, or $(b,)$ with ``reduction="none"``.
 
     Returns:
-        The non-negative loss, in the dtype of ``student``.
+        The non-negative loss, in ``loss_dtype(student.dtype, prototypes.dtype)``.
 
     Raises:
-        TypeError: on a non-tensor, non-floating ``student`` / ``prototypes``, mismatched
-            dtypes, non-integer ``assignments``, a non-numeric ``temperature`` or a
-            non-bool ``detach_teacher``.
-        ValueError: on wrong ranks or sizes, empty inputs, ``assignments`` outside
-            $[0, k)$, ``temperature <= 0`` or an unknown ``reduction``.
+        TypeError: on a non-tensor, non-floating ``student`` / ``prototypes``, non-integer
+            ``assignments``, a ``temperature`` that is not a real number (``bool`` and ``str``
+            are refused) or a non-bool ``detach_teacher``.
+        ValueError: on wrong ranks or sizes, empty inputs, a ``temperature`` that is not
+            finite and > 0, an unknown ``reduction``, or (a value check, only while value
+            checks are on) ``assignments`` outside $[0, k)$.
 
     Examples:
         >>> import torch
@@ -134,22 +146,11 @@ def prototype_distillation(
         >>> prototype_distillation(z, mu, torch.tensor([0, 1]), reduction="none")
         tensor([0.0000, 0.7794])
     """
-    _check_inputs(student, prototypes, assignments)
     temperature = _check_hyperparameters(temperature, detach_teacher, reduction)
-
-    out_dtype = student.dtype
-    work_dtype = torch.promote_types(student.dtype, COMPUTE_DTYPE)
-    if detach_teacher:
-        prototypes = prototypes.detach()
-    teacher = prototypes[assignments.long()].to(work_dtype)
-    log_teacher = F.log_softmax(teacher / temperature, dim=-1)
-    log_student = F.log_softmax(student.to(work_dtype) / temperature, dim=-1)
-    losses = F.kl_div(log_student, log_teacher, reduction="none", log_target=True).sum(dim=-1)
-    if reduction == "mean":
-        losses = losses.mean()
-    elif reduction == "sum":
-        losses = losses.sum()
-    return losses.to(out_dtype)
+    _check_inputs(student, prototypes, assignments)
+    return _distillation_impl(
+        student, prototypes, assignments, temperature, detach_teacher, reduction
+    )
 
 
 class PrototypeDistillation(nn.Module):
@@ -195,6 +196,7 @@ class PrototypeDistillation(nn.Module):
 
     def __init__(
         self,
+        *,
         temperature: float = 1.0,
         detach_teacher: bool = True,
         reduction: Reduction = "mean",
@@ -206,13 +208,9 @@ class PrototypeDistillation(nn.Module):
 
     def forward(self, student: Tensor, prototypes: Tensor, assignments: Tensor) -> Tensor:
         """The loss of ``student`` ``(b, d)`` against ``prototypes[assignments]``."""
-        return prototype_distillation(
-            student,
-            prototypes,
-            assignments,
-            temperature=self.temperature,
-            detach_teacher=self.detach_teacher,
-            reduction=self.reduction,
+        _check_inputs(student, prototypes, assignments)
+        return _distillation_impl(
+            student, prototypes, assignments, self.temperature, self.detach_teacher, self.reduction
         )
 
     def extra_repr(self) -> str:

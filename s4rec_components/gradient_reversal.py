@@ -20,7 +20,9 @@ from ._validation import (
     check_ndim,
     check_positive,
     check_probability,
+    check_real,
     check_tensor,
+    validate_args_enabled,
 )
 
 __all__ = ["GradientReversal", "dann_schedule", "grad_reverse"]
@@ -30,19 +32,18 @@ DEFAULT_GAMMA = 10.0
 DEFAULT_SCALE = 1.0
 
 
-def _check_scale(scale: float | Tensor) -> float | Tensor:
-    """Validate a finite real number or a finite 0-d floating tensor; return it."""
+def _check_scale(scale: object) -> float | Tensor:
+    """Validate a finite real number or a 0-d floating tensor; return a float or the tensor.
+
+    A tensor's finiteness is a value check (a host read): it runs only while validation is on.
+    """
     if isinstance(scale, Tensor):
         check_ndim(scale, 0, "scale", "() (a 0-d tensor)")
         check_float(scale, "scale")
-        if not bool(torch.isfinite(scale)):
+        if validate_args_enabled() and not bool(torch.isfinite(scale)):
             raise ValueError(f"scale must be finite, got {scale.item()!r}")
         return scale
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"scale must be a float or a 0-d tensor, got {type(scale).__name__}")
-    if not math.isfinite(scale):
-        raise ValueError(f"scale must be finite, got {scale!r}")
-    return float(scale)
+    return check_real(scale, "scale")
 
 
 class _GradReverse(torch.autograd.Function):
@@ -62,7 +63,13 @@ class _GradReverse(torch.autograd.Function):
         return grad_output * -scale, None
 
 
-def grad_reverse(x: Tensor, scale: float | Tensor = DEFAULT_SCALE) -> Tensor:
+def _grad_reverse_impl(x: Tensor, scale: float | Tensor) -> Tensor:
+    """The kernel of :func:`grad_reverse`; trusts ``x`` and ``scale`` (no checks, no reads)."""
+    out: Tensor = _GradReverse.apply(x, scale)  # type: ignore[no-untyped-call]
+    return out
+
+
+def grad_reverse(x: Tensor, *, scale: float | Tensor = DEFAULT_SCALE) -> Tensor:
     r"""Identity in the forward pass, gradient times $-\lambda$ in the backward pass.
 
     The gradient reversal layer of DANN, used by S4Rec (Sec. 4.3) between the encoder and the
@@ -90,9 +97,11 @@ def grad_reverse(x: Tensor, scale: float | Tensor = DEFAULT_SCALE) -> Tensor:
         ``x`` unchanged (a view), recorded so that its gradient is reversed.
 
     Raises:
-        TypeError: if ``x`` is not a floating tensor, or ``scale`` is not a number or a
-            floating 0-d tensor.
-        ValueError: if ``scale`` is a tensor that is not 0-d, or is not finite.
+        TypeError: if ``x`` is not a floating tensor, or ``scale`` is not a real number
+            (``bool`` and ``str`` are refused) or a floating 0-d tensor.
+        ValueError: if ``scale`` is a tensor that is not 0-d, or is not finite (for a
+            tensor a value check, which runs only while value checks are on; see
+            ``s4rec_components.set_validate_args``).
 
     Examples:
         >>> import torch
@@ -107,11 +116,10 @@ def grad_reverse(x: Tensor, scale: float | Tensor = DEFAULT_SCALE) -> Tensor:
     """
     check_tensor(x, "x")
     check_float(x, "x")
-    scale = _check_scale(scale)
-    return _GradReverse.apply(x, scale)
+    return _grad_reverse_impl(x, _check_scale(scale))
 
 
-def dann_schedule(progress: float, gamma: float = DEFAULT_GAMMA) -> float:
+def dann_schedule(progress: float, *, gamma: float = DEFAULT_GAMMA) -> float:
     r"""DANN's warm-up of the reversal weight: 0 at the start of training, about 1 at the end.
 
     $$
@@ -129,21 +137,18 @@ def dann_schedule(progress: float, gamma: float = DEFAULT_GAMMA) -> float:
         $\lambda(p)$ as a Python float in $[0, 1)$.
 
     Raises:
-        TypeError: if ``progress`` or ``gamma`` is not a real number.
-        ValueError: if ``progress`` lies outside $[0, 1]$ or ``gamma <= 0``.
+        TypeError: if ``progress`` or ``gamma`` is not a real number (a ``bool`` or ``str``
+            is refused).
+        ValueError: if ``progress`` lies outside $[0, 1]$, ``gamma <= 0``, or either is
+            NaN or infinite.
 
     Examples:
         >>> from s4rec_components import dann_schedule
         >>> dann_schedule(0.0), round(dann_schedule(0.5), 4), round(dann_schedule(1.0), 4)
         (0.0, 0.9866, 0.9999)
     """
-    for value, name in ((progress, "progress"), (gamma, "gamma")):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    check_probability(progress, "progress")
-    check_positive(gamma, "gamma")
-    if not math.isfinite(gamma):
-        raise ValueError(f"gamma must be finite, got {gamma!r}")
+    progress = check_probability(progress, "progress")
+    gamma = check_positive(gamma, "gamma")
     # tanh(gamma p / 2) is the same expression without overflow for large gamma p.
     return math.tanh(gamma * progress / 2.0)
 
@@ -159,18 +164,20 @@ class GradientReversal(nn.Module):
 
     $\lambda$ is kept as a float32 0-d buffer named ``scale`` (persistent, so it is saved
     in the ``state_dict`` and follows ``.to(device)``); change it between steps with
-    ``set_scale``, e.g. ``grl.set_scale(dann_schedule(step / total))``. Calls
-    ``grad_reverse``.
+    ``set_scale``, e.g. ``grl.set_scale(dann_schedule(step / total))``. ``__init__`` and
+    ``set_scale`` validate $\lambda$; ``forward`` runs ``grad_reverse``'s kernel without
+    checking or reading the buffer, so a training step reads nothing back to the host.
 
     Args:
-        scale: the initial $\lambda$, a finite float.
+        scale: the initial $\lambda$, a finite real number or a finite 0-d floating tensor.
 
     Shape:
         - input: $(*)$, any floating tensor.
         - output: $(*)$, the input unchanged.
 
     Raises:
-        TypeError: if ``scale`` is not a real number (or a floating 0-d tensor).
+        TypeError: if ``scale`` is not a real number (or a floating 0-d tensor); in
+            ``forward``, if the input is not a floating tensor.
         ValueError: if ``scale`` is not finite.
 
     Examples:
@@ -188,10 +195,14 @@ class GradientReversal(nn.Module):
 
     scale: Tensor
 
-    def __init__(self, scale: float = DEFAULT_SCALE) -> None:
+    def __init__(self, *, scale: float | Tensor = DEFAULT_SCALE) -> None:
         super().__init__()
         value = _check_scale(scale)
-        self.register_buffer("scale", torch.as_tensor(value, dtype=torch.float32).detach().clone())
+        if isinstance(value, Tensor):
+            initial = value.detach().to(torch.float32).clone()
+        else:
+            initial = torch.tensor(value, dtype=torch.float32)
+        self.register_buffer("scale", initial)
 
     def set_scale(self, value: float | Tensor) -> None:
         """Set $\\lambda$ in place (keeps the buffer's device and dtype).
@@ -203,13 +214,18 @@ class GradientReversal(nn.Module):
             TypeError: if ``value`` is not a real number or a floating 0-d tensor.
             ValueError: if ``value`` is not finite or is a tensor that is not 0-d.
         """
-        value = _check_scale(value)
+        checked = _check_scale(value)
         with torch.no_grad():
-            self.scale.fill_(value.detach() if isinstance(value, Tensor) else value)
+            self.scale.fill_(checked.detach() if isinstance(checked, Tensor) else checked)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return ``x``; its gradient is multiplied by ``-scale`` on the way back."""
-        return grad_reverse(x, self.scale)
+        """Return ``x``; its gradient is multiplied by ``-scale`` on the way back.
+
+        ``scale`` was validated by ``__init__`` / ``set_scale``; nothing is checked or read here.
+        """
+        check_tensor(x, "x")
+        check_float(x, "x")
+        return _grad_reverse_impl(x, self.scale)
 
     def extra_repr(self) -> str:
         return f"scale={float(self.scale):g}"

@@ -22,33 +22,39 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ._validation import (
+    check_bool,
     check_float,
+    check_int,
     check_ndim,
     check_nonempty,
     check_positive,
     check_tensor,
+    validate_args_enabled,
 )
+from .constants import COMPUTE_DTYPE
 
 __all__ = ["SinkhornKnopp", "sinkhorn_knopp"]
 
 # SwAV's defaults: three normalisation rounds, entropy weight 0.05.
 DEFAULT_NUM_ITERS = 3
 DEFAULT_EPSILON = 0.05
-# The whole computation runs in this dtype whatever the input dtype.
-COMPUTE_DTYPE = torch.float32
 
 
-def _check_hyperparameters(num_iters: int, epsilon: float) -> None:
-    """Validate the number of rounds (an ``int`` >= 1) and the entropy weight (> 0)."""
-    if isinstance(num_iters, bool) or not isinstance(num_iters, int):
-        raise TypeError(f"num_iters must be an int, got {type(num_iters).__name__}")
-    if num_iters < 1:
-        raise ValueError(f"num_iters must be >= 1, got {num_iters!r}")
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
-        raise TypeError(f"epsilon must be a float, got {type(epsilon).__name__}")
-    check_positive(epsilon, "epsilon")
-    if not math.isfinite(epsilon):
-        raise ValueError(f"epsilon must be finite, got {epsilon!r}")
+def _check_hyperparameters(num_iters: object, epsilon: object, distributed: object) -> float:
+    """Validate the rounds (an ``int`` >= 1), the entropy weight (finite, > 0) and the flag."""
+    check_int(num_iters, "num_iters", 1)
+    check_bool(distributed, "distributed")
+    return check_positive(epsilon, "epsilon")
+
+
+def _check_scores(scores: Tensor) -> None:
+    """Shape and dtype checks (free); finiteness only while validation is on (a host read)."""
+    check_tensor(scores, "scores")
+    check_ndim(scores, 2, "scores", "(b, k)")
+    check_float(scores, "scores")
+    check_nonempty(scores, "scores")
+    if validate_args_enabled() and not bool(torch.isfinite(scores).all()):
+        raise ValueError("scores must be finite, got a tensor holding inf or nan")
 
 
 def _use_distributed(distributed: bool) -> bool:
@@ -71,17 +77,68 @@ def _log_prototype_mass(log_q: Tensor, use_distributed: bool) -> Tensor:
     return peak + mass.log()
 
 
-def _global_batch_size(local: int, device: torch.device, use_distributed: bool) -> int:
-    """The batch size summed over all processes (batches may differ between ranks)."""
+def _global_batch_size(local: int, device: torch.device, use_distributed: bool) -> int | Tensor:
+    """The batch size summed over all processes (batches may differ between ranks).
+
+    Locally a Python ``int``; across processes a 0-d ``float32`` tensor on ``device``, so that
+    no value is read back to the host.
+    """
     if not use_distributed:
         return local
-    size = torch.tensor([local], dtype=torch.long, device=device)
+    size = torch.tensor(float(local), dtype=COMPUTE_DTYPE, device=device)
     dist.all_reduce(size, op=dist.ReduceOp.SUM)
-    return int(size.item())
+    return size
+
+
+def _warn_if_underfull(batch: int | Tensor, num_prototypes: int) -> None:
+    """Warn when the (global) batch is smaller than ``k``.
+
+    A global size is a device tensor: it is read (a host sync) only while validation is on.
+    """
+    if isinstance(batch, Tensor):
+        if not validate_args_enabled():
+            return
+        batch = int(batch.item())
+    if batch < num_prototypes:
+        warnings.warn(
+            f"equipartition cannot hold: the batch has {batch} samples for {num_prototypes} "
+            "prototypes (b < k), so some prototypes must stay nearly empty",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _sinkhorn_impl(
+    scores: Tensor,
+    num_iters: int,
+    epsilon: float,
+    use_distributed: bool,
+    batch: int | Tensor | None = None,
+) -> Tensor:
+    """The kernel of :func:`sinkhorn_knopp`; trusts its inputs and reads nothing to the host.
+
+    ``batch`` is the global batch size when the caller already has it (as returned by
+    ``_global_batch_size``); otherwise it is computed here.
+    """
+    local_batch, num_prototypes = scores.shape
+    if batch is None:
+        batch = _global_batch_size(local_batch, scores.device, use_distributed)
+    _warn_if_underfull(batch, num_prototypes)
+    log_k = math.log(num_prototypes)
+    log_b = batch.log() if isinstance(batch, Tensor) else math.log(batch)
+    with torch.no_grad():
+        # (k, b) as in SwAV: a column per sample.
+        log_q = rearrange(scores.detach().to(COMPUTE_DTYPE) / epsilon, "b k -> k b")
+        for _ in range(num_iters):
+            log_q = log_q - _log_prototype_mass(log_q, use_distributed) - log_k
+            log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - log_b
+        out: Tensor = rearrange((log_q + log_b).exp(), "k b -> b k")
+        return out
 
 
 def sinkhorn_knopp(
     scores: Tensor,
+    *,
     num_iters: int = DEFAULT_NUM_ITERS,
     epsilon: float = DEFAULT_EPSILON,
     distributed: bool = False,
@@ -108,7 +165,9 @@ def sinkhorn_knopp(
     tiny $\epsilon$, huge scores and ``float16`` / ``bfloat16`` inputs.
 
     The computation runs in ``float32`` under ``torch.no_grad()`` whatever the input: the
-    output is ``float32`` and never requires grad (targets are constants, as in SwAV).
+    output is ``float32`` and never requires grad (targets are constants, as in SwAV). The
+    kernel reads nothing back to the host; the finiteness check of ``scores`` does, and runs
+    only while value checks are on (``s4rec_components.set_validate_args``).
 
     With ``distributed=True`` and an initialised ``torch.distributed`` process group, the
     prototype masses are all-reduced so that equipartition holds over the global batch, whose
@@ -135,9 +194,11 @@ def sinkhorn_knopp(
 
     Raises:
         TypeError: if ``scores`` is not a floating tensor, ``num_iters`` is not an ``int``
-            or ``epsilon`` is not a number.
-        ValueError: if ``scores`` is not 2-D, is empty or holds a non-finite value, if
-            ``num_iters < 1`` or ``epsilon <= 0``.
+            (a ``bool`` is refused), ``epsilon`` is not a real number or ``distributed`` is
+            not a ``bool``.
+        ValueError: if ``scores`` is not 2-D or is empty, if ``num_iters < 1`` or
+            ``epsilon`` is not finite and > 0; and, while value checks are on (see
+            ``s4rec_components.set_validate_args``), if ``scores`` holds inf or NaN.
 
     Warns:
         UserWarning: when the (global) batch is smaller than ``k``: equipartition cannot hold.
@@ -154,33 +215,9 @@ def sinkhorn_knopp(
         tensor([[1., 0.],
                 [0., 1.]])
     """
-    check_tensor(scores, "scores")
-    check_ndim(scores, 2, "scores", "(b, k)")
-    check_float(scores, "scores")
-    check_nonempty(scores, "scores")
-    _check_hyperparameters(num_iters, epsilon)
-    if not bool(torch.isfinite(scores).all()):
-        raise ValueError("scores must be finite, got a tensor holding inf or nan")
-
-    use_distributed = _use_distributed(distributed)
-    local_batch, num_prototypes = scores.shape
-    batch = _global_batch_size(local_batch, scores.device, use_distributed)
-    if batch < num_prototypes:
-        warnings.warn(
-            f"equipartition cannot hold: the batch has {batch} samples for {num_prototypes} "
-            "prototypes (b < k), so some prototypes must stay nearly empty",
-            UserWarning,
-            stacklevel=2,
-        )
-    log_k, log_b = math.log(num_prototypes), math.log(batch)
-
-    with torch.no_grad():
-        # (k, b) as in SwAV: a column per sample.
-        log_q = rearrange(scores.detach().to(COMPUTE_DTYPE) / epsilon, "b k -> k b")
-        for _ in range(num_iters):
-            log_q = log_q - _log_prototype_mass(log_q, use_distributed) - log_k
-            log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - log_b
-        return rearrange((log_q + log_b).exp(), "k b -> b k")
+    epsilon = _check_hyperparameters(num_iters, epsilon, distributed)
+    _check_scores(scores)
+    return _sinkhorn_impl(scores, num_iters, epsilon, _use_distributed(distributed))
 
 
 class SinkhornKnopp(nn.Module):
@@ -204,10 +241,12 @@ class SinkhornKnopp(nn.Module):
         - output: $(b, k)$, float32, rows sum to 1, columns sum to about $b / k$.
 
     Raises:
-        TypeError: if ``num_iters`` is not an ``int`` or ``epsilon`` is not a number (and in
-            ``forward`` if ``scores`` is not a floating tensor).
-        ValueError: if ``num_iters < 1`` or ``epsilon <= 0`` (and in ``forward`` if ``scores``
-            is not 2-D, is empty or is not finite).
+        TypeError: if ``num_iters`` is not an ``int``, ``epsilon`` is not a real number or
+            ``distributed`` is not a ``bool`` (and in ``forward`` if ``scores`` is not a
+            floating tensor).
+        ValueError: if ``num_iters < 1`` or ``epsilon`` is not finite and > 0 (and in
+            ``forward`` if ``scores`` is not 2-D, is empty or, with value checks on, is not
+            finite).
 
     Examples:
         >>> import torch
@@ -219,19 +258,22 @@ class SinkhornKnopp(nn.Module):
 
     def __init__(
         self,
+        *,
         num_iters: int = DEFAULT_NUM_ITERS,
         epsilon: float = DEFAULT_EPSILON,
         distributed: bool = False,
     ) -> None:
         super().__init__()
-        _check_hyperparameters(num_iters, epsilon)
+        self.epsilon = _check_hyperparameters(num_iters, epsilon, distributed)
         self.num_iters = num_iters
-        self.epsilon = float(epsilon)
-        self.distributed = bool(distributed)
+        self.distributed = distributed
 
     def forward(self, scores: Tensor) -> Tensor:
         """Soft targets ``(b, k)`` for the scores ``(b, k)``; see ``sinkhorn_knopp``."""
-        return sinkhorn_knopp(scores, self.num_iters, self.epsilon, self.distributed)
+        _check_scores(scores)
+        return _sinkhorn_impl(
+            scores, self.num_iters, self.epsilon, _use_distributed(self.distributed)
+        )
 
     def extra_repr(self) -> str:
         return f"num_iters={self.num_iters}, epsilon={self.epsilon}, distributed={self.distributed}"
