@@ -1,0 +1,342 @@
+r"""Public datasets: downloads with checksums, and the MovieLens-1M conversion.
+
+:func:`download_dataset` fetches Beauty / Sports / Toys (the preprocessed files of ICLRec's
+``data/`` folder) or MovieLens-1M (GroupLens ``ml-1m.zip``, converted to the one-line format).
+
+Integrity rules:
+
+* every file is checked on **every** use, not only after its download: against the caller's
+  ``sha256``, else the published checksum of the public origin, else the checksum record
+  ``<file>.sha256`` written when this library downloaded or produced the file;
+* a download from a mirror (``url=``) needs ``sha256=`` or an explicit
+  ``allow_unverified=True``;
+* the converted ``ml-1m.txt`` (and its raw-id sidecar) carry a checksum record; a cached copy
+  that fails it (truncated, edited) is converted again from the verified zip;
+* the zip is decompressed as a stream with a size cap (``max_unpacked_bytes``), so a small
+  archive that inflates to gigabytes fails fast without being read into memory.
+
+Files are written atomically (a temporary file in ``root``, fsync, then renamed into place).
+
+Examples:
+    >>> from s4rec_components.data import DATASET_FILES
+    >>> DATASET_FILES["Beauty"], DATASET_FILES["ML-1M"]
+    ('Beauty.txt', 'ml-1m.txt')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Literal
+
+from .._validation import check_bool, check_choice, check_int
+from ._files import (
+    CHUNK_BYTES,
+    Checksum,
+    check_record,
+    item_ids_path,
+    matches,
+    read_record,
+    record_path,
+    write_record,
+)
+from .dataset import MIN_SEQUENCE_LENGTH, SequenceDataset
+from .readers import _index_tokens
+
+__all__ = [
+    "DATASET_FILES",
+    "DOWNLOAD_TIMEOUT_S",
+    "ICLREC_DATA_URL",
+    "KNOWN_MD5",
+    "KNOWN_SHA256",
+    "MAX_UNPACKED_BYTES",
+    "MOVIELENS_1M_URL",
+    "DatasetName",
+    "download_dataset",
+]
+
+LOG = logging.getLogger(__name__)
+
+DatasetName = Literal["Beauty", "Sports", "Toys", "ML-1M"]
+
+DATASET_FILES: dict[str, str] = {
+    "Beauty": "Beauty.txt",
+    "Sports": "Sports_and_Outdoors.txt",
+    "Toys": "Toys_and_Games.txt",
+    "ML-1M": "ml-1m.txt",
+}
+"""File name written under ``root`` for every dataset ``download_dataset`` knows."""
+
+ICLREC_DATA_URL = "https://raw.githubusercontent.com/salesforce/ICLRec/master/data/"
+MOVIELENS_1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
+MOVIELENS_1M_ZIP = "ml-1m.zip"
+MOVIELENS_RATINGS_MEMBER = "ml-1m/ratings.dat"
+
+KNOWN_SHA256: dict[str, str] = {
+    "Beauty": "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
+    "Sports": "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
+    "Toys": "176c680c688d497598c4a89a03b402c0fe78d795e5db335c2e78dd5f2d778a3f",
+}
+"""SHA-256 of the preprocessed text files as published in ICLRec's ``data/`` folder."""
+
+KNOWN_MD5: dict[str, str] = {
+    "ML-1M": "c4d9eecfca2ab87c1945afe126590906",
+}
+"""MD5 of GroupLens' ``ml-1m.zip`` as GroupLens publishes it (``ml-1m.zip.md5``; it publishes
+no SHA-256). Used for the public origin only; a mirror needs ``sha256``."""
+
+DOWNLOAD_TIMEOUT_S = 60.0
+"""Seconds a download may stall before it fails."""
+
+MAX_UNPACKED_BYTES = 256 * 2**20
+"""Default cap on the decompressed size of ``ratings.dat`` (the real one is about 24 MB)."""
+
+
+def download_dataset(
+    name: DatasetName,
+    root: str | Path,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    allow_unverified: bool = False,
+    max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
+) -> Path:
+    """Return the path of a public dataset under ``root``, downloading it first if needed.
+
+    * Beauty / Sports / Toys: the preprocessed one-line files of the public ICLRec repository
+      (``Beauty.txt``, ``Sports_and_Outdoors.txt``, ``Toys_and_Games.txt``), checked against
+      ``KNOWN_SHA256``.
+    * ML-1M: GroupLens ``ml-1m.zip`` (checked against the published MD5, ``KNOWN_MD5``); its
+      ``ratings.dat`` (``user::item::rating::timestamp``) is converted to ``ml-1m.txt`` in the
+      one-line format: each user's ratings sorted by timestamp (stable), users in ascending id
+      order, items numbered from 1 in order of first occurrence, every user with >= 3 ratings
+      kept (ML-1M users have >= 20). The MovieLens movie ids go to the sidecar
+      ``ml-1m.txt.item_ids.json``, so ``load_sequences`` gives them as ``item_ids``. The zip is
+      kept beside it, so a second conversion needs no network.
+
+    Every file is verified on every call (see the module notes): a cached file that fails its
+    checksum raises (Beauty / Sports / Toys) or is converted again from the zip (ML-1M).
+
+    Args:
+        name: which dataset.
+        root: folder to keep the files in (created when missing).
+        url: where to download from instead of the public origin (a mirror). Needs ``sha256``
+            or ``allow_unverified=True``.
+        sha256: expected SHA-256 of the downloaded file (for ML-1M: of the zip); overrides the
+            built-in checksum.
+        allow_unverified: accept a mirror download without a checksum. Its SHA-256 is logged
+            and recorded in ``<file>.sha256``, and every later use is checked against that record.
+        max_unpacked_bytes: the most bytes ``ratings.dat`` may inflate to (ML-1M); >= 1.
+
+    Returns:
+        Path of the one-line text file.
+
+    Raises:
+        TypeError: for arguments of the wrong type.
+        ValueError: for an unknown ``name``, a malformed ``sha256``, or a mirror ``url`` without
+            ``sha256`` or ``allow_unverified=True`` (raised before any network access).
+        RuntimeError: if the download fails, a checksum does not match, or the zip is not the
+            expected archive or inflates beyond ``max_unpacked_bytes``; the message says what
+            failed and what to do (download by hand into ``root``, or load a file you trust
+            with ``load_sequences``).
+
+    Examples:
+        >>> import tempfile
+        >>> from s4rec_components import download_dataset
+        >>> download_dataset("Beauty", tempfile.mkdtemp(), url="https://example.org/Beauty.txt")
+        Traceback (most recent call last):
+        ...
+        ValueError: url='https://example.org/Beauty.txt' is not the public origin of Beauty: pass sha256=... (the expected SHA-256 of the file), or allow_unverified=True to trust it on first download
+    """
+    check_choice(name, tuple(DATASET_FILES), "name")
+    if url is not None and not isinstance(url, str):
+        raise TypeError(f"url must be a str or None, got {type(url).__name__}")
+    if sha256 is not None:
+        if not isinstance(sha256, str):
+            raise TypeError(f"sha256 must be a str or None, got {type(sha256).__name__}")
+        if len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256):
+            raise ValueError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
+    check_bool(allow_unverified, "allow_unverified")
+    max_unpacked_bytes = check_int(max_unpacked_bytes, "max_unpacked_bytes", 1)
+    root = Path(root)
+    target = root / DATASET_FILES[name]
+    origin = MOVIELENS_1M_URL if name == "ML-1M" else ICLREC_DATA_URL + DATASET_FILES[name]
+    official = url is None or url == origin
+    if not official and sha256 is None and not allow_unverified:
+        raise ValueError(
+            f"url={url!r} is not the public origin of {name}: pass sha256=... (the expected SHA-256 "
+            f"of the file), or allow_unverified=True to trust it on first download"
+        )
+    source = origin if url is None else url
+    if sha256 is not None:
+        expected: Checksum | None = Checksum("sha256", sha256.lower())
+    elif official and name in KNOWN_SHA256:
+        expected = Checksum("sha256", KNOWN_SHA256[name])
+    elif official and name in KNOWN_MD5:
+        expected = Checksum("md5", KNOWN_MD5[name])
+    else:
+        expected = None
+    if name == "ML-1M":
+        return _movielens(root, target, source, expected, max_unpacked_bytes)
+    _ensure_file(target, source, expected, hand_target=target)
+    return target
+
+
+# ============================================================================= one verified file
+def _ensure_file(target: Path, source: str, expected: Checksum | None, hand_target: Path) -> None:
+    """Make ``target`` a verified copy of ``source``: check a cached one, else download it."""
+    if target.exists():
+        _verify_cached(target, expected, source, hand_target)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    LOG.info("downloading %s", source)
+    _fetch(source, target, expected, hand_target)
+    write_record(target, [target])
+
+
+def _verify_cached(target: Path, expected: Checksum | None, source: str, hand_target: Path) -> None:
+    """Check a cached download against ``expected``, else against its checksum record."""
+    if expected is not None:
+        ok, actual = matches(target, expected)
+        if not ok:
+            raise RuntimeError(
+                f"checksum mismatch for {target}: expected {expected}, got {actual}. Delete the file and "
+                f"download {source} by hand into {hand_target.parent} (as {hand_target.name}), or load "
+                f"a file you trust with load_sequences"
+            )
+        if read_record(target) is None:
+            write_record(target, [target])
+        return
+    problem = check_record(target)
+    if problem is None:
+        return
+    if read_record(target) is None:  # reached only with allow_unverified=True
+        LOG.warning("%s has no checksum to verify against; trusting it (allow_unverified) and recording it", target)
+        write_record(target, [target])
+        return
+    raise RuntimeError(
+        f"checksum mismatch for {target}: {problem}. Delete {target.name} and "
+        f"{record_path(target).name} and download {source} again into {hand_target.parent}, or load a "
+        f"file you trust with load_sequences"
+    )
+
+
+def _fetch(url: str, target: Path, expected: Checksum | None, hand_target: Path) -> None:
+    """Download ``url`` to ``target`` through a temporary file; verify or log its digest."""
+    handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    temp = Path(temp_name)
+    digest = hashlib.new(expected.algorithm if expected is not None else "sha256")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                    for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+                        out.write(chunk)
+                        digest.update(chunk)
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                raise RuntimeError(
+                    f"could not download {url} ({err}). Download it by hand into {hand_target.parent} "
+                    f"(as {hand_target.name}), or load a local copy with load_sequences"
+                ) from err
+            out.flush()
+            os.fsync(out.fileno())
+        actual = digest.hexdigest()
+        if expected is not None and actual != expected.hexdigest:
+            raise RuntimeError(
+                f"checksum mismatch for {url}: expected {expected}, got {actual}; nothing was "
+                f"written. Download it by hand into {hand_target.parent} (as {hand_target.name}) and "
+                f"check it, or load a file you trust with load_sequences"
+            )
+        if expected is None:
+            LOG.warning("sha256 of %s: %s (not verified: allow_unverified=True)", url, actual)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+# ============================================================================= MovieLens-1M
+def _movielens(root: Path, target: Path, url: str, expected: Checksum | None, cap: int) -> Path:
+    """Return a verified ``ml-1m.txt``, converting it (again) from a verified zip when needed."""
+    if target.exists():
+        problem = check_record(target)
+        if problem is None:
+            return target
+        LOG.warning("%s fails its checksum (%s); converting it again from %s", target, problem, MOVIELENS_1M_ZIP)
+    archive = root / MOVIELENS_1M_ZIP
+    _ensure_file(archive, url, expected, hand_target=archive)
+    dataset = _convert_movielens(archive, cap)
+    dataset.save(target)
+    write_record(target, [target, item_ids_path(target)])
+    LOG.info("wrote %s (%d users, %d items)", target, dataset.num_users, dataset.num_items)
+    return target
+
+
+def _capped_lines(stream: IO[bytes], cap: int, source: str) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a binary stream read in blocks; ``RuntimeError`` past ``cap`` bytes."""
+    total = 0
+    number = 0
+    carry = b""
+    while True:
+        block = stream.read(CHUNK_BYTES)
+        if not block:
+            break
+        total += len(block)
+        if total > cap:
+            raise RuntimeError(
+                f"{source} inflates to more than max_unpacked_bytes = {cap} bytes; it is not the GroupLens "
+                f"file (delete it), or raise max_unpacked_bytes"
+            )
+        pieces = (carry + block).split(b"\n")
+        carry = pieces.pop()
+        for piece in pieces:
+            number += 1
+            yield number, piece.decode("latin-1")
+    if carry:
+        yield number + 1, carry.decode("latin-1")
+
+
+def _convert_movielens(archive: Path, cap: int) -> SequenceDataset:
+    """``ratings.dat`` of ``archive`` -> chronological sequences (stable per user), streamed."""
+    source = f"{archive}, {MOVIELENS_RATINGS_MEMBER}"
+    per_user: dict[int, list[tuple[int, str]]] = {}
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            info = zf.getinfo(MOVIELENS_RATINGS_MEMBER)
+            if info.file_size > cap:
+                raise RuntimeError(
+                    f"{source} declares {info.file_size} bytes, more than max_unpacked_bytes = {cap}; it is "
+                    f"not the GroupLens file (delete {archive.name}), or raise max_unpacked_bytes"
+                )
+            with zf.open(info) as stream:
+                for number, raw in _capped_lines(stream, cap, source):
+                    line = raw.strip()
+                    if not line:
+                        continue
+                    fields = line.split("::")
+                    if len(fields) != 4:
+                        raise ValueError(f"{source}, line {number}: expected user::item::rating::timestamp")
+                    try:
+                        user, item, when = int(fields[0]), int(fields[1]), int(fields[3])
+                    except ValueError:
+                        raise ValueError(f"{source}, line {number}: non-integer field in {line!r}") from None
+                    per_user.setdefault(user, []).append((when, str(item)))
+    except (zipfile.BadZipFile, KeyError, EOFError) as err:
+        raise RuntimeError(
+            f"{archive} is not the GroupLens ml-1m.zip ({err}); delete it and download "
+            f"{MOVIELENS_1M_URL} by hand into {archive.parent}, or load a converted file with load_sequences"
+        ) from None
+    short = [u for u, rows in per_user.items() if len(rows) < MIN_SEQUENCE_LENGTH]
+    if short:
+        LOG.warning("%s: dropped %d users with fewer than %d ratings", source, len(short), MIN_SEQUENCE_LENGTH)
+    users = sorted(u for u, rows in per_user.items() if len(rows) >= MIN_SEQUENCE_LENGTH)
+    if not users:
+        raise ValueError(f"{source}: no user has at least {MIN_SEQUENCE_LENGTH} ratings")
+    sequences = [[item for _, item in sorted(per_user[u], key=lambda r: r[0])] for u in users]
+    return _index_tokens(sequences, "ML-1M", user_ids=users)
