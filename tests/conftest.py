@@ -1,13 +1,38 @@
-"""Test configuration: the shared hypothesis profile and the real-data location."""
+"""Test configuration: hypothesis profiles, the ``slow`` marker and the real-data location.
+
+Hypothesis profiles:
+
+* ``default``: what a plain ``pytest`` run uses (40 examples per property, no deadline);
+* ``ci``: at least 200 examples per property, selected with
+  ``pytest --hypothesis-profile=ci`` (the option of hypothesis' pytest plugin).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import strategies  # noqa: F401  (registers and loads the hypothesis profile)
+from hypothesis import HealthCheck, settings
+
+# No deadline: torch's first call of an operator is slow and would flake a timed example.
+settings.register_profile(
+    "default", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "ci", deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow]
+)
+# The plugin's --hypothesis-profile is applied after this file is imported, so it wins.
+settings.load_profile("default")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``slow`` marker (slow tests still run by default)."""
+    config.addinivalue_line(
+        "markers",
+        "slow: takes more than a few seconds (still runs by default; deselect with -m 'not slow')",
+    )
 
 
 @pytest.fixture(scope="session")

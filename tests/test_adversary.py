@@ -10,9 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given
-from strategies import float_tensors, seeds
+from strategies import float_tensors, long_tensors
 
-from s4rec_components import AdversaryOutput, HeadTailAdversary
+import s4rec_components.adversary as adversary_module
+import s4rec_components.gradient_reversal as grl_module
+from s4rec_components import AdversaryOutput, HeadTailAdversary, set_validate_args
 from s4rec_components.adversary import head_tail_adversarial_loss
 
 scales = st.floats(min_value=-3.0, max_value=3.0, allow_nan=False)
@@ -25,11 +27,12 @@ def adversary_cases(draw, max_b=12, max_d=8, max_c=4):
     d = draw(st.integers(1, max_d))
     c = draw(st.integers(2, max_c))
     scale = draw(scales)
-    torch.manual_seed(draw(seeds))
     adversary = HeadTailAdversary(hidden_size=d, num_classes=c, scale=scale).double()
+    with torch.no_grad():
+        adversary.classifier.weight.copy_(draw(float_tensors((c, d), low=-1.0, high=1.0)))
+        adversary.classifier.bias.copy_(draw(float_tensors((c,), low=-1.0, high=1.0)))
     z = draw(float_tensors((b, d)))
-    g = torch.Generator().manual_seed(draw(seeds))
-    labels = torch.randint(0, c, (b,), generator=g)
+    labels = draw(long_tensors((b,), 0, c - 1))
     return adversary, z, labels, scale
 
 
@@ -108,10 +111,41 @@ def test_classifier_descends_while_the_encoder_ascends():
     assert after_encoder_step > before
 
 
-def test_half_precision_loss_is_float32():
-    adversary = HeadTailAdversary(hidden_size=4).to(torch.bfloat16)
-    out = adversary(torch.randn(3, 4, dtype=torch.bfloat16), torch.tensor([0, 1, 0]))
-    assert out.loss.dtype == torch.float32 and out.logits.dtype == torch.bfloat16
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32(dtype):
+    torch.manual_seed(0)
+    adversary = HeadTailAdversary(hidden_size=4).to(dtype)
+    z = torch.randn(3, 4).to(dtype).requires_grad_(True)
+    labels = torch.tensor([0, 1, 0])
+    out = adversary(z, labels)
+    assert out.loss.dtype == torch.float32 and out.logits.dtype == torch.float32
+    reference = adversary.float()(z.detach().float(), labels)
+    torch.testing.assert_close(out.loss, reference.loss)
+    out.loss.backward()
+    assert z.grad.dtype == dtype and bool(torch.isfinite(z.grad).all())
+
+
+@pytest.mark.parametrize(
+    ("z_dtype", "module_dtype", "expected"),
+    [
+        (torch.float16, torch.float32, torch.float32),
+        (torch.float64, torch.float32, torch.float64),
+        (torch.float32, torch.float64, torch.float64),
+        (torch.bfloat16, torch.float16, torch.float32),
+    ],
+)
+def test_mixed_dtypes_are_promoted(z_dtype, module_dtype, expected):
+    """Issue 9: HeadTailAdversary(16)(z.half(), labels) used to raise "mat1 and mat2 ..."."""
+    torch.manual_seed(0)
+    adversary = HeadTailAdversary(16).to(module_dtype)
+    z = torch.randn(5, 16)
+    labels = torch.tensor([0, 1, 1, 0, 1])
+    out = adversary(z.to(z_dtype), labels)
+    assert out.loss.dtype == expected and out.logits.dtype == expected
+    weight = adversary.classifier.weight.to(expected)
+    bias = adversary.classifier.bias.to(expected)
+    logits = z.to(z_dtype).to(expected) @ weight.T + bias
+    torch.testing.assert_close(out.loss, F.cross_entropy(logits, labels))
 
 
 def test_function_matches_module_and_accepts_no_bias():
@@ -119,7 +153,7 @@ def test_function_matches_module_and_accepts_no_bias():
     adversary = HeadTailAdversary(hidden_size=3, num_classes=3, scale=0.7)
     z, labels = torch.randn(5, 3), torch.tensor([0, 2, 1, 1, 2])
     out = head_tail_adversarial_loss(
-        z, labels, adversary.classifier.weight, adversary.classifier.bias, 0.7
+        z, labels, adversary.classifier.weight, adversary.classifier.bias, scale=0.7
     )
     for got, want in zip(out, adversary(z, labels)):
         torch.testing.assert_close(got, want)
@@ -147,7 +181,8 @@ def test_properties():
         (dict(hidden_size=4, num_classes=1), ValueError, "num_classes must be >= 2"),
         (dict(hidden_size=4, num_classes=True), TypeError, "num_classes must be an int"),
         (dict(hidden_size=4, scale=float("inf")), ValueError, "scale must be finite"),
-        (dict(hidden_size=4, scale="1"), TypeError, "scale must be a float"),
+        (dict(hidden_size=4, scale="1"), TypeError, "scale must be a real number"),
+        (dict(hidden_size=4, scale=True), TypeError, "scale must be a real number"),
     ],
 )
 def test_constructor_rejects_bad_arguments(kwargs, error, match):
@@ -182,7 +217,61 @@ def test_forward_rejects_bad_inputs():
         adversary([[0.0] * 4], torch.tensor([0]))
     with pytest.raises(ValueError, match="must not be empty"):
         adversary(torch.randn(0, 4), torch.zeros(0, dtype=torch.long))
-    with pytest.raises(TypeError, match="scale must be a float"):
+    with pytest.raises(TypeError, match="scale must be a real number"):
         adversary.set_scale("0.5")
     with pytest.raises(ValueError, match="scale must be finite"):
         adversary.set_scale(float("nan"))
+
+
+def test_function_rejects_bad_classifier_tensors():
+    z, labels = torch.randn(3, 4), torch.tensor([0, 1, 1])
+    with pytest.raises(TypeError, match="weight must be a floating-point"):
+        head_tail_adversarial_loss(z, labels, torch.ones(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="weight and bias disagree"):
+        head_tail_adversarial_loss(z, labels, torch.ones(2, 4), torch.ones(3))
+    with pytest.raises(ValueError, match="scale must be finite"):
+        head_tail_adversarial_loss(z, labels, torch.ones(2, 4), scale=float("nan"))
+    with pytest.raises(TypeError, match="positional"):
+        head_tail_adversarial_loss(z, labels, torch.ones(2, 4), None, 1.0)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        HeadTailAdversary(4, 2, 1.0)  # type: ignore[misc]
+
+
+def test_label_range_is_a_value_check_behind_the_switch():
+    adversary = HeadTailAdversary(hidden_size=4)
+    z, bad = torch.randn(3, 4), torch.tensor([0, 1, 1])
+    set_validate_args(False)
+    try:
+        adversary(z, bad)  # in range: fine; the check itself is skipped
+        with pytest.raises(TypeError, match="labels must be an integer"):  # structural: kept
+            adversary(z, bad.float())
+    finally:
+        set_validate_args(True)
+
+
+def test_forward_validates_once_and_never_the_scale(monkeypatch):
+    """forward -> one input check, no scale check, no call of the public grad_reverse."""
+    calls = {"inputs": 0, "scale": 0, "grad_reverse": 0}
+    check_inputs = adversary_module._check_inputs
+
+    def count_inputs(*args):
+        calls["inputs"] += 1
+        return check_inputs(*args)
+
+    def count_scale(value):
+        calls["scale"] += 1
+        return value
+
+    def count_grad_reverse(*args, **kwargs):
+        calls["grad_reverse"] += 1
+        raise AssertionError("the public grad_reverse must not be called by forward")
+
+    monkeypatch.setattr(adversary_module, "_check_inputs", count_inputs)
+    monkeypatch.setattr(adversary_module, "_check_scale", count_scale)
+    monkeypatch.setattr(grl_module, "_check_scale", count_scale)
+    monkeypatch.setattr(grl_module, "grad_reverse", count_grad_reverse)
+    adversary = HeadTailAdversary(hidden_size=4)
+    calls["scale"] = 0  # the constructor's one check
+    z = torch.randn(3, 4, requires_grad=True)
+    adversary(z, torch.tensor([0, 1, 1])).loss.backward()
+    assert calls == {"inputs": 1, "scale": 0, "grad_reverse": 0}

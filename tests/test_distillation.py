@@ -12,12 +12,13 @@ from strategies import (
     batch_sizes,
     float_tensors,
     hidden_sizes,
+    long_tensors,
     num_prototypes,
-    seeds,
     temperatures,
 )
 
-from s4rec_components import PrototypeDistillation, prototype_distillation
+import s4rec_components.distillation as distillation_module
+from s4rec_components import PrototypeDistillation, prototype_distillation, set_validate_args
 
 reductions = st.sampled_from(["mean", "sum", "none"])
 # float64 KL of nearly equal distributions may round a hair below 0.
@@ -30,8 +31,16 @@ def problems(draw):
     b, d, k = draw(batch_sizes), draw(hidden_sizes), draw(num_prototypes)
     student = draw(float_tensors((b, d)))
     prototypes = draw(float_tensors((k, d)))
-    g = torch.Generator().manual_seed(draw(seeds))
-    return student, prototypes, torch.randint(0, k, (b,), generator=g)
+    return student, prototypes, draw(long_tensors((b,), 0, k - 1))
+
+
+@st.composite
+def problems_with_shifts(draw):
+    """A problem plus per-row constants ``(b, 1)`` and ``(k, 1)`` for the shift law."""
+    student, prototypes, h = draw(problems())
+    student_shift = draw(float_tensors((student.shape[0], 1), low=-30.0, high=30.0))
+    prototype_shift = draw(float_tensors((prototypes.shape[0], 1), low=-30.0, high=30.0))
+    return (student, prototypes, h), student_shift, prototype_shift
 
 
 def reference(student, prototypes, assignments, temperature) -> torch.Tensor:
@@ -56,13 +65,15 @@ def reference(student, prototypes, assignments, temperature) -> torch.Tensor:
 def test_equals_loop_reference(problem, temperature):
     student, prototypes, h = problem
     expected = reference(student, prototypes, h, temperature)
-    none = prototype_distillation(student, prototypes, h, temperature, reduction="none")
+    none = prototype_distillation(
+        student, prototypes, h, temperature=temperature, reduction="none"
+    )
     torch.testing.assert_close(none, expected)
     torch.testing.assert_close(
-        prototype_distillation(student, prototypes, h, temperature), expected.mean()
+        prototype_distillation(student, prototypes, h, temperature=temperature), expected.mean()
     )
     torch.testing.assert_close(
-        prototype_distillation(student, prototypes, h, temperature, reduction="sum"),
+        prototype_distillation(student, prototypes, h, temperature=temperature, reduction="sum"),
         expected.sum(),
     )
 
@@ -77,23 +88,22 @@ def test_non_negative(problem, temperature):
 def test_zero_when_student_is_its_teacher(problem, temperature):
     _, prototypes, h = problem
     student = prototypes[h].clone().requires_grad_(True)
-    losses = prototype_distillation(student, prototypes, h, temperature, reduction="none")
+    losses = prototype_distillation(
+        student, prototypes, h, temperature=temperature, reduction="none"
+    )
     torch.testing.assert_close(losses, torch.zeros_like(losses), atol=ROUNDING, rtol=0.0)
     losses.sum().backward()
     torch.testing.assert_close(student.grad, torch.zeros_like(student), atol=1e-10, rtol=0.0)
 
 
-@given(problem=problems(), seed=seeds, temperature=temperatures)
-def test_invariant_to_per_row_constants(problem, seed, temperature):
+@given(case=problems_with_shifts(), temperature=temperatures)
+def test_invariant_to_per_row_constants(case, temperature):
     """softmax(x + c) = softmax(x): shifting a student row or a prototype changes nothing."""
-    student, prototypes, h = problem
-    g = torch.Generator().manual_seed(seed)
-    student_shift = torch.randn(student.shape[0], 1, generator=g, dtype=student.dtype) * 10
-    prototype_shift = torch.randn(prototypes.shape[0], 1, generator=g, dtype=student.dtype) * 10
+    (student, prototypes, h), student_shift, prototype_shift = case
     torch.testing.assert_close(
         prototype_distillation(student + student_shift, prototypes + prototype_shift, h,
-                               temperature, reduction="none"),
-        prototype_distillation(student, prototypes, h, temperature, reduction="none"),
+                               temperature=temperature, reduction="none"),
+        prototype_distillation(student, prototypes, h, temperature=temperature, reduction="none"),
     )
 
 
@@ -101,8 +111,9 @@ def test_invariant_to_per_row_constants(problem, seed, temperature):
 def test_scaling_trades_against_temperature(problem, scale, temperature):
     student, prototypes, h = problem
     torch.testing.assert_close(
-        prototype_distillation(student * scale, prototypes * scale, h, temperature * scale),
-        prototype_distillation(student, prototypes, h, temperature),
+        prototype_distillation(student * scale, prototypes * scale, h,
+                               temperature=temperature * scale),
+        prototype_distillation(student, prototypes, h, temperature=temperature),
     )
 
 
@@ -149,31 +160,60 @@ def test_teacher_gets_gradient_when_not_detached():
     assert bool(prototypes.grad[:2].abs().sum() > 0)
     torch.testing.assert_close(prototypes.grad[2], torch.zeros(4, dtype=torch.float64))
     assert torch.autograd.gradcheck(
-        lambda s, m: prototype_distillation(s, m, h, 0.7, detach_teacher=False),
+        lambda s, m: prototype_distillation(s, m, h, temperature=0.7, detach_teacher=False),
         (student.detach().requires_grad_(True), prototypes.detach().requires_grad_(True)),
     )
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_inputs(dtype):
+@pytest.mark.parametrize("temperature", [0.05, 1e-3])
+def test_half_precision_inputs_give_a_finite_float32_loss(dtype, temperature):
     g = torch.Generator().manual_seed(8)
     student, prototypes = torch.randn(6, 16, generator=g) * 20, torch.randn(4, 16, generator=g) * 20
     h = torch.tensor([0, 1, 2, 3, 0, 1])
-    low = prototype_distillation(student.to(dtype), prototypes.to(dtype), h, temperature=0.05)
-    assert low.dtype == dtype and bool(torch.isfinite(low))
-    full = prototype_distillation(
-        student.to(dtype).float(), prototypes.to(dtype).float(), h, temperature=0.05
+    low = prototype_distillation(
+        student.to(dtype), prototypes.to(dtype), h, temperature=temperature
     )
-    torch.testing.assert_close(low.float(), full, rtol=1e-2, atol=1e-2)
+    assert low.dtype == torch.float32 and bool(torch.isfinite(low))
+    exact = prototype_distillation(
+        student.to(dtype).double(), prototypes.to(dtype).double(), h, temperature=temperature
+    )
+    torch.testing.assert_close(low.double(), exact, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("student_dtype", "prototype_dtype", "expected"),
+    [
+        (torch.float16, torch.float32, torch.float32),
+        (torch.float32, torch.float64, torch.float64),
+        (torch.float64, torch.bfloat16, torch.float64),
+        (torch.float64, torch.float64, torch.float64),
+        (torch.float32, torch.float32, torch.float32),
+    ],
+)
+def test_loss_dtype_rule_and_mixed_dtypes(student_dtype, prototype_dtype, expected):
+    g = torch.Generator().manual_seed(9)
+    student, prototypes = torch.randn(5, 6, generator=g), torch.randn(3, 6, generator=g)
+    h = torch.tensor([0, 1, 2, 1, 0])
+    loss = prototype_distillation(student.to(student_dtype), prototypes.to(prototype_dtype), h)
+    assert loss.dtype == expected
+    reference = prototype_distillation(
+        student.to(student_dtype).double(), prototypes.to(prototype_dtype).double(), h
+    )
+    torch.testing.assert_close(loss.double(), reference, rtol=1e-5, atol=1e-6)
 
 
 @given(problem=problems(), temperature=temperatures, reduction=reductions,
        detach=st.booleans())
 def test_module_equals_function(problem, temperature, reduction, detach):
-    module = PrototypeDistillation(temperature, detach_teacher=detach, reduction=reduction)
+    module = PrototypeDistillation(
+        temperature=temperature, detach_teacher=detach, reduction=reduction
+    )
     torch.testing.assert_close(
         module(*problem),
-        prototype_distillation(*problem, temperature, detach_teacher=detach, reduction=reduction),
+        prototype_distillation(
+            *problem, temperature=temperature, detach_teacher=detach, reduction=reduction
+        ),
     )
     assert f"reduction={reduction!r}" in repr(module)
 
@@ -197,16 +237,17 @@ OUT_OF_RANGE = r"assignments must lie in \[0, 1\]"
         ({"prototypes": torch.randn(2, 4)}, ValueError, "student and prototypes disagree"),
         ({"prototypes": torch.randn(2, 3, 1)}, ValueError, r"prototypes must have shape \(k, d\)"),
         ({"prototypes": torch.randn(0, 3)}, ValueError, "prototypes must not be empty"),
-        ({"prototypes": MU.double()}, TypeError, "prototypes must share the dtype"),
+        ({"prototypes": MU.long()}, TypeError, "prototypes must be a floating"),
         ({"assignments": torch.tensor([0, 1, 2, 0])}, ValueError, OUT_OF_RANGE),
         ({"assignments": torch.tensor([0, -1, 1, 0])}, ValueError, OUT_OF_RANGE),
         ({"assignments": H.float()}, TypeError, "assignments must be an integer"),
         ({"assignments": H[:3]}, ValueError, "student and assignments disagree"),
         ({"assignments": H.view(2, 2)}, ValueError, r"assignments must have shape \(b,\)"),
-        ({"temperature": 0.0}, ValueError, "temperature must be > 0"),
-        ({"temperature": float("nan")}, ValueError, "temperature must be > 0"),
+        ({"temperature": 0.0}, ValueError, r"temperature must lie in \(0, inf\], got 0.0"),
+        ({"temperature": float("nan")}, ValueError, "temperature must be finite"),
         ({"temperature": float("inf")}, ValueError, "temperature must be finite"),
-        ({"temperature": "1"}, TypeError, "temperature must be a float"),
+        ({"temperature": "1"}, TypeError, "temperature must be a real number"),
+        ({"temperature": True}, TypeError, "temperature must be a real number"),
         ({"detach_teacher": 1}, TypeError, "detach_teacher must be a bool"),
         ({"reduction": "batchmean"}, ValueError, "reduction must be one of"),
     ],
@@ -221,8 +262,9 @@ def test_bad_inputs(kwargs, error, match):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"temperature": -0.5}, ValueError, "temperature must be > 0"),
-        ({"temperature": True}, TypeError, "temperature must be a float"),
+        ({"temperature": -0.5}, ValueError, r"temperature must lie in \(0, inf\], got -0.5"),
+        ({"temperature": True}, TypeError, "temperature must be a real number"),
+        ({"temperature": float("inf")}, ValueError, "temperature must be finite"),
         ({"detach_teacher": "yes"}, TypeError, "detach_teacher must be a bool"),
         ({"reduction": "avg"}, ValueError, "reduction must be one of"),
     ],
@@ -230,3 +272,44 @@ def test_bad_inputs(kwargs, error, match):
 def test_module_bad_hyperparameters(kwargs, error, match):
     with pytest.raises(error, match=match):
         PrototypeDistillation(**kwargs)
+
+
+def test_hyperparameters_are_keyword_only():
+    with pytest.raises(TypeError, match="positional"):
+        prototype_distillation(S, MU, H, 1.0)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        PrototypeDistillation(1.0)  # type: ignore[misc]
+
+
+def test_assignment_range_is_a_value_check_behind_the_switch():
+    bad = torch.tensor([0, 1, 1, 0])
+    set_validate_args(False)
+    try:
+        prototype_distillation(S, MU, bad)
+        with pytest.raises(TypeError, match="assignments must be an integer"):  # structural
+            prototype_distillation(S, MU, bad.float())
+    finally:
+        set_validate_args(True)
+
+
+def test_module_checks_hyperparameters_once(monkeypatch):
+    calls = {"hyper": 0, "inputs": 0}
+    check_hyper, check_inputs = (
+        distillation_module._check_hyperparameters,
+        distillation_module._check_inputs,
+    )
+
+    def count_hyper(*args):
+        calls["hyper"] += 1
+        return check_hyper(*args)
+
+    def count_inputs(*args):
+        calls["inputs"] += 1
+        return check_inputs(*args)
+
+    monkeypatch.setattr(distillation_module, "_check_hyperparameters", count_hyper)
+    monkeypatch.setattr(distillation_module, "_check_inputs", count_inputs)
+    module = PrototypeDistillation(temperature=0.5)
+    module(S, MU, H)
+    module(S, MU, H)
+    assert calls == {"hyper": 1, "inputs": 2}

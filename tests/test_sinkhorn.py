@@ -13,9 +13,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from hypothesis import given, settings
-from strategies import float_tensors, seeds
+from strategies import examples, float_tensors, permutations
 
-from s4rec_components import SinkhornKnopp, sinkhorn_knopp
+import s4rec_components.sinkhorn as sinkhorn_module
+from s4rec_components import SinkhornKnopp, set_validate_args, sinkhorn_knopp
 
 # Scores in [-1, 1] and epsilon >= 0.05 keep exp(scores / epsilon) representable, so the
 # plain-exp SwAV reference below can serve as ground truth.
@@ -78,7 +79,7 @@ def test_rows_are_distributions(scores, num_iters, epsilon):
     torch.testing.assert_close(out.sum(dim=1), torch.ones(scores.shape[0]))
 
 
-@settings(max_examples=20)
+@settings(max_examples=examples(20))
 @given(scores=score_matrices(low=-0.5, high=0.5))
 def test_columns_equipartitioned_at_convergence(scores):
     """With many rounds the prototype marginals reach b / k (the polytope of Eq. 10)."""
@@ -88,11 +89,15 @@ def test_columns_equipartitioned_at_convergence(scores):
     torch.testing.assert_close(out.sum(dim=1), torch.ones(b))
 
 
-@given(scores=score_matrices(), seed=seeds, num_iters=iterations)
-def test_permutation_equivariant(scores, seed, num_iters):
-    g = torch.Generator().manual_seed(seed)
-    rows = torch.randperm(scores.shape[0], generator=g)
-    cols = torch.randperm(scores.shape[1], generator=g)
+@st.composite
+def scores_and_permutations(draw):
+    scores = draw(score_matrices())
+    return scores, draw(permutations(scores.shape[0])), draw(permutations(scores.shape[1]))
+
+
+@given(case=scores_and_permutations(), num_iters=iterations)
+def test_permutation_equivariant(case, num_iters):
+    scores, rows, cols = case
     out = sinkhorn_knopp(scores, num_iters=num_iters)
     permuted = sinkhorn_knopp(scores[rows][:, cols], num_iters=num_iters)
     torch.testing.assert_close(permuted, out[rows][:, cols], rtol=1e-5, atol=1e-6)
@@ -179,7 +184,9 @@ def test_no_gradient_flows():
 @given(scores=score_matrices(), num_iters=iterations, epsilon=epsilons)
 def test_module_equals_function(scores, num_iters, epsilon):
     module = SinkhornKnopp(num_iters=num_iters, epsilon=epsilon)
-    torch.testing.assert_close(module(scores), sinkhorn_knopp(scores, num_iters, epsilon))
+    torch.testing.assert_close(
+        module(scores), sinkhorn_knopp(scores, num_iters=num_iters, epsilon=epsilon)
+    )
     assert f"num_iters={num_iters}" in repr(module)
 
 
@@ -231,11 +238,13 @@ def test_bad_scores(scores, error, match):
         ({"num_iters": -2}, ValueError, "num_iters must be >= 1"),
         ({"num_iters": 2.0}, TypeError, "num_iters must be an int"),
         ({"num_iters": True}, TypeError, "num_iters must be an int"),
-        ({"epsilon": 0.0}, ValueError, "epsilon must be > 0"),
-        ({"epsilon": -0.1}, ValueError, "epsilon must be > 0"),
+        ({"epsilon": 0.0}, ValueError, r"epsilon must lie in \(0, inf\], got 0.0"),
+        ({"epsilon": -0.1}, ValueError, r"epsilon must lie in \(0, inf\]"),
         ({"epsilon": float("inf")}, ValueError, "epsilon must be finite"),
-        ({"epsilon": float("nan")}, ValueError, "epsilon must be > 0"),
-        ({"epsilon": "0.05"}, TypeError, "epsilon must be a float"),
+        ({"epsilon": float("nan")}, ValueError, "epsilon must be finite"),
+        ({"epsilon": "0.05"}, TypeError, "epsilon must be a real number"),
+        ({"epsilon": True}, TypeError, "epsilon must be a real number"),
+        ({"distributed": 1}, TypeError, "distributed must be a bool"),
     ],
 )
 def test_bad_hyperparameters(kwargs, error, match):
@@ -243,6 +252,56 @@ def test_bad_hyperparameters(kwargs, error, match):
         sinkhorn_knopp(torch.randn(4, 2), **kwargs)
     with pytest.raises(error, match=match):
         SinkhornKnopp(**kwargs)
+
+
+def test_hyperparameters_are_keyword_only():
+    with pytest.raises(TypeError, match="positional"):
+        sinkhorn_knopp(torch.randn(4, 2), 3)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        SinkhornKnopp(3)  # type: ignore[misc]
+
+
+# ----------------------------------------------------------------------------- validation switch
+
+
+def test_finiteness_is_a_value_check_behind_the_switch():
+    scores = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
+    set_validate_args(False)
+    try:
+        out = sinkhorn_knopp(scores)  # trusted: no check, no error
+    finally:
+        set_validate_args(True)
+    assert out.shape == (2, 2)
+    with pytest.raises(ValueError, match="finite"):
+        sinkhorn_knopp(scores)
+    # Structural checks always run.
+    set_validate_args(False)
+    try:
+        with pytest.raises(ValueError, match=r"scores must have shape \(b, k\)"):
+            sinkhorn_knopp(torch.randn(3))
+    finally:
+        set_validate_args(True)
+
+
+def test_module_validates_once_and_not_its_hyperparameters(monkeypatch):
+    calls = {"scores": 0, "hyper": 0}
+    check_scores, check_hyper = sinkhorn_module._check_scores, sinkhorn_module._check_hyperparameters
+
+    def count_scores(*args):
+        calls["scores"] += 1
+        return check_scores(*args)
+
+    def count_hyper(*args):
+        calls["hyper"] += 1
+        return check_hyper(*args)
+
+    monkeypatch.setattr(sinkhorn_module, "_check_scores", count_scores)
+    monkeypatch.setattr(sinkhorn_module, "_check_hyperparameters", count_hyper)
+    module = SinkhornKnopp(num_iters=2)
+    assert calls == {"scores": 0, "hyper": 1}
+    module(torch.randn(5, 3))
+    module(torch.randn(5, 3))
+    assert calls == {"scores": 2, "hyper": 1}
 
 
 # ----------------------------------------------------------------------------- distributed
