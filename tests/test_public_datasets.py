@@ -1,0 +1,332 @@
+"""Public datasets: downloads, checksums on every use, the ML-1M conversion (data/public.py).
+
+Downloads are served by a local HTTP server on 127.0.0.1; nothing here needs the network.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import io
+import logging
+import socket
+import struct
+import threading
+import time
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from s4rec_components import download_dataset, load_sequences
+from s4rec_components.data import KNOWN_MD5, KNOWN_SHA256
+from s4rec_components.data.public import _capped_lines
+
+RATINGS = "\n".join([
+    "2::50::5::300", "1::10::3::200", "1::20::4::100", "2::10::1::100",
+    "1::30::2::200", "2::60::2::200", "1::40::5::150",
+]) + "\n"
+# user 1 by time: 20(100) 40(150) 10(200) 30(200, after 10: stable); user 2: 10 60 50
+# numbered by first occurrence: 20->1 40->2 10->3 30->4 60->5 50->6
+CONVERTED = "1 1 2 3 4\n2 3 5 6\n"
+MOVIE_IDS = ["20", "40", "10", "30", "60", "50"]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving ``tmp_path / "origin"``; yields (folder, base URL)."""
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(origin))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield origin, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def closed_port_url(name: str = "Beauty.txt") -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"
+
+
+def sha(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def movielens_zip(ratings: str = RATINGS) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ml-1m/ratings.dat", ratings)
+        zf.writestr("ml-1m/movies.dat", "unused")
+    return buffer.getvalue()
+
+
+def zip_bomb(megabytes: int, declared: int | None = None) -> bytes:
+    """A zip whose ratings.dat inflates to ``megabytes`` MiB of zeros (about 1000:1).
+
+    With ``declared``, both headers claim that uncompressed size instead (a lying archive).
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("ml-1m/ratings.dat", "w") as member:
+            block = b"\0" * (1 << 20)
+            for _ in range(megabytes):
+                member.write(block)
+    data = bytearray(buffer.getvalue())
+    if declared is not None:
+        local = data.find(b"PK\x03\x04")
+        central = data.find(b"PK\x01\x02")
+        struct.pack_into("<I", data, local + 22, declared)
+        struct.pack_into("<I", data, central + 24, declared)
+    return bytes(data)
+
+
+# ---------------------------------------------------------------------------- text datasets
+def test_download_text_file_with_checksum(server, tmp_path):
+    origin, base = server
+    payload = b"1 1 2 3\n2 2 3 4\n"
+    (origin / "Beauty.txt").write_bytes(payload)
+    root = tmp_path / "data"
+    path = download_dataset("Beauty", root, url=f"{base}/Beauty.txt", sha256=sha(payload))
+    assert path == root / "Beauty.txt" and path.read_bytes() == payload
+    assert sorted(p.name for p in root.iterdir()) == ["Beauty.txt", "Beauty.txt.sha256"]  # no temp file
+    assert (root / "Beauty.txt.sha256").read_text() == f"{sha(payload)}  Beauty.txt\n"
+    # second call: the file exists, no network needed (unreachable url), checked again
+    assert download_dataset("Beauty", root, url=closed_port_url(), sha256=sha(payload)) == path
+    assert load_sequences(path).num_users == 2
+    path.write_bytes(payload[:-3])  # truncated
+    with pytest.raises(RuntimeError, match="checksum mismatch .*Beauty.txt"):
+        download_dataset("Beauty", root, url=closed_port_url(), sha256=sha(payload))
+
+
+def test_download_checksum_mismatch_writes_nothing(server, tmp_path):
+    origin, base = server
+    (origin / "Toys_and_Games.txt").write_bytes(b"1 1 2 3\n")
+    root = tmp_path / "data"
+    with pytest.raises(RuntimeError, match="checksum mismatch") as info:
+        download_dataset("Toys", root, url=f"{base}/Toys_and_Games.txt", sha256="0" * 64)
+    assert "by hand" in str(info.value) and str(root) in str(info.value) and "load_sequences" in str(info.value)
+    assert list(root.iterdir()) == []
+
+
+def test_download_existing_file_is_checked_against_known_checksum(tmp_path):
+    (tmp_path / "Sports_and_Outdoors.txt").write_text("1 1 2 3\n")  # not the published file
+    with pytest.raises(RuntimeError, match="checksum mismatch .*Delete the file"):
+        download_dataset("Sports", tmp_path)
+
+
+def test_download_unreachable_url_says_what_to_do(tmp_path):
+    url = closed_port_url()
+    with pytest.raises(RuntimeError, match="could not download") as info:
+        download_dataset("Beauty", tmp_path / "data", url=url, sha256="0" * 64)
+    message = str(info.value)
+    assert url in message and "by hand" in message and "load_sequences" in message
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_mirror_without_sha256_is_refused_before_any_download(tmp_path):
+    root = tmp_path / "data"
+    for name in ("Beauty", "ML-1M"):
+        with pytest.raises(ValueError, match="is not the public origin .* pass sha256=.*allow_unverified=True"):
+            download_dataset(name, root, url=closed_port_url())
+    assert not root.exists()
+
+
+def test_allow_unverified_records_the_checksum_and_checks_it_on_every_use(server, tmp_path, caplog):
+    origin, base = server
+    payload = b"1 1 2 3\n"
+    (origin / "Toys_and_Games.txt").write_bytes(payload)
+    root = tmp_path / "data"
+    with caplog.at_level(logging.WARNING, logger="s4rec_components.data"):
+        path = download_dataset("Toys", root, url=f"{base}/Toys_and_Games.txt", allow_unverified=True)
+    assert sha(payload) in caplog.text and "not verified" in caplog.text
+    assert (root / "Toys_and_Games.txt.sha256").read_text().startswith(sha(payload))
+    assert download_dataset("Toys", root, url=closed_port_url(), allow_unverified=True) == path
+    path.write_bytes(payload[:4])  # truncated in the cache
+    with pytest.raises(RuntimeError, match="checksum mismatch .*Toys_and_Games.txt has sha256"):
+        download_dataset("Toys", root, url=closed_port_url(), allow_unverified=True)
+
+
+def test_shared_files_match_known_checksums(shared_data):
+    for name, file in (("Beauty", "Beauty.txt"), ("Sports", "Sports_and_Outdoors.txt"), ("Toys", "Toys_and_Games.txt")):
+        assert hashlib.sha256((shared_data / file).read_bytes()).hexdigest() == KNOWN_SHA256[name]
+
+
+# ---------------------------------------------------------------------------- MovieLens-1M
+def test_download_movielens_converts_ratings_and_keeps_movie_ids(server, tmp_path):
+    origin, base = server
+    archive = movielens_zip()
+    (origin / "ml-1m.zip").write_bytes(archive)
+    root = tmp_path / "data"
+    path = download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive))
+    assert path.read_text() == CONVERTED
+    assert (root / "ml-1m.zip").read_bytes() == archive
+    data = load_sequences(path)
+    assert data.item_ids == MOVIE_IDS and data.user_ids.tolist() == [1, 2]
+    assert data.item_index()["50"] == 6
+    record = (root / "ml-1m.txt.sha256").read_text()
+    assert "ml-1m.txt\n" in record and "ml-1m.txt.item_ids.json\n" in record
+    assert download_dataset("ML-1M", root, url=closed_port_url(), sha256=sha(archive)) == path  # cached
+
+
+def test_truncated_cached_movielens_is_detected_and_converted_again(server, tmp_path, caplog):
+    origin, base = server
+    archive = movielens_zip()
+    (origin / "ml-1m.zip").write_bytes(archive)
+    root = tmp_path / "data"
+    path = download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive))
+    path.write_text(CONVERTED[:7])  # a truncated cache
+    with caplog.at_level(logging.WARNING, logger="s4rec_components.data"):
+        again = download_dataset("ML-1M", root, url=closed_port_url(), sha256=sha(archive))  # from the kept zip
+    assert "fails its checksum" in caplog.text
+    assert again.read_text() == CONVERTED
+    # without the zip, it is downloaded again; from nowhere, the failure says so
+    path.write_text(CONVERTED[:7])
+    (root / "ml-1m.zip").unlink()
+    assert download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive)).read_text() == CONVERTED
+    path.write_text(CONVERTED[:7])
+    (root / "ml-1m.zip").unlink()
+    with pytest.raises(RuntimeError, match="could not download"):
+        download_dataset("ML-1M", root, url=closed_port_url(), sha256=sha(archive))
+
+
+def test_cached_movielens_without_record_is_converted_again(server, tmp_path):
+    origin, base = server
+    archive = movielens_zip()
+    (origin / "ml-1m.zip").write_bytes(archive)
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "ml-1m.txt").write_text("1 1 2 3\n")  # placed by hand or by an older version: unverifiable
+    path = download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive))
+    assert path.read_text() == CONVERTED
+
+
+def test_download_movielens_bad_zip_and_checksum(server, tmp_path):
+    origin, base = server
+    (origin / "ml-1m.zip").write_bytes(b"not a zip")
+    with pytest.raises(RuntimeError, match="checksum mismatch"):
+        download_dataset("ML-1M", tmp_path / "a", url=f"{base}/ml-1m.zip", sha256="1" * 64)
+    with pytest.raises(RuntimeError, match="is not the GroupLens ml-1m.zip") as info:
+        download_dataset("ML-1M", tmp_path / "b", url=f"{base}/ml-1m.zip", allow_unverified=True)
+    assert "by hand" in str(info.value)
+
+
+def test_official_movielens_zip_is_checked_against_the_published_md5(tmp_path):
+    (tmp_path / "ml-1m.zip").write_bytes(movielens_zip())  # cached, but not GroupLens' archive
+    with pytest.raises(RuntimeError, match=f"checksum mismatch .*expected md5 {KNOWN_MD5['ML-1M']}"):
+        download_dataset("ML-1M", tmp_path)
+    assert not (tmp_path / "ml-1m.txt").exists()
+
+
+def test_malformed_ratings_line_names_the_line(server, tmp_path):
+    origin, base = server
+    archive = movielens_zip("1::10::3::200\n1::x::3::201\n")
+    (origin / "ml-1m.zip").write_bytes(archive)
+    with pytest.raises(ValueError, match=r"ml-1m\.zip, ml-1m/ratings\.dat, line 2: non-integer field"):
+        download_dataset("ML-1M", tmp_path / "d", url=f"{base}/ml-1m.zip", sha256=sha(archive))
+
+
+@pytest.mark.slow
+def test_zip_bomb_fails_fast_without_reading_it_into_memory(server, tmp_path):
+    origin, base = server
+    bomb = zip_bomb(64)  # 64 MiB of zeros in about 64 KiB
+    assert len(bomb) < 1 << 20
+    (origin / "ml-1m.zip").write_bytes(bomb)
+    root = tmp_path / "data"
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(RuntimeError, match="more than max_unpacked_bytes = 1048576"):
+            download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(bomb), max_unpacked_bytes=1 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 5.0
+    assert peak < 8 << 20  # never the 64 MiB
+    assert not (root / "ml-1m.txt").exists()
+
+
+@pytest.mark.slow
+def test_zip_with_a_lying_size_header_fails_without_inflating_past_it(server, tmp_path):
+    origin, base = server
+    bomb = zip_bomb(64, declared=1000)  # headers claim 1000 bytes
+    (origin / "ml-1m.zip").write_bytes(bomb)
+    tracemalloc.start()
+    try:
+        with pytest.raises(RuntimeError, match="is not the GroupLens ml-1m.zip"):
+            download_dataset("ML-1M", tmp_path / "d", url=f"{base}/ml-1m.zip", sha256=sha(bomb), max_unpacked_bytes=4096)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+class _CountingStream(io.RawIOBase):
+    """An endless stream of ``b"1::1::1::1\\n"`` lines that counts the bytes handed out."""
+
+    def __init__(self) -> None:
+        self.handed = 0
+
+    def read(self, size: int = -1) -> bytes:
+        block = (b"1::1::1::1\n" * (1 + max(size, 0) // 11))[:size]
+        self.handed += len(block)
+        return block
+
+
+def test_capped_lines_stop_reading_at_the_cap():
+    stream = _CountingStream()
+    with pytest.raises(RuntimeError, match="more than max_unpacked_bytes = 3000000"):
+        for _ in _capped_lines(stream, 3_000_000, "x"):  # type: ignore[arg-type]
+            pass
+    assert 3_000_000 < stream.handed <= 3_000_000 + (1 << 20)  # one block past the cap, no more
+    lines = list(_capped_lines(io.BytesIO(b"a\nb\n\nc"), 100, "y"))
+    assert lines == [(1, "a"), (2, "b"), (3, ""), (4, "c")]
+
+
+# ---------------------------------------------------------------------------- arguments
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"name": "Yelp"}, ValueError, "name must be one of"),
+        ({"sha256": "abc"}, ValueError, "sha256 must be 64 hexadecimal digits"),
+        ({"sha256": "g" * 64}, ValueError, "sha256 must be 64 hexadecimal digits"),
+        ({"allow_unverified": 1}, TypeError, "allow_unverified must be a bool"),
+        ({"max_unpacked_bytes": 0}, ValueError, "max_unpacked_bytes must be >= 1"),
+        ({"max_unpacked_bytes": True}, TypeError, "max_unpacked_bytes must be an int"),
+        ({"url": 3}, TypeError, "url must be a str or None"),
+    ],
+)
+def test_download_bad_arguments(tmp_path, kwargs, error, message):
+    arguments = {"name": "Beauty", "root": tmp_path / "r", **kwargs}
+    with pytest.raises(error, match=message):
+        download_dataset(**arguments)
+    assert not (tmp_path / "r").exists()
+
+
+def test_no_message_names_the_examples_flags(server, tmp_path):
+    origin, base = server
+    (origin / "ml-1m.zip").write_bytes(b"not a zip")
+    (tmp_path / "Sports_and_Outdoors.txt").write_text("x")
+    attempts = [
+        lambda: download_dataset("Sports", tmp_path),
+        lambda: download_dataset("Beauty", tmp_path / "a", url=closed_port_url(), sha256="0" * 64),
+        lambda: download_dataset("ML-1M", tmp_path / "b", url=f"{base}/ml-1m.zip", allow_unverified=True),
+        lambda: download_dataset("Beauty", tmp_path / "c", url=closed_port_url()),
+    ]
+    for attempt in attempts:
+        with pytest.raises((RuntimeError, ValueError)) as info:
+            attempt()
+        assert "--" not in str(info.value)
