@@ -165,6 +165,13 @@ def test_shared_files_match_known_checksums(shared_data):
         assert hashlib.sha256((shared_data / file).read_bytes()).hexdigest() == KNOWN_SHA256[name]
 
 
+def test_shared_read_only_copies_are_verified_without_writing(shared_data):
+    before = sorted(p.name for p in shared_data.iterdir())
+    for name, file in (("Beauty", "Beauty.txt"), ("Toys", "Toys_and_Games.txt")):
+        assert download_dataset(name, shared_data) == shared_data / file  # official: KNOWN_SHA256
+    assert sorted(p.name for p in shared_data.iterdir()) == before
+
+
 # ---------------------------------------------------------------------------- MovieLens-1M
 def test_download_movielens_converts_ratings_and_keeps_movie_ids(server, tmp_path):
     origin, base = server

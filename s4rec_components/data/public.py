@@ -211,15 +211,16 @@ def _verify_cached(target: Path, expected: Checksum | None, source: str, hand_ta
                 f"download {source} by hand into {hand_target.parent} (as {hand_target.name}), or load "
                 f"a file you trust with load_sequences"
             )
-        if read_record(target) is None:
-            write_record(target, [target])
-        return
+        return  # nothing written: the folder may be read-only (a shared copy of the data)
     problem = check_record(target)
     if problem is None:
         return
     if read_record(target) is None:  # reached only with allow_unverified=True
         LOG.warning("%s has no checksum to verify against; trusting it (allow_unverified) and recording it", target)
-        write_record(target, [target])
+        try:
+            write_record(target, [target])
+        except OSError as err:  # a read-only folder: trusted, but not recorded
+            LOG.warning("could not record the checksum of %s (%s)", target, err)
         return
     raise RuntimeError(
         f"checksum mismatch for {target}: {problem}. Delete {target.name} and "
