@@ -37,7 +37,7 @@ AssignFrom = Literal["targets", "probs"]
 ASSIGN_SOURCES: tuple[str, ...] = ("targets", "probs")
 """Allowed values of ``assign_from``: hard assignments from the Sinkhorn targets or from p."""
 NORM_EPS = 1e-12
-"""Rows are divided by ``max(norm, NORM_EPS)``: a zero row stays zero (uniform scores)."""
+"""Rows whose L2 norm is at most this are treated as zero rows (see ``_normalize_rows``)."""
 
 
 class ClusteringOutput(NamedTuple):
@@ -94,6 +94,18 @@ def _check_finite(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be finite, got a tensor holding inf or nan")
 
 
+def _normalize_rows(x: Tensor) -> Tensor:
+    """L2-normalise the rows of ``x``; a row of norm <= ``NORM_EPS`` becomes 0, gradient 0.
+
+    ``F.normalize`` would divide a zero row by its epsilon, so that its gradient is the
+    upstream gradient times 1e12 (inf once cast back to float16). A zero row has no direction:
+    it scores 0 against every prototype and, like the norm at 0, gets a zero (sub)gradient.
+    """
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    inverse = norm.clamp_min(NORM_EPS).reciprocal()
+    return x * torch.where(norm > NORM_EPS, inverse, torch.zeros_like(inverse))
+
+
 def _online_clustering_impl(
     z: Tensor,
     prototypes: Tensor,
@@ -106,10 +118,10 @@ def _online_clustering_impl(
 ) -> ClusteringOutput:
     """The kernel of :func:`online_clustering`: trusts its inputs, reads nothing to the host."""
     dtype = loss_dtype(z.dtype, prototypes.dtype)
-    mu = F.normalize(prototypes.to(dtype), dim=1, eps=NORM_EPS)
+    mu = _normalize_rows(prototypes.to(dtype))
     z = z.to(dtype)
     if normalize:
-        z = F.normalize(z, dim=1, eps=NORM_EPS)
+        z = _normalize_rows(z)
     scores = z @ mu.T  # (b, k)
     log_probs = torch.log_softmax(scores / temperature, dim=1)
     use_distributed = _use_distributed(distributed)
@@ -158,10 +170,10 @@ def online_clustering(
     Dtypes: ``z`` and ``prototypes`` are cast to
     ``constants.loss_dtype(z.dtype, prototypes.dtype)`` (their promotion, at least ``float32``)
     before anything is computed, so mixed dtypes work and ``float16`` / ``bfloat16`` inputs are
-    normalised, scored and soft-maxed in ``float32``. Normalisation divides by
-    $\max(\lVert x \rVert, 10^{-12})$: a zero row (e.g. mean pooling over an all-padding
-    row) stays zero, scores 0 against every prototype and gets uniform $p$, finite in every
-    dtype.
+    normalised, scored and soft-maxed in ``float32``. Zero rows are defined: a row of ``z`` or
+    ``prototypes`` whose norm is at most $10^{-12}$ (e.g. mean pooling over an all-padding
+    row) normalises to zero, scores 0 against every prototype (uniform $p$) and receives a
+    zero gradient, finite in every dtype.
 
     Distributed (``distributed=True`` under an initialised process group): the Sinkhorn
     targets equipartition the global batch (all ranks must call together), and the loss is

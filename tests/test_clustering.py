@@ -8,9 +8,11 @@ import hypothesis.strategies as st
 import pytest
 import torch
 from hypothesis import assume, given, settings
-from strategies import float_tensors, seeds, temperatures
+from strategies import examples, float_tensors, permutations, temperatures
 
-from s4rec_components import OnlineIntentClustering, sinkhorn_knopp
+import s4rec_components.clustering as clustering_module
+import s4rec_components.sinkhorn as sinkhorn_module
+from s4rec_components import OnlineIntentClustering, set_validate_args, sinkhorn_knopp
 from s4rec_components.clustering import online_clustering
 
 # Sinkhorn warns when b < k (equipartition impossible); property tests draw such batches.
@@ -82,7 +84,7 @@ def nonzero_rows(x):
 # --------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(
     case=clustering_cases(),
     temperature=temperatures,
@@ -95,7 +97,10 @@ def test_loss_probs_targets_match_reference(case, temperature, epsilon, iters, n
     assume(nonzero_rows(prototypes) and (nonzero_rows(z) or not normalize))
     if not normalize:
         z = z / 3  # keep exp(S / eps) of the reference in range
-    out = online_clustering(z, prototypes, temperature, epsilon, iters, normalize)
+    out = online_clustering(
+        z, prototypes, temperature=temperature, epsilon=epsilon, num_iters=iters,
+        normalize=normalize,
+    )
     loss, probs, targets = ref_loss(z, prototypes, temperature, epsilon, iters, normalize)
     probs = torch.tensor(probs, dtype=torch.float64)
     targets = torch.tensor(targets, dtype=torch.float64)
@@ -112,18 +117,27 @@ def test_module_matches_the_function_and_the_reference():
     module = OnlineIntentClustering(hidden_size=5, num_prototypes=3, temperature=0.2).double()
     z = torch.randn(9, 5, dtype=torch.float64)
     out = module(z)
-    expected = online_clustering(z, module.prototypes, 0.2, 0.05, 3, True)
+    expected = online_clustering(
+        z, module.prototypes, temperature=0.2, epsilon=0.05, num_iters=3, normalize=True
+    )
     for got, want in zip(out, expected):
         torch.testing.assert_close(got, want)
     loss, _, _ = ref_loss(z, module.prototypes.detach(), 0.2, 0.05, 3, True)
     assert abs(out.loss.item() - loss) < 1e-4
 
 
-@given(b=st.integers(1, 10), k=st.integers(1, 8), d=st.integers(1, 6), temperature=temperatures)
-def test_equal_scores_give_uniform_p_q_and_loss_log_k(b, k, d, temperature):
-    z = torch.zeros(b, d, dtype=torch.float64)  # all scores 0 without normalisation
-    prototypes = torch.randn(k, d, dtype=torch.float64) + 0.1
-    out = online_clustering(z, prototypes, temperature, normalize=False)
+@st.composite
+def zero_z_cases(draw):
+    b, k, d = draw(st.integers(1, 10)), draw(st.integers(1, 8)), draw(st.integers(1, 6))
+    return torch.zeros(b, d, dtype=torch.float64), draw(float_tensors((k, d)))
+
+
+@given(case=zero_z_cases(), temperature=temperatures, normalize=st.booleans())
+def test_equal_scores_give_uniform_p_q_and_loss_log_k(case, temperature, normalize):
+    """All-zero z scores 0 against every prototype, with or without normalisation."""
+    z, prototypes = case  # all scores 0
+    b, k = z.shape[0], prototypes.shape[0]
+    out = online_clustering(z, prototypes, temperature=temperature, normalize=normalize)
     uniform = torch.full((b, k), 1.0 / k, dtype=torch.float64)
     torch.testing.assert_close(out.probs, uniform)
     torch.testing.assert_close(out.targets, uniform)
@@ -133,11 +147,11 @@ def test_equal_scores_give_uniform_p_q_and_loss_log_k(b, k, d, temperature):
 def test_targets_are_sinkhorn_of_the_scores():
     torch.manual_seed(1)
     z, prototypes = torch.randn(16, 4), torch.randn(5, 4)
-    out = online_clustering(z, prototypes, epsilon=0.1, sinkhorn_iters=5)
+    out = online_clustering(z, prototypes, epsilon=0.1, num_iters=5)
     scores = torch.nn.functional.normalize(z, dim=1) @ torch.nn.functional.normalize(
         prototypes, dim=1
     ).T
-    torch.testing.assert_close(out.targets, sinkhorn_knopp(scores, 5, 0.1))
+    torch.testing.assert_close(out.targets, sinkhorn_knopp(scores, num_iters=5, epsilon=0.1))
     assert not out.targets.requires_grad
 
 
@@ -154,7 +168,7 @@ def test_targets_are_sinkhorn_of_the_scores():
 def test_outputs_are_valid_distributions_and_assignments(case, temperature, assign_from):
     z, prototypes = case
     z = z * 50  # large inputs: still finite after normalisation
-    out = online_clustering(z, prototypes, temperature, assign_from=assign_from)
+    out = online_clustering(z, prototypes, temperature=temperature, assign_from=assign_from)
     b, k = z.shape[0], prototypes.shape[0]
     assert out.loss.ndim == 0 and torch.isfinite(out.loss) and out.loss.item() >= 0.0
     ones = torch.ones(b, dtype=torch.float64)
@@ -170,10 +184,21 @@ def test_outputs_are_valid_distributions_and_assignments(case, temperature, assi
     torch.testing.assert_close(out.prototypes.norm(dim=1), torch.ones(k, dtype=torch.float64))
 
 
-@given(case=clustering_cases(max_b=10), seed=seeds)
-def test_permuting_the_batch_permutes_the_outputs(case, seed):
-    z, prototypes = case
-    perm = torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(seed))
+@st.composite
+def permuted_cases(draw):
+    z, prototypes = draw(clustering_cases(max_b=10))
+    return z, prototypes, draw(permutations(z.shape[0]))
+
+
+@st.composite
+def scaled_cases(draw):
+    z, prototypes = draw(clustering_cases())
+    return z, prototypes, draw(float_tensors((z.shape[0], 1), low=0.5, high=4.5))
+
+
+@given(case=permuted_cases())
+def test_permuting_the_batch_permutes_the_outputs(case):
+    z, prototypes, perm = case
     out = online_clustering(z, prototypes)
     permuted = online_clustering(z[perm], prototypes)
     torch.testing.assert_close(permuted.targets, out.targets[perm], atol=1e-5, rtol=1e-4)
@@ -184,11 +209,9 @@ def test_permuting_the_batch_permutes_the_outputs(case, seed):
     assert torch.equal(permuted.assignments[clear[perm]], out.assignments[perm][clear[perm]])
 
 
-@given(case=clustering_cases(), seed=seeds)
-def test_scaling_z_changes_nothing_when_normalized(case, seed):
-    z, prototypes = case
-    g = torch.Generator().manual_seed(seed)
-    factor = 0.5 + torch.rand(z.shape[0], 1, generator=g, dtype=torch.float64) * 4
+@given(case=scaled_cases())
+def test_scaling_z_changes_nothing_when_normalized(case):
+    z, prototypes, factor = case
     a, b = online_clustering(z, prototypes), online_clustering(z * factor, prototypes)
     torch.testing.assert_close(a.probs, b.probs)
     torch.testing.assert_close(a.targets, b.targets, atol=1e-5, rtol=1e-4)
@@ -270,11 +293,96 @@ def test_initial_prototypes_are_unit_rows_and_normalize_false_uses_raw_z():
     torch.testing.assert_close(out.probs, torch.softmax(scores / 0.1, dim=1))
 
 
-def test_half_precision_input_is_computed_in_float32():
-    module = OnlineIntentClustering(hidden_size=4, num_prototypes=3).to(torch.bfloat16)
-    out = module(torch.randn(8, 4, dtype=torch.bfloat16))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_input_is_computed_in_float32(dtype):
+    torch.manual_seed(0)
+    module = OnlineIntentClustering(hidden_size=4, num_prototypes=3).to(dtype)
+    z = torch.randn(8, 4).to(dtype)
+    out = module(z)
     assert out.loss.dtype == torch.float32 and out.probs.dtype == torch.float32
+    assert out.targets.dtype == torch.float32 and out.prototypes.dtype == dtype
     assert torch.isfinite(out.loss)
+    expected = online_clustering(z.float(), module.prototypes.detach().float())
+    torch.testing.assert_close(out.loss, expected.loss)
+    torch.testing.assert_close(out.probs, expected.probs)
+
+
+@pytest.mark.parametrize(
+    ("z_dtype", "module_dtype", "expected"),
+    [
+        (torch.float64, torch.float32, torch.float64),  # issue 9's reproducer
+        (torch.float16, torch.float32, torch.float32),
+        (torch.float32, torch.float64, torch.float64),
+        (torch.bfloat16, torch.float16, torch.float32),
+    ],
+)
+def test_mixed_dtypes_are_promoted(z_dtype, module_dtype, expected):
+    torch.manual_seed(0)
+    module = OnlineIntentClustering(16, 8).to(module_dtype)
+    z = torch.randn(20, 16).to(z_dtype).requires_grad_(True)
+    out = module(z)
+    assert out.loss.dtype == expected and out.probs.dtype == expected
+    assert out.targets.dtype == expected and out.prototypes.dtype == module_dtype
+    reference = online_clustering(
+        z.detach().to(expected), module.prototypes.detach().to(expected)
+    )
+    torch.testing.assert_close(out.loss, reference.loss)
+    out.loss.backward()
+    assert z.grad.dtype == z_dtype and bool(torch.isfinite(z.grad).all())
+    assert module.prototypes.grad.dtype == module_dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_zero_rows_are_defined_in_every_dtype(dtype):
+    """Mean pooling of an all-padding row gives a zero vector: uniform scores, finite loss."""
+    torch.manual_seed(0)
+    z = torch.randn(6, 5).to(dtype)
+    z[2] = 0.0
+    prototypes = torch.randn(4, 5).to(dtype)
+    out = online_clustering(z, prototypes)
+    assert bool(torch.isfinite(out.loss)) and bool(torch.isfinite(out.probs).all())
+    torch.testing.assert_close(
+        out.probs[2], torch.full((4,), 0.25, dtype=out.probs.dtype), rtol=0, atol=1e-6
+    )
+    zero_prototype = prototypes.clone()
+    zero_prototype[1] = 0.0
+    assert bool(torch.isfinite(online_clustering(z, zero_prototype).loss))
+    z_grad = z.clone().requires_grad_(True)
+    OnlineIntentClustering(5, 4).to(dtype)(z_grad).loss.backward()
+    assert bool(torch.isfinite(z_grad.grad).all())
+    assert bool((z_grad.grad[2] == 0).all())  # no direction, no gradient
+    assert bool((z_grad.grad[[0, 1, 3, 4, 5]] != 0).any())
+
+
+# --------------------------------------------------------------------------------------------
+# assign
+# --------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=examples(20))
+@given(case=clustering_cases(), assign_from=st.sampled_from(["targets", "probs"]))
+def test_assign_equals_forward_assignments(case, assign_from):
+    z, prototypes = case
+    module = OnlineIntentClustering(z.shape[1], prototypes.shape[0], assign_from=assign_from)
+    module = module.double()
+    with torch.no_grad():
+        module.prototypes.copy_(prototypes)
+    hard = module.assign(z)
+    assert int(module.step) == 0  # assign is not a training step
+    assert hard.dtype == torch.long and hard.shape == (z.shape[0],)
+    assert not hard.requires_grad
+    assert torch.equal(hard, module(z).assignments)
+
+
+def test_assign_needs_no_grad_and_checks_its_input():
+    module = OnlineIntentClustering(4, 3)
+    z = torch.randn(5, 4, requires_grad=True)
+    hard = module.assign(z)
+    assert hard.grad_fn is None and module.prototypes.grad is None
+    with pytest.raises(ValueError, match="hidden_size = 4"):
+        module.assign(torch.randn(5, 3))
+    with pytest.raises(ValueError, match="finite"):
+        module.assign(torch.full((2, 4), float("nan")))
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,10 +396,20 @@ def test_half_precision_input_is_computed_in_float32():
         (dict(hidden_size=0), ValueError, "hidden_size must be >= 1"),
         (dict(hidden_size=2.5), TypeError, "hidden_size must be an int"),
         (dict(hidden_size=4, num_prototypes=0), ValueError, "num_prototypes must be >= 1"),
-        (dict(hidden_size=4, temperature=0.0), ValueError, "temperature must be > 0"),
-        (dict(hidden_size=4, epsilon=-1.0), ValueError, "epsilon must be > 0"),
-        (dict(hidden_size=4, sinkhorn_iters=0), ValueError, "sinkhorn_iters must be >= 1"),
-        (dict(hidden_size=4, sinkhorn_iters=True), TypeError, "sinkhorn_iters must be an int"),
+        (dict(hidden_size=True), TypeError, "hidden_size must be an int"),
+        (dict(hidden_size=4, num_prototypes=True), TypeError, "num_prototypes must be an int"),
+        (dict(hidden_size=4, temperature=0.0), ValueError, r"temperature must lie in \(0, inf\]"),
+        (dict(hidden_size=4, temperature=float("inf")), ValueError, "temperature must be finite"),
+        (dict(hidden_size=4, temperature=float("nan")), ValueError, "temperature must be finite"),
+        (dict(hidden_size=4, temperature="0.1"), TypeError, "temperature must be a real number"),
+        (dict(hidden_size=4, temperature=True), TypeError, "temperature must be a real number"),
+        (dict(hidden_size=4, epsilon=-1.0), ValueError, r"epsilon must lie in \(0, inf\]"),
+        (dict(hidden_size=4, epsilon=float("inf")), ValueError, "epsilon must be finite"),
+        (dict(hidden_size=4, num_iters=0), ValueError, "num_iters must be >= 1"),
+        (dict(hidden_size=4, num_iters=True), TypeError, "num_iters must be an int"),
+        (dict(hidden_size=4, normalize="yes"), TypeError, "normalize must be a bool"),
+        (dict(hidden_size=4, distributed=1), TypeError, "distributed must be a bool"),
+        (dict(hidden_size=4, freeze_prototypes_steps=True), TypeError, "freeze_prototypes_steps"),
         (dict(hidden_size=4, freeze_prototypes_steps=-1), ValueError, "freeze_prototypes_steps"),
         (dict(hidden_size=4, assign_from="logits"), ValueError, "assign_from must be one of"),
     ],
@@ -325,7 +443,89 @@ def test_function_rejects_bad_inputs():
         online_clustering(z, torch.randn(4))
     with pytest.raises(TypeError, match="prototypes must be a floating-point"):
         online_clustering(z, torch.ones(2, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match="temperature must be > 0"):
+    with pytest.raises(ValueError, match=r"temperature must lie in \(0, inf\]"):
         online_clustering(z, mu, temperature=0.0)
     with pytest.raises(ValueError, match="assign_from"):
         online_clustering(z, mu, assign_from="both")
+    with pytest.raises(ValueError, match="prototypes must be finite"):
+        online_clustering(z, torch.full((2, 4), float("inf")))
+    with pytest.raises(TypeError, match="sinkhorn_iters"):
+        online_clustering(z, mu, sinkhorn_iters=3)  # renamed to num_iters
+    with pytest.raises(TypeError, match="positional"):
+        online_clustering(z, mu, 0.1)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        OnlineIntentClustering(4, 3, 0.1)  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: once per call, value checks behind the switch, no device reads for `frozen`
+# --------------------------------------------------------------------------------------------
+
+
+def test_forward_validates_once_and_skips_the_public_layers(monkeypatch):
+    """forward -> one finiteness check of z; not online_clustering, not sinkhorn_knopp."""
+    calls = {"finite": 0, "hyper": 0}
+    check_finite, check_hyper = clustering_module._check_finite, clustering_module._check_hyperparameters
+
+    def count_finite(*args):
+        calls["finite"] += 1
+        return check_finite(*args)
+
+    def count_hyper(*args):
+        calls["hyper"] += 1
+        return check_hyper(*args)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a public layer was called by forward")
+
+    monkeypatch.setattr(clustering_module, "_check_finite", count_finite)
+    monkeypatch.setattr(clustering_module, "_check_hyperparameters", count_hyper)
+    monkeypatch.setattr(clustering_module, "online_clustering", refuse)
+    monkeypatch.setattr(sinkhorn_module, "_check_scores", refuse)
+    monkeypatch.setattr(sinkhorn_module, "_check_hyperparameters", refuse)
+    module = OnlineIntentClustering(4, 3)
+    module(torch.randn(6, 4)).loss.backward()
+    module(torch.randn(6, 4))
+    assert calls == {"finite": 2, "hyper": 1}
+
+
+def test_finiteness_is_a_value_check_behind_the_switch():
+    module = OnlineIntentClustering(4, 3)
+    bad = torch.tensor([[float("nan"), 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    set_validate_args(False)
+    try:
+        module(bad)  # trusted
+        with pytest.raises(ValueError, match="hidden_size = 4"):  # structural: kept
+            module(torch.randn(2, 5))
+    finally:
+        set_validate_args(True)
+    with pytest.raises(ValueError, match="z must be finite"):
+        module(bad)
+
+
+def test_frozen_never_reads_the_step_buffer():
+    module = OnlineIntentClustering(3, 2, freeze_prototypes_steps=2)
+
+    class Unreadable(torch.Tensor):
+        def __index__(self):  # pragma: no cover - only reached by the bug this test guards
+            raise AssertionError("frozen read the device")
+
+    module.step = torch.zeros((), dtype=torch.long).as_subclass(Unreadable)
+    assert module.frozen
+    module.train()
+    module(torch.randn(4, 3))
+    module(torch.randn(4, 3))
+    assert not module.frozen
+
+
+def test_frozen_mirror_follows_load_state_dict():
+    trained = OnlineIntentClustering(3, 2, freeze_prototypes_steps=3)
+    for _ in range(3):
+        trained(torch.randn(4, 3))
+    assert not trained.frozen
+    fresh = OnlineIntentClustering(3, 2, freeze_prototypes_steps=3)
+    assert fresh.frozen
+    fresh.load_state_dict(trained.state_dict())
+    assert not fresh.frozen and int(fresh.step) == 3
+    fresh.load_state_dict(OnlineIntentClustering(3, 2).state_dict())
+    assert fresh.frozen
