@@ -1,15 +1,15 @@
 r"""Sequence-level contrastive loss with intent negatives (S4Rec Sec. 4.2.1, Eq. 13-14).
 
-InfoNCE over two augmented views, computed in both directions, where each anchor is pushed
-away from the other samples of the batch (both views, as in SimCLR's NT-Xent) and, when
-prototypes are given, from every intent prototype except the one it is assigned to.
+NT-Xent (SimCLR; the ``NCELoss`` of CL4SRec / ICLRec) over the $2b$ anchors of two augmented
+views: each anchor's positive is the other view of its own sequence, its negatives are every
+other row of both views and, when prototypes are given, every intent prototype except the one
+it is assigned to. With ``gather_distributed=True`` the rows of every process are candidates.
 
 Letter legend: ``b`` batch, ``d`` hidden size, ``k`` prototypes / intents.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal, get_args
 
 import torch
@@ -17,37 +17,45 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._validation import (
+    check_bool,
     check_choice,
     check_float,
     check_integer,
     check_ndim,
-    check_nonempty,
     check_positive,
     check_range,
     check_same_size,
     check_tensor,
 )
+from .constants import REDUCTIONS, Reduction, loss_dtype
+from .distributed import (
+    all_gather_no_grad,
+    all_gather_sizes,
+    all_gather_with_grad,
+    rank,
+    world_size,
+)
 
-__all__ = ["IntentInfoNCE", "Reduction", "Similarity", "intent_info_nce"]
+__all__ = ["IntentInfoNCE", "SIMILARITIES", "Similarity", "intent_info_nce"]
 
 Similarity = Literal["dot", "cosine"]
-Reduction = Literal["mean", "sum", "none"]
-SIMILARITIES: tuple[str, ...] = get_args(Similarity)
-REDUCTIONS: tuple[str, ...] = get_args(Reduction)
+"""How two vectors are scored: their dot product or their cosine."""
 
-# Logits of fp16 / bf16 inputs are formed and soft-maxed in this dtype, then cast back.
-COMPUTE_DTYPE = torch.float32
+SIMILARITIES: tuple[str, ...] = get_args(Similarity)
+
 # Guard of F.normalize against division by zero for all-zero vectors (cosine similarity).
 NORMALIZE_EPS = 1e-12
 
 
-def _check_temperature(temperature: float) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a float, got {type(temperature).__name__}")
-    check_positive(temperature, "temperature")
-    if not math.isfinite(temperature):
-        raise ValueError(f"temperature must be finite, got {temperature!r}")
-    return float(temperature)
+def _check_hyperparameters(
+    temperature: object, similarity: object, reduction: object, gather_distributed: object
+) -> float:
+    """Check the hyper-parameters (no tensor is read); return the temperature as a float."""
+    tau = check_positive(temperature, "temperature")
+    check_choice(similarity, SIMILARITIES, "similarity")
+    check_choice(reduction, REDUCTIONS, "reduction")
+    check_bool(gather_distributed, "gather_distributed")
+    return tau
 
 
 def _check_inputs(
@@ -55,71 +63,104 @@ def _check_inputs(
     z2: Tensor,
     prototypes: Tensor | None,
     assignments: Tensor | None,
-    labels: Tensor | None,
+    groups: Tensor | None,
+    allow_empty_batch: bool,
 ) -> None:
-    """Validate the tensors of ``intent_info_nce`` (shapes, dtypes, index ranges)."""
+    """Validate the tensors of ``intent_info_nce``: shapes and dtypes always, ranges if enabled."""
     for x, name in ((z1, "z1"), (z2, "z2")):
         check_tensor(x, name)
         check_ndim(x, 2, name, "(b, d)")
         check_float(x, name)
-        check_nonempty(x, name)
     check_same_size(z1, z2, (0, 0), ("z1", "z2"))
     check_same_size(z1, z2, (1, 1), ("z1", "z2"))
-    if z1.dtype != z2.dtype:
-        raise TypeError(f"z1 and z2 must share a dtype, got {z1.dtype} and {z2.dtype}")
+    if z1.shape[1] == 0 or (z1.shape[0] == 0 and not allow_empty_batch):
+        raise ValueError(f"z1 must not be empty, got shape {tuple(z1.shape)}")
     if (prototypes is None) != (assignments is None):
         given = "prototypes" if assignments is None else "assignments"
-        raise ValueError(
-            f"prototypes and assignments must be given together, got only {given}"
-        )
+        raise ValueError(f"prototypes and assignments must be given together, got only {given}")
     if prototypes is not None and assignments is not None:
         check_tensor(prototypes, "prototypes")
         check_ndim(prototypes, 2, "prototypes", "(k, d)")
         check_float(prototypes, "prototypes")
-        check_nonempty(prototypes, "prototypes")
+        if prototypes.shape[0] == 0:
+            raise ValueError(f"prototypes must not be empty, got shape {tuple(prototypes.shape)}")
         check_same_size(z1, prototypes, (1, 1), ("z1", "prototypes"))
-        if prototypes.dtype != z1.dtype:
-            raise TypeError(
-                f"prototypes must share the dtype of z1, got {prototypes.dtype} and {z1.dtype}"
-            )
         check_tensor(assignments, "assignments")
         check_ndim(assignments, 1, "assignments", "(b,)")
         check_integer(assignments, "assignments")
         check_same_size(z1, assignments, (0, 0), ("z1", "assignments"))
         check_range(assignments, 0, prototypes.shape[0] - 1, "assignments")
-    if labels is not None:
-        check_tensor(labels, "labels")
-        check_ndim(labels, 1, "labels", "(b,)")
-        check_integer(labels, "labels")
-        check_same_size(z1, labels, (0, 0), ("z1", "labels"))
+    if groups is not None:
+        check_tensor(groups, "groups")
+        check_ndim(groups, 1, "groups", "(b,)")
+        check_integer(groups, "groups")
+        check_same_size(z1, groups, (0, 0), ("z1", "groups"))
 
 
-def _one_direction(
-    anchors: Tensor,
-    others: Tensor,
+def _intent_info_nce_impl(
+    z1: Tensor,
+    z2: Tensor,
     prototypes: Tensor | None,
-    intent_mask: Tensor | None,
-    same_label: Tensor | None,
+    assignments: Tensor | None,
+    groups: Tensor | None,
     temperature: float,
+    similarity: str,
+    reduction: str,
+    gather_distributed: bool,
 ) -> Tensor:
-    """``(b,)`` loss of each anchor; its positive is the same row of ``others``.
+    """The loss of validated inputs. Reads nothing from the device (bar the collectives).
 
-    Candidates, as columns of a ``(b, 2b + k)`` logit matrix: ``others`` (positive on the
-    diagonal), ``anchors`` (diagonal removed) and the prototypes (``intent_mask`` removed).
+    Anchors are the local rows ``cat([z1, z2])`` ``(2b, d)``; the candidates are the rows of
+    every rank ``cat([Z1, Z2])`` ``(2B, d)`` (``Z = z`` and ``B = b`` in one process), then
+    the ``k`` prototypes. Anchor ``i < b`` is candidate ``s + i`` (masked) and its positive
+    is candidate ``B + s + i``, with ``s`` the number of rows of the lower ranks.
     """
-    batch = anchors.shape[0]
-    eye = torch.eye(batch, dtype=torch.bool, device=anchors.device)
-    cross_mask = torch.zeros_like(eye) if same_label is None else same_label & ~eye
-    self_mask = eye if same_label is None else same_label | eye
-    logits = [anchors @ others.T, anchors @ anchors.T]
-    masks = [cross_mask, self_mask]
-    if prototypes is not None and intent_mask is not None:
-        logits.append(anchors @ prototypes.T)
-        masks.append(intent_mask)
-    scaled = torch.cat(logits, dim=1) / temperature
-    scaled = scaled.masked_fill(torch.cat(masks, dim=1), float("-inf"))
-    target = torch.arange(batch, device=anchors.device)
-    return F.cross_entropy(scaled, target, reduction="none")
+    dtypes = [z1.dtype, z2.dtype] + ([] if prototypes is None else [prototypes.dtype])
+    dtype = loss_dtype(*dtypes)
+    z1, z2 = z1.to(dtype), z2.to(dtype)
+    if similarity == "cosine":
+        z1 = F.normalize(z1, dim=-1, eps=NORMALIZE_EPS)
+        z2 = F.normalize(z2, dim=-1, eps=NORMALIZE_EPS)
+    batch, hidden = z1.shape
+    device = z1.device
+    processes = world_size() if gather_distributed else 1
+    if processes > 1:
+        sizes = all_gather_sizes(batch, device)
+        start, total = sum(sizes[: rank()]), sum(sizes)
+        gathered = all_gather_with_grad(torch.cat([z1, z2], dim=1))  # (B, 2d), one gather
+        all_z1, all_z2 = gathered[:, :hidden], gathered[:, hidden:]
+        all_groups = None if groups is None else all_gather_no_grad(groups)
+    else:
+        start, total, all_z1, all_z2, all_groups = 0, batch, z1, z2, groups
+
+    anchors = torch.cat([z1, z2])  # (2b, d)
+    candidates = torch.cat([all_z1, all_z2])  # (2B, d)
+    logits = anchors @ candidates.T  # (2b, 2B)
+    local = torch.arange(batch, device=device) + start
+    self_column = torch.cat([local, local + total])
+    positive = torch.cat([local + total, local])
+    columns = torch.arange(2 * total, device=device)
+    excluded = columns == self_column.unsqueeze(1)
+    if groups is not None and all_groups is not None:
+        anchor_groups = torch.cat([groups, groups]).unsqueeze(1)
+        same_group = anchor_groups == torch.cat([all_groups, all_groups]).unsqueeze(0)
+        excluded = excluded | (same_group & (columns != positive.unsqueeze(1)))
+    logits = logits.masked_fill(excluded, float("-inf"))
+    if prototypes is not None and assignments is not None:
+        mu = prototypes.to(dtype)
+        if similarity == "cosine":
+            mu = F.normalize(mu, dim=-1, eps=NORMALIZE_EPS)
+        assigned = torch.cat([assignments, assignments]).unsqueeze(1) == torch.arange(
+            mu.shape[0], device=device
+        )
+        logits = torch.cat([logits, (anchors @ mu.T).masked_fill(assigned, float("-inf"))], dim=1)
+    losses = F.cross_entropy(logits / temperature, positive, reduction="none")  # (2b,)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    # The mean over the 2B anchors of all ranks, split so that the ranks' losses average to it.
+    return losses.sum() * (processes / (2 * max(total, 1)))
 
 
 def intent_info_nce(
@@ -127,141 +168,150 @@ def intent_info_nce(
     z2: Tensor,
     prototypes: Tensor | None = None,
     assignments: Tensor | None = None,
+    groups: Tensor | None = None,
+    *,
     temperature: float = 1.0,
     similarity: Similarity = "dot",
-    labels: Tensor | None = None,
     reduction: Reduction = "mean",
+    gather_distributed: bool = False,
 ) -> Tensor:
-    r"""Two-way InfoNCE with in-batch and intent negatives (S4Rec Eq. 13-14).
+    r"""NT-Xent over two views with in-batch and intent negatives (S4Rec Eq. 13-14).
 
-    For the anchor $a_u = z^1_u$ the candidates are its positive $z^2_u$, the
-    in-batch negatives $z^2_n$ and $z^1_n$ for every $n \ne u$, and the
-    intent negatives $\mu_{k'}$ for every $k' \ne h(u)$:
+    The $2b$ anchors are $a \in \{z^1_u, z^2_u\}$; the positive $a^+$ of $z^1_u$ is
+    $z^2_u$ and that of $z^2_u$ is $z^1_u$. Each anchor is scored against every row of
+    both views except itself and, with prototypes, every intent except its own $h(u)$:
 
     $$
-    \ell^{1}_u = -\log \frac{e^{s(z^1_u, z^2_u)/\tau}}
-    {e^{s(z^1_u, z^2_u)/\tau} + \sum_{n \ne u} \left(e^{s(z^1_u, z^2_n)/\tau}
-    + e^{s(z^1_u, z^1_n)/\tau}\right) + \sum_{k' \ne h(u)} e^{s(z^1_u, \mu_{k'})/\tau}}
+    \ell(a) = -\log \frac{e^{s(a, a^+)/\tau}}
+    {e^{s(a, a^+)/\tau} + \sum_{v \ne u,\, g_v \ne g_u}
+    \left(e^{s(a, z^1_v)/\tau} + e^{s(a, z^2_v)/\tau}\right)
+    + \sum_{k' \ne h(u)} e^{s(a, \mu_{k'})/\tau}}
     $$
 
-    with $s$ the dot product or the cosine similarity; $\ell^2_u$ swaps the views.
-    The loss is $\mathcal{L}_{SCL} = \frac{1}{b}\sum_u \ell^1_u + \frac{1}{b}\sum_u
-    \ell^2_u$ (``reduction="mean"``). Unlike the printed Eq. 13-14, the positive is counted in
-    the denominator (the usual InfoNCE, which makes the loss a cross-entropy and
-    non-negative), and the negatives are both views of the other samples. Without prototypes
-    this is SimCLR's NT-Xent summed over the two directions, i.e. twice NT-Xent as SimCLR
-    averages it over the $2b$ anchors.
+    with $s$ the dot product or the cosine. Without ``groups`` the condition $g_v \ne
+    g_u$ is dropped, without prototypes the last sum. ``reduction="mean"`` gives
+    $\frac{1}{2b} \sum_a \ell(a)$, SimCLR's NT-Xent and ICLRec's ``NCELoss`` (the paper's
+    $\mathcal{L}_{SCL}$ of Eq. 13 sums the two directions, which is twice this mean).
+    Unlike the printed Eq. 13-14 the positive is counted in the denominator (the usual
+    InfoNCE: a cross-entropy, so non-negative), and the negatives are both views of the
+    other samples. With $b = 1$ and no prototypes the positive is the only candidate and
+    the loss is 0.
 
-    With ``labels``, two samples sharing a label are never each other's negatives (both of
-    their views leave the denominator); the positive always stays. With $b = 1$ and no
-    prototypes the positive is the only candidate and the loss is 0.
+    **Groups.** Rows with equal ``groups`` id are never each other's negatives (both of their
+    views leave the denominator); the positive always stays. This is exactly the masking of
+    ICLRec's ``NCELoss`` with ``intent_ids``, so ICLRec's intent loss (``PCLoss`` with
+    de-noising) of a view is ``intent_info_nce(view, centroids[ids], groups=ids)``, averaged
+    over the two views.
 
-    ``float16`` / ``bfloat16`` inputs are scored in ``float32`` and the loss cast back.
+    **Dtypes.** The loss is computed in and returned as
+    :func:`~s4rec_components.constants.loss_dtype` of ``z1``, ``z2`` and ``prototypes``:
+    float16 / bfloat16 / float32 give float32 (finite even at extreme temperatures), any
+    float64 input gives float64. Mixed floating dtypes are promoted this way.
+
+    **Several processes.** With ``gather_distributed=True`` and an initialised process
+    group of $W$ ranks holding $b_r$ rows each ($B = \sum_r b_r$, unequal sizes allowed),
+    each rank's $2 b_r$ anchors are scored against the rows of *all* ranks, gathered with a
+    backward (:func:`~s4rec_components.distributed.all_gather_with_grad`) so gradient
+    reaches the rank that owns each row; ``groups`` are gathered with the rows. Prototypes are
+    replicated and ``assignments`` only concern the local anchors, so neither is gathered.
+    ``"mean"`` returns $\frac{W}{2B} \sum_{a \in \text{rank}} \ell(a)$ (the local mean
+    when all $b_r$ are equal), so the mean of the ranks' losses is the single-process loss
+    of the concatenated batch and each rank's gradient with respect to its own ``z1`` / ``z2``,
+    divided by $W$ (DDP's averaging), is the single-process gradient at those rows, for equal
+    and unequal $b_r$ alike. ``"sum"`` returns the local sum (the ranks' sums add up to the
+    single-process sum; gradients need no division), ``"none"`` the local $(2 b_r,)$. A rank
+    may then hold $b_r = 0$ rows (it still takes part in the collectives). Every rank must
+    pass ``groups`` or none must. Without a process group the flag changes nothing.
+
+    Value checks (``assignments`` in range) run only while
+    :func:`~s4rec_components.set_validate_args` is on; with it off the call reads nothing from
+    the device.
 
     Args:
         z1: first view's embeddings $z^1$.
         z2: second view's embeddings $z^2$, row $u$ the positive of ``z1[u]``.
         prototypes: intent prototypes $\mu$, or ``None`` for plain NT-Xent.
-        assignments: $h(u)$, each sample's intent in $[0, k)$ (the prototype
-            that is not its negative); required with ``prototypes``.
-        temperature: $\tau_2$. Must be > 0.
-        similarity: ``"dot"`` (as in the paper) or ``"cosine"`` (all vectors L2-normalised).
-        labels: optional ids; rows with equal ids are not each other's negatives.
-        reduction: ``"mean"`` (sum of the two batch means), ``"sum"`` (over all anchors of
-            both directions) or ``"none"``.
+        assignments: $h(u)$, each sample's intent in $[0, k)$ (the prototype that is not
+            its negative); required with ``prototypes``.
+        groups: optional integer ids; rows with equal ids are never each other's negatives.
+        temperature: $\tau_2$. Must be finite and > 0.
+        similarity: ``"dot"`` (as in the paper and ICLRec) or ``"cosine"`` (all vectors
+            L2-normalised).
+        reduction: ``"mean"`` over the $2b$ anchors, ``"sum"`` or ``"none"``.
+        gather_distributed: use the rows of every process as candidates.
 
     Shape:
         - z1, z2: $(b, d)$.
         - prototypes: $(k, d)$.
-        - assignments, labels: $(b,)$, integer.
-        - output: $()$ for ``"mean"`` / ``"sum"``; $(2, b)$ for ``"none"``, row 0
-          with ``z1`` as anchors, row 1 with ``z2``.
+        - assignments, groups: $(b,)$, integer.
+        - output: $()$ for ``"mean"`` / ``"sum"``; $(2b,)$ for ``"none"``, the $b$
+          anchors of ``z1`` first, then those of ``z2``.
 
     Returns:
-        The loss, in the dtype of ``z1``.
+        The loss, in ``loss_dtype`` of the inputs.
 
     Raises:
         TypeError: on a non-tensor, non-floating embeddings, non-integer ``assignments`` or
-            ``labels``, mismatched dtypes, or a non-numeric ``temperature``.
+            ``groups``, a non-numeric ``temperature`` or a non-bool ``gather_distributed``.
         ValueError: on wrong ranks or sizes, empty inputs, ``assignments`` outside
             $[0, k)$, ``prototypes`` without ``assignments`` (or the reverse),
-            ``temperature <= 0``, or an unknown ``similarity`` / ``reduction``.
+            a non-finite or non-positive ``temperature``, or an unknown ``similarity`` /
+            ``reduction``.
 
     Examples:
-        >>> import torch
+        >>> import math, torch
         >>> from s4rec_components import intent_info_nce
-        >>> z1 = torch.zeros(4, 8)
-        >>> mu = torch.zeros(3, 8)
-        >>> loss = intent_info_nce(z1, z1, mu, torch.tensor([0, 1, 2, 0]))
-        >>> bool(torch.isclose(loss, 2 * torch.log(torch.tensor(2 * 4 - 1 + 3 - 1.0))))
-        True
+        >>> z = torch.zeros(4, 8)
+        >>> loss = intent_info_nce(z, z, torch.zeros(3, 8), torch.tensor([0, 1, 2, 0]))
+        >>> round(loss.item(), 4), round(math.log(2 * 4 - 1 + 3 - 1), 4)
+        (2.1972, 2.1972)
         >>> intent_info_nce(torch.randn(1, 8), torch.randn(1, 8))
         tensor(0.)
         >>> intent_info_nce(torch.randn(5, 8), torch.randn(5, 8), reduction="none").shape
-        torch.Size([2, 5])
+        torch.Size([10])
+        >>> intent_info_nce(torch.randn(4, 8).half(), torch.randn(4, 8).half()).dtype
+        torch.float32
     """
-    _check_inputs(z1, z2, prototypes, assignments, labels)
-    temperature = _check_temperature(temperature)
-    check_choice(similarity, SIMILARITIES, "similarity")
-    check_choice(reduction, REDUCTIONS, "reduction")
-
-    out_dtype = z1.dtype
-    work_dtype = torch.promote_types(z1.dtype, COMPUTE_DTYPE)
-    z1, z2 = z1.to(work_dtype), z2.to(work_dtype)
-    intent_mask = None
-    if prototypes is not None and assignments is not None:
-        prototypes = prototypes.to(work_dtype)
-        intent_mask = F.one_hot(assignments.long(), prototypes.shape[0]).bool()
-    if similarity == "cosine":
-        z1 = F.normalize(z1, dim=-1, eps=NORMALIZE_EPS)
-        z2 = F.normalize(z2, dim=-1, eps=NORMALIZE_EPS)
-        if prototypes is not None:
-            prototypes = F.normalize(prototypes, dim=-1, eps=NORMALIZE_EPS)
-    same_label = None if labels is None else labels.unsqueeze(1) == labels.unsqueeze(0)
-
-    losses = torch.stack(
-        [
-            _one_direction(z1, z2, prototypes, intent_mask, same_label, temperature),
-            _one_direction(z2, z1, prototypes, intent_mask, same_label, temperature),
-        ]
+    tau = _check_hyperparameters(temperature, similarity, reduction, gather_distributed)
+    _check_inputs(z1, z2, prototypes, assignments, groups, allow_empty_batch=gather_distributed)
+    return _intent_info_nce_impl(
+        z1, z2, prototypes, assignments, groups, tau, similarity, reduction, gather_distributed
     )
-    if reduction == "mean":
-        losses = losses.mean(dim=1).sum()
-    elif reduction == "sum":
-        losses = losses.sum()
-    return losses.to(out_dtype)
 
 
 class IntentInfoNCE(nn.Module):
-    r"""Two-way InfoNCE with in-batch and intent negatives (S4Rec Eq. 13-14).
+    r"""NT-Xent over two views with in-batch and intent negatives (S4Rec Eq. 13-14).
 
     $$
-    \ell^{1}_u = -\log \frac{e^{s(z^1_u, z^2_u)/\tau}}
-    {e^{s(z^1_u, z^2_u)/\tau} + \sum_{n \ne u} \left(e^{s(z^1_u, z^2_n)/\tau}
-    + e^{s(z^1_u, z^1_n)/\tau}\right) + \sum_{k' \ne h(u)} e^{s(z^1_u, \mu_{k'})/\tau}},
+    \ell(a) = -\log \frac{e^{s(a, a^+)/\tau}}
+    {e^{s(a, a^+)/\tau} + \sum_{v \ne u,\, g_v \ne g_u}
+    \left(e^{s(a, z^1_v)/\tau} + e^{s(a, z^2_v)/\tau}\right)
+    + \sum_{k' \ne h(u)} e^{s(a, \mu_{k'})/\tau}},
     \qquad
-    \mathcal{L}_{SCL} = \frac{1}{b}\sum_u \left(\ell^1_u + \ell^2_u\right)
+    \mathcal{L} = \frac{1}{2b} \sum_{a} \ell(a)
     $$
 
-    A thin module storing the hyper-parameters; the math and the details (positive in the
-    denominator, ``labels`` masking, half precision) are in ``intent_info_nce``.
+    over the $2b$ anchors $a \in \{z^1_u, z^2_u\}$. A thin module storing the
+    hyper-parameters (checked here, once); the math and the details (``groups``, dtypes,
+    several processes) are in :func:`intent_info_nce`.
 
     Args:
-        temperature: $\tau_2$. Must be > 0.
+        temperature: $\tau_2$. Must be finite and > 0.
         similarity: ``"dot"`` (as in the paper) or ``"cosine"``.
-        reduction: ``"mean"`` (sum of the two directions' batch means), ``"sum"`` or
-            ``"none"``.
+        reduction: ``"mean"`` over the $2b$ anchors, ``"sum"`` or ``"none"``.
+        gather_distributed: use the rows of every process as candidates.
 
     Shape:
         - z1, z2: $(b, d)$, the two views; row $u$ of each is a positive pair.
         - prototypes: $(k, d)$, optional, with assignments $(b,)$ in $[0, k)$.
-        - labels: $(b,)$, optional.
-        - output: $()$, or $(2, b)$ with ``reduction="none"``.
+        - groups: $(b,)$, optional.
+        - output: $()$, or $(2b,)$ with ``reduction="none"``.
 
     Raises:
-        TypeError: if ``temperature`` is not a number (and in ``forward`` on bad dtypes).
-        ValueError: if ``temperature <= 0`` or ``similarity`` / ``reduction`` is unknown (and
-            in ``forward`` on bad shapes or ranges).
+        TypeError: if ``temperature`` is not a real number or ``gather_distributed`` not a
+            bool (and in ``forward`` on bad dtypes).
+        ValueError: if ``temperature`` is not finite and > 0 or ``similarity`` /
+            ``reduction`` is unknown (and in ``forward`` on bad shapes or ranges).
 
     Examples:
         >>> import torch
@@ -275,16 +325,19 @@ class IntentInfoNCE(nn.Module):
 
     def __init__(
         self,
+        *,
         temperature: float = 1.0,
         similarity: Similarity = "dot",
         reduction: Reduction = "mean",
+        gather_distributed: bool = False,
     ) -> None:
         super().__init__()
-        self.temperature = _check_temperature(temperature)
-        check_choice(similarity, SIMILARITIES, "similarity")
-        check_choice(reduction, REDUCTIONS, "reduction")
+        self.temperature = _check_hyperparameters(
+            temperature, similarity, reduction, gather_distributed
+        )
         self.similarity: Similarity = similarity
         self.reduction: Reduction = reduction
+        self.gather_distributed = gather_distributed
 
     def forward(
         self,
@@ -292,22 +345,26 @@ class IntentInfoNCE(nn.Module):
         z2: Tensor,
         prototypes: Tensor | None = None,
         assignments: Tensor | None = None,
-        labels: Tensor | None = None,
+        groups: Tensor | None = None,
     ) -> Tensor:
-        """The loss of the views ``(b, d)``; see ``intent_info_nce``."""
-        return intent_info_nce(
+        """The loss of the views ``(b, d)``; see :func:`intent_info_nce`."""
+        _check_inputs(
+            z1, z2, prototypes, assignments, groups, allow_empty_batch=self.gather_distributed
+        )
+        return _intent_info_nce_impl(
             z1,
             z2,
             prototypes,
             assignments,
-            temperature=self.temperature,
-            similarity=self.similarity,
-            labels=labels,
-            reduction=self.reduction,
+            groups,
+            self.temperature,
+            self.similarity,
+            self.reduction,
+            self.gather_distributed,
         )
 
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature}, similarity={self.similarity!r}, "
-            f"reduction={self.reduction!r}"
+            f"reduction={self.reduction!r}, gather_distributed={self.gather_distributed}"
         )
