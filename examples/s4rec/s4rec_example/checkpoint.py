@@ -1,0 +1,192 @@
+"""One versioned checkpoint format, one loader, and atomic writes.
+
+A checkpoint is a dict of tensors, numbers and strings only, so it is always read with
+``torch.load(..., weights_only=True)`` (a file holding a pickled object with a ``__reduce__``
+payload is refused, never executed)::
+
+    {"format": "s4rec-example", "version": 1,
+     "config": <TrainConfig as JSON>, "num_items": n, "item_ids": <JSON list or "null">,
+     "epoch": e, "model": state_dict,
+     # resume state, in last.pt only:
+     "optimizer": state_dict, "rng": {"torch": uint8 tensor, "generator": uint8 tensor, ...},
+     "state": <JSON: history, best, bad_epochs>}
+
+``best.pt`` (the best model by valid NDCG@20) and ``last.pt`` (everything needed to resume)
+share the format; every loader here reads both. Every file is written to a temporary file in
+the same folder, flushed, fsynced and renamed over the target (``os.replace``), so a kill at
+any moment leaves either the old or the new file, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import TrainConfig
+from .model import S4RecModel, build_model
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "Checkpoint",
+    "CheckpointError",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+]
+
+FORMAT = "s4rec-example"
+VERSION = 1
+_SLOW_WRITES_ENV = "S4REC_EXAMPLE_SLOW_WRITES"  # tests: seconds to pause inside every write
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable checkpoint of this example (or of this version)."""
+
+
+def _pause_for_tests() -> None:
+    delay = os.environ.get(_SLOW_WRITES_ENV)
+    if delay:
+        time.sleep(float(delay))
+
+
+def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            half = len(payload) // 2
+            handle.write(payload[:half])
+            _pause_for_tests()  # a kill here leaves only the temp file
+            handle.write(payload[half:])
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """:func:`atomic_write_bytes` of UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read back: the run's configuration, the model weights, and resume state if any."""
+
+    config: TrainConfig
+    num_items: int
+    item_ids: list[str] | None
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any] | None = None
+    rng: dict[str, torch.Tensor] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resumable(self) -> bool:
+        return self.optimizer is not None
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: S4RecModel,
+    config: TrainConfig,
+    *,
+    epoch: int,
+    item_ids: list[str] | None,
+    optimizer: torch.optim.Optimizer | None = None,
+    rng: dict[str, torch.Tensor] | None = None,
+    state: dict[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint atomically (resume state when ``optimizer`` is given)."""
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config.to_json(),
+        "num_items": model.num_items,
+        "item_ids": json.dumps(item_ids),
+        "epoch": epoch,
+        "model": model.state_dict(),
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+        payload["rng"] = dict(rng or {})
+        payload["state"] = json.dumps(state or {})
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` (``best.pt`` or ``last.pt``).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        CheckpointError: if the file is not a tensor-only checkpoint of this format and version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # pickle.UnpicklingError for objects, RuntimeError for broken zips
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: not a readable tensor-only checkpoint ({first[:200]}); files of the public "
+            "ICLRec code are read with --iclrec-checkpoint"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not an s4rec-example checkpoint (no format tag {FORMAT!r}); files of the public "
+            "ICLRec code are read with --iclrec-checkpoint"
+        )
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r}, this code reads {VERSION}")
+    try:
+        config = TrainConfig.from_dict(json.loads(payload["config"]))
+        checkpoint = Checkpoint(
+            config=config,
+            num_items=int(payload["num_items"]),
+            item_ids=json.loads(payload["item_ids"]),
+            epoch=int(payload["epoch"]),
+            model=payload["model"],
+        )
+        if "optimizer" in payload:
+            checkpoint.optimizer = payload["optimizer"]
+            checkpoint.rng = dict(payload["rng"])
+            checkpoint.state = json.loads(payload["state"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: malformed s4rec-example checkpoint ({err})") from None
+    return checkpoint
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[S4RecModel, Checkpoint]:
+    """The model of a checkpoint, rebuilt with :func:`build_model`, on ``device``, in eval mode."""
+    checkpoint = load_checkpoint(path)
+    model = build_model(checkpoint.config, checkpoint.num_items)
+    model.load_state_dict(checkpoint.model)
+    return model.to(device).eval(), checkpoint

@@ -1,0 +1,338 @@
+"""``train.py``'s command line: validate everything, then train into a run folder.
+
+Examples:
+    python examples/s4rec/train.py                       # s4rec on generated data, CPU, minutes
+    python examples/s4rec/train.py --data ../shared/data/Beauty.txt --preset iclrec --threads 1
+    python examples/s4rec/train.py --resume runs/Beauty-iclrec-bce-s0   # continue a run
+
+A run folder holds ``config.json``, ``train.log``, ``results.json`` (config, git commit, the
+exact command, machine, per-epoch losses and valid metrics, best epoch, test metrics; rewritten
+after every epoch with ``"status": "running"``), ``best.pt`` and ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import cli_common as common
+from .checkpoint import atomic_write_text
+from .config import (
+    AUGMENT_OPERATIONS,
+    CL_REDUCTIONS,
+    COMPUTE_PATHS,
+    PADDING_ATTENTIONS,
+    POOLINGS,
+    PRESETS,
+    TrainConfig,
+)
+from .data import dataset_label, load_dataset, prepare, resolve_data_path
+from .evaluate import format_table
+from .loop import RunFiles, run_training
+
+__all__ = ["build_parser", "main", "train"]
+
+LOG = logging.getLogger("s4rec.train")
+_RUN_FILES = ("config.json", "results.json", "best.pt", "last.pt", "train.log")
+
+# flag name -> (type, help); all default to the preset's value
+_PRESET_FLAGS: dict[str, tuple[Any, str]] = {
+    "loss": (None, "bce: one sampled negative per position (ICLRec); ce: full softmax over the items"),
+    "epochs": (common.positive_int, "most epochs; default from --preset: 300 on real data, 20 on generated data"),
+    "patience": (common.positive_int, "stop after this many epochs without a better valid NDCG@20"),
+    "eval_every": (common.positive_int, "validate every N epochs (patience still counts epochs)"),
+    "lr": (common.positive_float, "Adam learning rate"),
+    "weight_decay": (common.nonnegative_float, "Adam weight decay"),
+    "batch_size": (common.positive_int, "training users per step"),
+    "eval_batch_size": (common.positive_int, "users ranked per evaluation batch"),
+    "hidden_size": (common.positive_int, "d"),
+    "num_layers": (common.positive_int, "transformer blocks"),
+    "num_heads": (common.positive_int, "attention heads (must divide d)"),
+    "max_len": (common.positive_int, "input length l"),
+    "dropout": (common.probability, "dropout of embeddings, attention and residual branches"),
+    "padding_attention": (None, "iclrec: padding outputs as ICLRec's additive mask gives (needed by flatten / "
+                                "mean_all views to match ICLRec); masked: padding attends to itself"),
+    "compute_path": (None, "encoder compute path: auto picks dense on GPU, packed on CPU"),
+    "mask_id": (None, "padding: a masked item becomes id 0 (ICLRec); token: a learned mask token n + 1"),
+    "crop_ratio": (common.open_probability, "share of the sequence a crop view keeps"),
+    "mask_ratio": (common.probability, "share of items a mask view masks"),
+    "reorder_ratio": (common.probability, "share of the sequence a reorder view shuffles"),
+    "insert_ratio": (common.probability, "inserted items per item (insert view)"),
+    "beta1": (common.nonnegative_float, "weight of the sequence-level contrastive term (ICLRec cf_weight; Eq. 13-14)"),
+    "view_pooling": (None, "representation of a view for the contrastive and distillation terms"),
+    "cl_similarity": (None, "similarity of the contrastive terms"),
+    "cl_temperature": (common.positive_float, "tau_2 of the contrastive terms"),
+    "cl_reduction": (None, "mean: NT-Xent averaged over the 2b rows (ICLRec); two-way: both directions summed "
+                           "(Eq. 13, twice the mean)"),
+    "intent_weight": (common.nonnegative_float, "weight of ICLRec's k-means intent term (intent_cf_weight)"),
+    "num_intents": (common.positive_int, "k-means clusters per epoch (ICLRec: 256)"),
+    "kmeans_iters": (common.positive_int, "k-means iterations"),
+    "intent_pooling": (None, "representation clustered by k-means and contrasted with the intents"),
+    "intent_views": (None, "separate: the views are encoded again for the intent term (ICLRec Hybrid); "
+                           "shared: reuse the contrastive term's forward"),
+    "alpha": (common.nonnegative_float, "weight of the online clustering loss (Eq. 8)"),
+    "beta2": (common.nonnegative_float, "weight of the prototype distillation (Eq. 16)"),
+    "lam": (common.nonnegative_float, "weight of the head/tail adversary (Eq. 17)"),
+    "z_pooling": (None, "representation z_u of the original sequence (clustering, adversary)"),
+    "num_prototypes": (common.positive_int, "K, prototypes of the online clustering"),
+    "cluster_temperature": (common.positive_float, "tau_1 of the clustering (Eq. 7)"),
+    "sinkhorn_epsilon": (common.positive_float, "epsilon of Sinkhorn-Knopp (Eq. 9)"),
+    "sinkhorn_iters": (common.positive_int, "Sinkhorn-Knopp iterations"),
+    "freeze_prototypes_steps": (common.nonnegative_int, "steps before the prototypes train (SwAV)"),
+    "distill_temperature": (common.positive_float, "tau_3 of the distillation (Eq. 15)"),
+    "grl_scale": (common.nonnegative_float, "gamma: the encoder gets -gamma times the adversary's gradient"),
+    "head_quantile": (common.open_probability, "head users: training length above this quantile"),
+    "synthetic_users": (common.positive_int, "users of the generated data"),
+    "synthetic_items": (common.positive_int, "items of the generated data"),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "loss": ("bce", "ce"),
+    "padding_attention": PADDING_ATTENTIONS,
+    "compute_path": COMPUTE_PATHS,
+    "mask_id": ("padding", "token"),
+    "view_pooling": POOLINGS,
+    "cl_similarity": ("dot", "cosine"),
+    "cl_reduction": CL_REDUCTIONS,
+    "intent_pooling": POOLINGS,
+    "intent_views": ("separate", "shared"),
+    "z_pooling": ("mean", "mean_all", "last"),
+}
+# flags that may accompany --resume (they do not change the results)
+_RESUME_FLAGS = {"device", "threads", "quiet", "debug", "resume", "eval_batch_size"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = common.make_parser("train.py", __doc__)
+    p.add_argument("--preset", default="s4rec", choices=sorted(PRESETS), help="which model: see s4rec_example/config.py")
+    common.add_data_arguments(p, required=False)
+    p.add_argument("--seed", type=common.nonnegative_int, default=0, help="random seed")
+    p.add_argument("--output", default=None, help="run folder; default: runs/<data>-<preset>-<loss>-s<seed>")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the unfinished run in DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    group = p.add_argument_group("model and training (defaults from --preset)")
+    for name, (kind, text) in _PRESET_FLAGS.items():
+        kwargs: dict[str, Any] = {"default": common.FROM_PRESET, "help": text}
+        if name in _CHOICES:
+            kwargs["choices"] = _CHOICES[name]
+        elif kind is not None:
+            kwargs["type"] = kind
+        group.add_argument("--" + name.replace("_", "-"), **kwargs)
+    group.add_argument("--augment-operations", default=common.FROM_PRESET,
+                       help=f"comma-separated view operations among {', '.join(AUGMENT_OPERATIONS)}")
+    for name, text in (
+        ("cl_intent_negatives", "add the non-assigned prototypes as negatives of the contrastive term (Eq. 14)"),
+        ("intent_denoise", "same-intent rows are not each other's negatives (ICLRec --de_noise)"),
+        ("normalize_z", "L2-normalise the distillation student and the adversary input"),
+    ):
+        group.add_argument("--" + name.replace("_", "-"), default=common.FROM_PRESET,
+                           action=argparse.BooleanOptionalAction, help=text)
+    common.add_runtime_arguments(p)
+    return p
+
+
+def _explicit(args: argparse.Namespace) -> dict[str, Any]:
+    """The model/training flags given on the command line (not left to the preset)."""
+    names = set(_PRESET_FLAGS) | {"augment_operations", "cl_intent_negatives", "intent_denoise", "normalize_z"}
+    return {n: getattr(args, n) for n in names if not isinstance(getattr(args, n), type(common.FROM_PRESET))}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Preset, then explicit flags; every value and combination checked (raises UsageError)."""
+    overrides = _explicit(args)
+    if "augment_operations" in overrides:
+        ops = tuple(op.strip() for op in overrides["augment_operations"].split(",") if op.strip())
+        bad = [op for op in ops if op not in AUGMENT_OPERATIONS]
+        if not ops or bad:
+            raise common.UsageError(
+                f"--augment-operations {overrides['augment_operations']!r}: choose among {', '.join(AUGMENT_OPERATIONS)}"
+            )
+        overrides["augment_operations"] = ops
+    config = TrainConfig.from_preset(
+        args.preset, data=args.data, data_root=args.data_root, seed=args.seed, device=args.device, **overrides
+    )
+    check_config(config)
+    return config
+
+
+def check_config(c: TrainConfig) -> None:
+    """Combinations argparse cannot check; raises UsageError."""
+    if c.hidden_size % c.num_heads:
+        raise common.UsageError(f"--num-heads {c.num_heads} must divide --hidden-size {c.hidden_size}")
+    prototype_views = c.beta2 > 0 or (c.beta1 > 0 and c.cl_intent_negatives)
+    if prototype_views and c.view_pooling == "flatten":
+        raise common.UsageError("the prototype terms need d-dimensional views: --view-pooling mean, mean_all or last")
+    if c.intent_weight > 0 and c.intent_pooling == "flatten" and c.num_intents < 1:
+        raise common.UsageError("--num-intents must be >= 1")
+    if c.padding_attention == "iclrec" and c.compute_path == "packed":
+        raise common.UsageError("--padding-attention iclrec needs --compute-path dense or auto")
+    for name in ("view_pooling", "intent_pooling"):
+        if getattr(c, name) in ("flatten", "mean_all") and c.padding_attention == "masked" and c.uses_views:
+            LOG.debug("%s=%s with masked padding outputs differs from ICLRec", name, getattr(c, name))
+
+
+# ---------------------------------------------------------------------------- provenance
+def git_commit() -> str:
+    root = Path(__file__).resolve().parents[3]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=root, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "s4rec_components", "examples/s4rec"],
+            capture_output=True, text=True, cwd=root, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = head.stdout.strip() or "unknown"
+    return commit + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {torch.get_num_threads()} thread(s)"
+
+
+# ---------------------------------------------------------------------------- run folders
+def _prepare_folder(folder: Path, overwrite: bool) -> None:
+    """Refuse to write into a folder that holds another run, unless ``--overwrite``."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise common.UsageError(f"--output {folder}: exists and is not a folder")
+    entries = list(folder.iterdir())
+    if not entries:
+        return
+    results = folder / "results.json"
+    finished = False
+    if results.is_file():
+        try:
+            finished = json.loads(results.read_text()).get("status") == "finished"
+        except (OSError, ValueError):
+            finished = False
+    if not overwrite:
+        if finished:
+            raise common.UsageError(f"--output {folder}: holds a finished run; pass --overwrite to replace it")
+        if (folder / "last.pt").exists() or (folder / "config.json").exists():
+            raise common.UsageError(
+                f"--output {folder}: holds an unfinished run; --resume {folder} continues it, --overwrite replaces it"
+            )
+        raise common.UsageError(f"--output {folder}: not empty; pass --overwrite to replace it")
+    foreign = [e.name for e in entries if e.name not in _RUN_FILES and not e.name.startswith(".")]
+    if foreign:
+        raise common.UsageError(f"--output {folder}: holds files of no run ({', '.join(sorted(foreign)[:3])}); "
+                                "refusing to delete them")
+    shutil.rmtree(folder)
+
+
+def _file_logging(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None) -> dict[str, Any]:
+    """Parse, validate, prepare, then train; see :func:`main` (this one does not catch errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    common.setup_console_logging(args.quiet)
+
+    def validate() -> tuple[TrainConfig, Path, torch.device, Any]:
+        device = common.parse_device(args.device)
+        common.set_threads(args.threads)
+        if args.resume is not None:
+            extra = sorted(k for k in vars(args) if k not in _RESUME_FLAGS and _given(argv, k))
+            if extra:
+                raise common.UsageError(
+                    f"--resume continues a run with its saved settings; drop --{extra[0].replace('_', '-')}"
+                )
+            folder = Path(args.resume)
+            if not (folder / "config.json").is_file():
+                raise common.UsageError(f"--resume {folder}: no run there (config.json missing)")
+            saved = json.loads((folder / "config.json").read_text())
+            results = folder / "results.json"
+            if results.is_file() and json.loads(results.read_text()).get("status") == "finished":
+                raise common.UsageError(f"--resume {folder}: the run is finished")
+            config = TrainConfig.from_dict(saved)
+            config = dataclasses.replace(config, device=args.device)
+            if _given(argv, "eval_batch_size"):
+                config = dataclasses.replace(config, eval_batch_size=args.eval_batch_size)
+        else:
+            config = config_from_args(args)
+            folder = Path(args.output or f"runs/{dataset_label(config.data)}-{config.preset}-{config.loss}-s{config.seed}")
+            _prepare_folder(folder, args.overwrite)
+        if config.data is not None:
+            resolve_data_path(config.data, config.data_root)  # a missing file fails here, before any folder
+        dataset = load_dataset(config)
+        if dataset.num_users < 1:
+            raise common.UsageError(f"--data {config.data}: no users")
+        return config, folder, device, dataset
+
+    config, folder, device, dataset = common.run_guarded(validate, debug=args.debug)
+
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    files = RunFiles(folder)
+    handler = _file_logging(folder / "train.log")
+    try:
+        if args.resume is None:
+            atomic_write_text(files.config, json.dumps(config.to_dict(), indent=1) + "\n")
+        LOG.info("run folder %s; data: %s", folder, json.dumps(dataset.statistics()))
+        data = prepare(dataset, config, device)
+        LOG.info("head users: %d of %d", int(data.heads.sum()), data.num_users)
+        command = "python examples/s4rec/train.py " + shlex.join(argv) if argv else "python examples/s4rec/train.py"
+        provenance = {"git_commit": git_commit(), "command": command, "machine": machine(device),
+                      "threads": torch.get_num_threads(), "torch": torch.__version__}
+        if args.resume is not None:
+            old = files.results
+            if old.is_file():
+                first = json.loads(old.read_text())
+                provenance = {**{k: first[k] for k in provenance if k in first}, "resumed_with": command,
+                              "resumed_git_commit": provenance["git_commit"]}
+        results = run_training(
+            config, data, files, device=device, resume=args.resume is not None,
+            progress=common.show_progress(args.quiet), stop_after_epochs=stop_after_epochs,
+            results_extra=lambda: provenance,
+        )
+    except BaseException:
+        if created and not files.last.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a run that failed before its first epoch leaves nothing
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    if results["status"] == "finished":
+        print(f"\n{config.preset} ({config.loss}) on {dataset_label(config.data)}: best epoch {results['best_epoch']}, "
+              f"{results['seconds_per_epoch']:.1f} s/epoch")
+        print(format_table({"valid": results["valid"], "test": results["test"]}))
+        print(f"results: {files.results}")
+    return results
+
+
+def _given(argv: list[str], name: str) -> bool:
+    flag = "--" + name.replace("_", "-")
+    return any(a == flag or a.startswith(flag + "=") or a == "--no-" + flag[2:] for a in argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """``train.py``: bad arguments give one line on stderr and exit status 2."""
+    return train(argv)
+

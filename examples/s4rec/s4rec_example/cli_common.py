@@ -1,0 +1,224 @@
+"""What train.py, evaluate.py, report.py and headtail.py share: flags, devices, errors, logging."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import torch
+
+from .data import DATASET_NAMES
+
+__all__ = [
+    "EXIT_USAGE",
+    "UsageError",
+    "add_data_arguments",
+    "add_runtime_arguments",
+    "make_parser",
+    "parse_device",
+    "positive_int",
+    "run_guarded",
+    "set_threads",
+    "setup_console_logging",
+    "show_progress",
+]
+
+EXIT_USAGE = 2
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """A bad argument, file or combination: one line on stderr and exit status 2."""
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every default; flags whose default comes from the preset say so."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default is argparse.SUPPRESS or action.nargs == 0 and not action.option_strings:
+            return text
+        if action.option_strings and action.nargs != 0:
+            if isinstance(action.default, _FromPreset):
+                return text + " (default: from --preset)"
+            return text + " (default: %(default)s)"
+        if action.option_strings and action.nargs == 0 and action.const is True:
+            return text + " (default: off)"
+        return text
+
+
+class _FromPreset:
+    """Default of a flag whose value the preset decides."""
+
+    def __repr__(self) -> str:
+        return "from --preset"
+
+
+FROM_PRESET: Any = _FromPreset()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage block
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def make_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    return _Parser(prog=prog, description=doc, formatter_class=_Formatter)
+
+
+# ---------------------------------------------------------------------------- value types
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = _float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
+
+
+def open_probability(text: str) -> float:
+    value = _float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1), got {value}")
+    return value
+
+
+# ---------------------------------------------------------------------------- shared flags
+def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--data",
+        required=required,
+        default=None,
+        help="one-line-per-user .txt, a RecBole .inter file, or a dataset name "
+        f"({', '.join(DATASET_NAMES)}) looked up in --data-root and downloaded there if missing"
+        + ("" if required else "; default: generated data"),
+    )
+    parser.add_argument("--data-root", default="data", help="folder of named datasets")
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch CPU threads; default: torch's choice")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars and time-stamped log lines (bars are off anyway when "
+                        "stderr is not a terminal)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+
+
+def parse_device(text: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``, checked against this machine.
+
+    Raises:
+        UsageError: for another spelling, a CPU-only build or a missing GPU.
+    """
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {text!r}: expected cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        if device.index not in (None, 0):
+            raise UsageError(f"--device {text!r}: expected cpu, cuda or cuda:N")
+        return torch.device("cpu")
+    if device.type != "cuda":
+        raise UsageError(f"--device {text!r}: expected cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {text}: this PyTorch build or machine has no CUDA device")
+    count = torch.cuda.device_count()
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index >= count:
+        raise UsageError(f"--device {text}: only {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+    return torch.device("cuda", index)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def show_progress(quiet: bool) -> bool:
+    """Progress bars only when wanted and stderr is a terminal (never endless lines in a log file)."""
+    return not quiet and sys.stderr.isatty()
+
+
+_HANDLER_TAG = "_s4rec_example"
+
+
+def setup_console_logging(quiet: bool) -> None:
+    """INFO lines on stderr: bare messages, or time-stamped ones with ``--quiet``."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        if getattr(handler, _HANDLER_TAG, "") == "console":
+            root.removeHandler(handler)
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s" if quiet else "%(message)s")
+    )
+    setattr(stream, _HANDLER_TAG, "console")
+    root.addHandler(stream)
+
+
+def run_guarded(body: Callable[[], T], *, debug: bool) -> T:
+    """Run ``body``; a user error becomes one line on stderr and exit status 2 (``--debug``: traceback)."""
+    from .checkpoint import CheckpointError
+
+    expected = (UsageError, CheckpointError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                PermissionError, ValueError, TypeError)
+    try:
+        return body()
+    except expected as err:
+        if debug:
+            traceback.print_exc()
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if isinstance(err, (ValueError, TypeError)) and not isinstance(err, (UsageError, CheckpointError)):
+            message = f"{type(err).__name__}: {message}"
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None

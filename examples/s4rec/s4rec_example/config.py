@@ -1,0 +1,202 @@
+"""Every setting of a run, and the presets that fill them in.
+
+Configuration lives here, in the example, never in the library: the library's constructors
+take explicit keyword arguments and :func:`s4rec_example.model.build_model` unpacks this
+dataclass into them.
+
+The base of every preset is the public ICLRec code's Beauty recipe (``src/scripts/run_beauty.sh``
+of salesforce/ICLRec): a 1-layer, 2-head SASRec with d = 64 and dropout 0.5, batch 256, Adam
+1e-3, up to 300 epochs with patience 40 on valid NDCG@20, BCE with one negative per position,
+and views made by ONE of crop (0.2) / mask (0.7, written as id 0) / reorder (0.2).
+
+Presets (weights of Eq. 18 of the S4Rec paper plus ICLRec's k-means intent term):
+
+=================  =====  ======  ======  =====  =====  ===========================================
+preset             beta1  intent  alpha   beta2  lam    view representation / notes
+=================  =====  ======  ======  =====  =====  ===========================================
+``sasrec``         -      -       -       -      -      SR only (ICLRec's SASRec)
+``cl4srec``        0.1    -       -       -      -      ICLRec's CL4SRec ("InstanceCL"): flatten
+``iclrec``         0.1    0.1     -       -      -      ICLRec "Hybrid", k-means K = 256 per epoch
+``sr+csd``         0.1    -       0       0.1    -      Table 3 "SR+CSD" (Eq. 14 + Eq. 16)
+``sr+csd+gr``      0.1    -       0       0.1    1.0    Table 3 "SR+CSD+GR"
+``s4rec-no-csd``   -      -       0.01    -      1.0    Table 3 "S4Rec w/o CSD"
+``s4rec-no-gr``    0.1    -       0.01    0.1    -      Table 3 "S4Rec w/o GR"
+``s4rec``          0.1    -       0.01    0.1    1.0    S4Rec: Eq. 7-11, 14, 16, 17 on the base
+=================  =====  ======  ======  =====  =====  ===========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "AUGMENT_OPERATIONS",
+    "CL_REDUCTIONS",
+    "PADDING_ATTENTIONS",
+    "POOLINGS",
+    "PRESETS",
+    "TrainConfig",
+    "preset_table",
+]
+
+POOLINGS = ("flatten", "mean", "mean_all", "last")
+PADDING_ATTENTIONS = ("masked", "iclrec")
+CL_REDUCTIONS = ("mean", "two-way")
+AUGMENT_OPERATIONS = ("crop", "mask", "reorder", "insert")
+COMPUTE_PATHS = ("auto", "dense", "packed")
+
+# The terms of the s4rec family, on the same base: online clustering (Eq. 7-11) on the mean
+# over real positions, the intent-aware InfoNCE (Eq. 14) written as the paper does (both
+# directions summed, Eq. 13), prototype distillation summed over the two views (Eq. 16) and
+# the head/tail adversary (Eq. 17).
+_S4REC_BASE: dict[str, Any] = dict(
+    view_pooling="mean",
+    z_pooling="mean",
+    cl_reduction="two-way",
+    cl_intent_negatives=True,
+    padding_attention="masked",
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "sasrec": dict(),
+    "cl4srec": dict(beta1=0.1, view_pooling="flatten", padding_attention="iclrec"),
+    "iclrec": dict(beta1=0.1, intent_weight=0.1, view_pooling="flatten", padding_attention="iclrec"),
+    "sr+csd": dict(_S4REC_BASE, alpha=0.0, beta1=0.1, beta2=0.1, lam=0.0),
+    "sr+csd+gr": dict(_S4REC_BASE, alpha=0.0, beta1=0.1, beta2=0.1, lam=1.0),
+    "s4rec-no-csd": dict(_S4REC_BASE, alpha=0.01, beta1=0.0, beta2=0.0, lam=1.0),
+    "s4rec-no-gr": dict(_S4REC_BASE, alpha=0.01, beta1=0.1, beta2=0.1, lam=0.0),
+    "s4rec": dict(_S4REC_BASE, alpha=0.01, beta1=0.1, beta2=0.1, lam=1.0),
+}
+"""Per preset, the fields that differ from :class:`TrainConfig`'s defaults (ICLRec's base)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved into ``results.json`` and every checkpoint.
+
+    The defaults are ICLRec's Beauty base with every self-supervised weight at 0; a preset
+    (``PRESETS``) overrides some fields, and explicit command-line flags override the preset.
+    """
+
+    preset: str = "s4rec"
+    data: str | None = None  # file, dataset name, or None = generated data
+    data_root: str = "data"  # where named datasets are downloaded / looked up
+    loss: str = "bce"  # bce: one sampled negative per position (ICLRec); ce: full softmax
+    epochs: int | None = None  # None: 300 on real data, 20 on generated data
+    patience: int = 40  # epochs without a better valid NDCG@20 before stopping
+    eval_every: int = 1  # validate every N epochs (patience is still counted in epochs)
+    seed: int = 0
+    device: str = "cpu"
+    # optimisation
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    eval_batch_size: int = 1024
+    # encoder
+    hidden_size: int = 64
+    num_layers: int = 1
+    num_heads: int = 2
+    max_len: int = 50
+    dropout: float = 0.5
+    padding_attention: str = "masked"  # iclrec: padding outputs as ICLRec's additive mask gives
+    compute_path: str = "auto"
+    # views (ICLRec: one of crop / mask / reorder per view, mask written as padding id 0)
+    augment_operations: tuple[str, ...] = ("crop", "mask", "reorder")
+    mask_id: str = "padding"  # padding: id 0 (ICLRec); token: a learned mask token n + 1
+    crop_ratio: float = 0.2
+    mask_ratio: float = 0.7
+    reorder_ratio: float = 0.2
+    insert_ratio: float = 0.4
+    # sequence-level contrastive term (ICLRec's instance NCE / S4Rec Eq. 13-14), weight beta1
+    beta1: float = 0.0
+    view_pooling: str = "flatten"
+    cl_similarity: str = "dot"
+    cl_temperature: float = 1.0  # tau_2
+    cl_reduction: str = "mean"  # mean: NT-Xent over 2b rows (ICLRec); two-way: 2x (Eq. 13)
+    cl_intent_negatives: bool = False  # Eq. 14: non-assigned prototypes as extra negatives
+    # ICLRec's intent term: per-epoch k-means of every training sequence
+    intent_weight: float = 0.0
+    num_intents: int = 256
+    kmeans_iters: int = 20
+    intent_pooling: str = "mean_all"
+    intent_denoise: bool = False  # ICLRec --de_noise (off in its Beauty script)
+    intent_views: str = "separate"  # separate: views re-encoded for the intent term (ICLRec)
+    # S4Rec terms: online clustering (alpha), distillation (beta2), adversary (lam)
+    alpha: float = 0.0
+    beta2: float = 0.0
+    lam: float = 0.0
+    z_pooling: str = "mean"  # z_u of the original sequence (clustering, adversary)
+    num_prototypes: int = 128  # K
+    cluster_temperature: float = 0.1  # tau_1
+    sinkhorn_epsilon: float = 0.05
+    sinkhorn_iters: int = 3
+    freeze_prototypes_steps: int = 0
+    distill_temperature: float = 0.1  # tau_3
+    normalize_z: bool = True  # L2-normalise the distillation student and the adversary input
+    grl_scale: float = 0.1  # gamma: the encoder receives -gamma times the adversary's gradient
+    head_quantile: float = 0.8  # head users: training length above this quantile
+    # generated data (when ``data`` is None)
+    synthetic_users: int = 1000
+    synthetic_items: int = 300
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def resolved_epochs(self) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        return 20 if self.data is None else 300
+
+    @property
+    def uses_views(self) -> bool:
+        return self.beta1 > 0 or self.intent_weight > 0 or self.beta2 > 0
+
+    @property
+    def uses_prototypes(self) -> bool:
+        return self.alpha > 0 or self.beta2 > 0 or (self.beta1 > 0 and self.cl_intent_negatives)
+
+    @property
+    def uses_kmeans(self) -> bool:
+        return self.intent_weight > 0
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["augment_operations"] = list(self.augment_operations)
+        return values
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration keys {unknown}")
+        kwargs = dict(values)
+        if "augment_operations" in kwargs:
+            kwargs["augment_operations"] = tuple(kwargs["augment_operations"])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> TrainConfig:
+        """The preset's configuration with ``overrides`` (explicit flags) on top."""
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        values: dict[str, Any] = dict(PRESETS[preset])
+        values.update(overrides)
+        values["preset"] = preset
+        return cls.from_dict(values)
+
+
+def preset_table() -> str:
+    """Markdown table of what every preset switches on (for the docs)."""
+    keys = ("beta1", "intent_weight", "alpha", "beta2", "lam", "view_pooling", "padding_attention", "cl_reduction")
+    lines = ["| preset | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name in PRESETS:
+        c = TrainConfig.from_preset(name)
+        lines.append(f"| `{name}` | " + " | ".join(str(getattr(c, k)) for k in keys) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""The example's data layer: which file a run reads, the split, head labels and negatives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from s4rec_components import (
+    LeaveOneOutSplit,
+    Ragged,
+    SequenceDataset,
+    download_dataset,
+    generate_synthetic,
+    load_recbole_inter,
+    load_sequences,
+)
+
+from .config import TrainConfig
+
+__all__ = [
+    "DATASET_NAMES",
+    "NegativeSampler",
+    "TrainData",
+    "dataset_label",
+    "head_labels",
+    "load_dataset",
+    "prepare",
+    "resolve_data_path",
+]
+
+# Short names accepted by --data, and the names the public files carry.
+DATASET_NAMES = ("Beauty", "Sports", "Toys", "ML-1M")
+_FILE_STEMS = {"Beauty": "Beauty", "Sports": "Sports_and_Outdoors", "Toys": "Toys_and_Games", "ML-1M": "ml-1m"}
+_LABELS = {stem.lower(): name for name, stem in _FILE_STEMS.items()}
+NEGATIVE_RESAMPLE_ROUNDS = 8  # redraws of negatives that hit one of the user's own items
+
+
+def resolve_data_path(data: str, data_root: str | Path) -> Path | None:
+    """The local file of ``--data`` (a path, or a dataset name found under ``data_root``).
+
+    Returns ``None`` for a known dataset name that is not on disk yet (it will be downloaded).
+
+    Raises:
+        FileNotFoundError: for a path that does not exist and is not a known dataset name.
+    """
+    path = Path(data)
+    if path.is_file():
+        return path
+    if data in DATASET_NAMES:
+        for candidate in (Path(data_root) / f"{_FILE_STEMS[data]}.txt", Path(data_root) / f"{data}.txt"):
+            if candidate.is_file():
+                return candidate
+        return None
+    if path.exists():
+        raise FileNotFoundError(f"--data {data!r} is not a file")
+    raise FileNotFoundError(f"--data {data!r}: no such file (or pass one of {', '.join(DATASET_NAMES)})")
+
+
+def load_dataset(config: TrainConfig) -> SequenceDataset:
+    """The dataset of ``config.data``: a file, a known dataset name (downloaded), or generated."""
+    if config.data is None:
+        return generate_synthetic(
+            num_users=config.synthetic_users, num_items=config.synthetic_items, seed=config.seed
+        )
+    path = resolve_data_path(config.data, config.data_root)
+    if path is None:
+        path = Path(download_dataset(config.data, root=config.data_root))
+    return load_recbole_inter(path) if path.suffix == ".inter" else load_sequences(path)
+
+
+def dataset_label(data: str | None) -> str:
+    """Short name of a run's data for file names and tables: Beauty, Sports, Toys, ... or generated."""
+    if not data:
+        return "generated"
+    if data in DATASET_NAMES:
+        return data
+    stem = Path(data).stem
+    return _LABELS.get(stem.lower(), stem)
+
+
+def head_labels(train_lengths: Tensor, quantile: float) -> Tensor:
+    """``(u,)`` long: 1 for head users, whose training sequence is longer than the quantile.
+
+    The default 0.8 makes the longest ~20% of histories the head (Pareto's 80/20, the usual
+    cut in long-tail recommendation); ties at the cut go to the tail.
+    """
+    lengths = train_lengths.float()
+    threshold = torch.quantile(lengths, quantile)
+    return (lengths > threshold).long()
+
+
+class NegativeSampler:
+    """One uniform negative per position in ``1..n``, avoiding each user's items (ICLRec's ``neg_sample``).
+
+    Drawn on the device with batched membership tests against the users' item rows
+    (:meth:`Ragged.contains`), no per-sample Python loop and no host read. After
+    ``NEGATIVE_RESAMPLE_ROUNDS`` redraws a collision may remain with probability about
+    ``(h / n) ** 9`` for a user of ``h`` items (negligible on real data).
+
+    Args:
+        user_items: every item of every user (row ``u`` = user ``u``).
+        num_items: ``n``; padding 0 and the mask id ``n + 1`` are never drawn.
+    """
+
+    def __init__(self, user_items: Ragged, num_items: int) -> None:
+        self.user_items = user_items
+        self.num_items = num_items
+        self.keys = user_items.sorted_keys(num_items)
+
+    def __call__(self, users: Tensor, length: int, generator: torch.Generator | None = None) -> Tensor:
+        """``(b, length)`` negatives for the users ``users (b,)``."""
+        shape = (users.shape[0], length)
+        rows = users.unsqueeze(1).expand(shape)
+        device = users.device
+        neg = torch.randint(1, self.num_items + 1, shape, device=device, generator=generator)
+        for _ in range(NEGATIVE_RESAMPLE_ROUNDS):
+            hit = self.user_items.contains(rows, neg, keys=self.keys, num_values=self.num_items)
+            redraw = torch.randint(1, self.num_items + 1, shape, device=device, generator=generator)
+            neg = torch.where(hit, redraw, neg)
+        return neg
+
+
+@dataclass
+class TrainData:
+    """What the training loop reads: the split on the device, head labels and the negative sampler."""
+
+    dataset: SequenceDataset
+    split: LeaveOneOutSplit
+    heads: Tensor
+    sampler: NegativeSampler
+
+    @property
+    def num_items(self) -> int:
+        return self.split.num_items
+
+    @property
+    def num_users(self) -> int:
+        return self.split.num_users
+
+
+def _as_ragged(rows: Ragged | Tensor) -> Ragged:
+    return rows if isinstance(rows, Ragged) else Ragged.from_padded(rows)
+
+
+def prepare(dataset: SequenceDataset, config: TrainConfig, device: torch.device) -> TrainData:
+    """Split ``dataset`` for ``config`` and move what training needs to ``device``."""
+    split = dataset.split(max_len=config.max_len).to(device)
+    heads = head_labels(split.train_lengths, config.head_quantile).to(device)
+    sampler = NegativeSampler(_as_ragged(split.user_items).to(device), split.num_items)
+    return TrainData(dataset=dataset, split=split, heads=heads, sampler=sampler)

@@ -1,0 +1,178 @@
+"""Head/tail study of trained runs (paper Section 5.3, Figures 3 and 4).
+
+For every run folder given (written by ``train.py``), this script
+
+* assigns every user's training sequence to an intent: the online clustering head's hard
+  assignment (``OnlineIntentClustering.assign``) for the s4rec family, or, for ``iclrec``, the
+  k-means intents refit on the best model (as ICLRec does at the start of every epoch);
+* computes each cluster's **head rate**, the share of head users among the users assigned to it
+  (Figure 3: a box plot over clusters; a more compact box = head and tail users spread more
+  evenly over the intents);
+* scores the test split and reports HR/NDCG for head and tail users separately (Figure 4).
+
+Example:
+    python examples/s4rec/headtail.py --runs runs/Beauty-s4rec-bce-s0 runs/Beauty-iclrec-bce-s0 \\
+        --output runs/headtail
+
+Writes ``headtail.json``, ``head_rate_boxplot.png`` and ``headtail_metrics.png`` (matplotlib is
+optional; without it only the JSON is written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from s4rec_components import ranking_metrics
+
+from . import cli_common as common
+from .checkpoint import atomic_write_text, load_model
+from .data import load_dataset, prepare
+from .evaluate import check_compatible, score_split
+from .intents import encode_sequences, fit_intents
+from .model import S4RecModel
+
+__all__ = ["cluster_assignments", "head_rates", "main", "study_run"]
+
+LOG = logging.getLogger("s4rec.headtail")
+
+
+@torch.no_grad()
+def cluster_assignments(model: S4RecModel, inputs: torch.Tensor, *, batch_size: int, seed: int,
+                        num_intents: int, kmeans_iters: int) -> torch.Tensor | None:
+    """``(u,)`` intent of every training sequence, or None for a preset without intents."""
+    if model.clustering is not None:
+        z = encode_sequences(model, inputs, model.z_pooling, batch_size)
+        return torch.cat([model.clustering.assign(z[s : s + batch_size]) for s in range(0, z.shape[0], batch_size)])
+    if model.uses_intents:
+        intents = fit_intents(model, inputs, num_intents=num_intents, num_iters=kmeans_iters, seed=seed,
+                              batch_size=batch_size)
+        z = encode_sequences(model, inputs, model.intent_pooling, batch_size)
+        return intents.kmeans.assign(z)  # type: ignore[attr-defined]
+    return None
+
+
+def head_rates(assignments: torch.Tensor, heads: torch.Tensor, num_clusters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per used cluster: the share of head users, and every cluster's size."""
+    sizes = torch.bincount(assignments, minlength=num_clusters)
+    head_counts = torch.bincount(assignments, weights=heads.float(), minlength=num_clusters)
+    used = sizes > 0
+    return head_counts[used] / sizes[used], sizes
+
+
+def study_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
+    model, checkpoint = load_model(run_dir / "best.pt", device)
+    config = checkpoint.config
+    dataset = load_dataset(config)
+    check_compatible(checkpoint.num_items, checkpoint.item_ids, dataset, str(run_dir / "best.pt"), str(config.data))
+    data = prepare(dataset, config, device)
+    heads = data.heads.cpu()
+    result: dict[str, Any] = {"run": str(run_dir), "preset": config.preset, "data": config.data}
+    assign = cluster_assignments(model, data.split.train_inputs, batch_size=config.eval_batch_size, seed=config.seed,
+                                 num_intents=config.num_intents, kmeans_iters=config.kmeans_iters)
+    if assign is not None:
+        k = config.num_prototypes if model.clustering is not None else config.num_intents
+        rates, sizes = head_rates(assign.cpu(), heads, k)
+        q = torch.quantile(rates.double(), torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64))
+        result["head_rate"] = {
+            "per_cluster": rates.tolist(),
+            "cluster_sizes": sizes.tolist(),
+            "clusters_used": int((sizes > 0).sum()),
+            "quartiles": q.tolist(),
+            "iqr": float(q[3] - q[1]),
+            "std": float(rates.std()) if rates.numel() > 1 else 0.0,
+            "overall_head_share": float(heads.float().mean()),
+        }
+    test = score_split(model.encoder, data.split, "test", batch_size=config.eval_batch_size)
+    ranks = test.ranks.cpu()
+    h = heads.bool()
+    result["metrics"] = {
+        "all": test.metrics,
+        "head": ranking_metrics(ranks[h]),
+        "tail": ranking_metrics(ranks[~h]),
+        "num_head": int(h.sum()),
+        "num_tail": int((~h).sum()),
+    }
+    return result
+
+
+def plot(results: list[dict[str, Any]], output: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        LOG.warning("matplotlib not installed: figures skipped")
+        return []
+    files = []
+    with_rates = [r for r in results if "head_rate" in r]
+    if with_rates:
+        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(with_rates), 4))
+        ax.boxplot([r["head_rate"]["per_cluster"] for r in with_rates])
+        ax.set_xticks(range(1, len(with_rates) + 1), [r["preset"] for r in with_rates])
+        share = with_rates[0]["head_rate"]["overall_head_share"]
+        ax.axhline(share, linestyle="--", color="grey", linewidth=1, label=f"head share {share:.2f}")
+        ax.set_ylabel("head rate of a cluster")
+        ax.set_title("Head rate per cluster (Fig. 3)")
+        ax.legend(loc="upper right")
+        fig.tight_layout()
+        fig.savefig(output / "head_rate_boxplot.png", dpi=120)
+        plt.close(fig)
+        files.append("head_rate_boxplot.png")
+    metrics = ["HR@5", "HR@20", "NDCG@5", "NDCG@20"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.8 / max(len(results), 1)
+    for ax, group in zip(axes, ["head", "tail"]):
+        for i, r in enumerate(results):
+            values = [r["metrics"][group][m] for m in metrics]
+            ax.bar([j + i * width for j in range(len(metrics))], values, width=width, label=r["preset"])
+        ax.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(metrics))], metrics)
+        ax.set_title(f"{group} users (n={results[0]['metrics']['num_' + group]})")
+    axes[0].legend()
+    fig.suptitle("Test metrics of head and tail users (Fig. 4)")
+    fig.tight_layout()
+    fig.savefig(output / "headtail_metrics.png", dpi=120)
+    plt.close(fig)
+    files.append("headtail_metrics.png")
+    return files
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = common.make_parser("headtail.py", __doc__)
+    p.add_argument("--runs", nargs="+", required=True, help="run folders written by train.py")
+    p.add_argument("--output", required=True, help="folder for headtail.json and the figures")
+    common.add_runtime_arguments(p)
+    return p
+
+
+def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    device = common.parse_device(args.device)
+    common.set_threads(args.threads)
+    for run in args.runs:
+        if not (Path(run) / "best.pt").is_file():
+            raise common.UsageError(f"--runs {run}: no best.pt there")
+    results = [study_run(Path(r), device) for r in args.runs]
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / "headtail.json", json.dumps(results, indent=1) + "\n")
+    files = plot(results, output)
+    for r in results:
+        line = (f"{r['preset']:>14}: head NDCG@20 {r['metrics']['head']['NDCG@20']:.4f}, "
+                f"tail NDCG@20 {r['metrics']['tail']['NDCG@20']:.4f}")
+        if "head_rate" in r:
+            line += f", head-rate IQR {r['head_rate']['iqr']:.3f} over {r['head_rate']['clusters_used']} clusters"
+        print(line)
+    print(f"written: {', '.join(['headtail.json', *files])} in {output}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = build_parser().parse_args(argv)
+    common.setup_console_logging(args.quiet)
+    return common.run_guarded(lambda: _run(args), debug=args.debug)

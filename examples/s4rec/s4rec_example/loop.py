@@ -1,0 +1,281 @@
+"""The training loop: epochs, validation every N epochs, early stopping, checkpoints, the test.
+
+Sync-free by construction: the first step runs with the library's value checks on, then
+``s4rec_components.set_validate_args(False)`` turns them off for the rest of the loop (and
+the previous setting is restored at the end); losses are summed on the device and read once
+per epoch. Only the ``ce`` loss reads the device (the count of real positions).
+
+Distributed training is not implemented; the loop is shaped for it: the epoch's permutation
+is drawn from one seeded generator (shard it per rank), and every write goes through
+:class:`RunFiles` (make it rank-0 only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import s4rec_components
+from s4rec_components import validate_args_enabled
+
+from .checkpoint import atomic_write_text, load_checkpoint, load_model, save_checkpoint
+from .config import TrainConfig
+from .data import TrainData
+from .evaluate import round_metrics, score_split
+from .intents import fit_intents
+from .model import Intents, S4RecModel
+
+__all__ = ["RunFiles", "RunState", "evaluate_split", "run_training", "train_epoch"]
+
+LOG = logging.getLogger("s4rec.train")
+SELECTION_METRIC = "NDCG@20"
+
+
+@dataclass
+class RunState:
+    """Where a run stands; stored (as JSON) in ``last.pt`` for resuming."""
+
+    epoch: int = 0  # next epoch to run
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = float("-inf")
+    best_valid: dict[str, float] | None = None
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["best_score"] = None if self.best_epoch < 0 else self.best_score
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunState:
+        values = dict(values)
+        if values.get("best_score") is None:
+            values["best_score"] = float("-inf")
+        return cls(**values)
+
+
+@dataclass
+class RunFiles:
+    """The files of a run folder; every write is atomic."""
+
+    folder: Path
+
+    @property
+    def best(self) -> Path:
+        return self.folder / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.pt"
+
+    @property
+    def results(self) -> Path:
+        return self.folder / "results.json"
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "config.json"
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        atomic_write_text(self.results, json.dumps(results, indent=1) + "\n")
+
+
+def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _restore_rng(rng: dict[str, torch.Tensor], generator: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"].cpu())
+    generator.set_state(rng["generator"].cpu() if device.type == "cpu" else rng["generator"])
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
+
+
+def train_epoch(
+    model: S4RecModel,
+    optimizer: torch.optim.Optimizer,
+    data: TrainData,
+    config: TrainConfig,
+    generator: torch.Generator,
+    intents: Intents | None,
+    *,
+    progress: bool = False,
+    description: str = "",
+) -> dict[str, float]:
+    """One pass over the users in a random order; returns the mean of every loss term."""
+    model.train()
+    split = data.split
+    users = split.num_users
+    steps = (users + config.batch_size - 1) // config.batch_size
+    order = torch.randperm(users, device=split.device, generator=generator)
+    sums: dict[str, torch.Tensor] = {}
+    iterator: Any = range(steps)
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, total=steps, desc=description, leave=False, dynamic_ncols=True)
+        except ImportError:  # tqdm is an optional extra
+            pass
+    validated = False
+    previous = validate_args_enabled()
+    try:
+        for step in iterator:
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            inputs = split.train_inputs[idx]
+            negatives = data.sampler(idx, inputs.shape[1], generator) if config.loss == "bce" else None
+            terms = model(
+                inputs,
+                split.train_targets[idx],
+                negatives=negatives,
+                head_labels=data.heads[idx],
+                intents=intents,
+                generator=generator,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            for key, value in terms.items():  # summed on the device, read once per epoch
+                detached = value.detach()
+                sums[key] = sums[key] + detached if key in sums else detached
+            if not validated:  # the first step ran with the value checks; the rest run without
+                s4rec_components.set_validate_args(False)
+                validated = True
+    finally:
+        s4rec_components.set_validate_args(previous)
+    return {key: float(value) / steps for key, value in sums.items()}
+
+
+def evaluate_split(model: S4RecModel, data: TrainData, which: str, config: TrainConfig, progress: bool):
+    """Full ranking of the ``valid`` or ``test`` split with the last position's output."""
+    return score_split(model.encoder, data.split, which, batch_size=config.eval_batch_size, progress=progress)  # type: ignore[arg-type]
+
+
+def run_training(
+    config: TrainConfig,
+    data: TrainData,
+    files: RunFiles,
+    *,
+    device: torch.device,
+    resume: bool = False,
+    progress: bool = False,
+    stop_after_epochs: int | None = None,
+    results_extra: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` on ``data`` into ``files`` (resuming from ``last.pt``), then test the best model.
+
+    ``stop_after_epochs`` returns after that many epochs of this call without testing (an
+    interruption, for tests). Returns the content of ``results.json``.
+    """
+    torch.manual_seed(config.seed)
+    from .model import build_model
+
+    model = build_model(config, data.num_items).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    state = RunState()
+    item_ids = getattr(data.dataset, "item_ids", None)
+    if resume and files.last.exists():
+        checkpoint = load_checkpoint(files.last, map_location=device)
+        if not checkpoint.resumable:
+            raise ValueError(f"{files.last} holds no resume state")
+        model.load_state_dict(checkpoint.model)
+        optimizer.load_state_dict(checkpoint.optimizer)  # type: ignore[arg-type]
+        _restore_rng(checkpoint.rng, generator, device)
+        state = RunState.from_dict(checkpoint.state)
+        LOG.info("resumed from %s at epoch %d", files.last, state.epoch)
+
+    epochs = config.resolved_epochs
+    extra = results_extra or (lambda: {})
+
+    def results(status: str, test: dict[str, float] | None = None) -> dict[str, Any]:
+        trained = [h["train_seconds"] for h in state.history]
+        out: dict[str, Any] = {
+            "status": status,
+            "config": config.to_dict(),
+            **extra(),
+            "dataset": data.dataset.statistics(),
+            "device": str(device),
+            "epochs_run": len(state.history),
+            "stopped_early": state.stopped_early,
+            "best_epoch": state.best_epoch,
+            "valid": state.best_valid,
+            "test": test,
+            "seconds_per_epoch": sum(trained) / max(len(trained), 1),
+            "total_seconds": sum(h["train_seconds"] + h.get("eval_seconds", 0.0) + h.get("kmeans_seconds", 0.0)
+                                 for h in state.history),
+            "history": state.history,
+        }
+        return out
+
+    done = 0
+    while state.epoch < epochs and not state.stopped_early:
+        if stop_after_epochs is not None and done >= stop_after_epochs:
+            return results("interrupted")
+        epoch = state.epoch
+        record: dict[str, Any] = {"epoch": epoch}
+        intents = None
+        if model.uses_intents:
+            t0 = time.perf_counter()
+            intents = fit_intents(
+                model,
+                data.split.train_inputs,
+                num_intents=config.num_intents,
+                num_iters=config.kmeans_iters,
+                seed=config.seed,
+                batch_size=config.eval_batch_size,
+            )
+            record["kmeans_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        record["losses"] = train_epoch(
+            model, optimizer, data, config, generator, intents, progress=progress, description=f"epoch {epoch}"
+        )
+        record["train_seconds"] = time.perf_counter() - t0
+        validate = (epoch + 1) % config.eval_every == 0 or epoch + 1 == epochs
+        line = f"epoch {epoch} | " + " ".join(f"{k} {v:.4f}" for k, v in record["losses"].items())
+        if validate:
+            t0 = time.perf_counter()
+            valid = round_metrics(evaluate_split(model, data, "valid", config, progress).metrics)
+            record["eval_seconds"] = time.perf_counter() - t0
+            record["valid"] = valid
+            improved = valid[SELECTION_METRIC] > state.best_score
+            if improved:
+                state.best_epoch, state.best_score, state.best_valid = epoch, valid[SELECTION_METRIC], valid
+                save_checkpoint(files.best, model, config, epoch=epoch, item_ids=item_ids)
+            if epoch - state.best_epoch >= config.patience:
+                state.stopped_early = True
+            line += (f" | valid HR@20 {valid['HR@20']:.4f} NDCG@20 {valid['NDCG@20']:.4f}{' *' if improved else ''}"
+                     f" | {record['train_seconds']:.1f}s + {record['eval_seconds']:.1f}s")
+        else:
+            line += f" | {record['train_seconds']:.1f}s"
+        if "kmeans_seconds" in record:
+            line += f" (k-means {record['kmeans_seconds']:.1f}s)"
+        LOG.info(line)
+        state.history.append(record)
+        state.epoch = epoch + 1
+        save_checkpoint(
+            files.last, model, config, epoch=epoch, item_ids=item_ids, optimizer=optimizer,
+            rng=_rng_state(generator, device), state=state.to_dict(),
+        )
+        files.write_results(results("running"))
+        done += 1
+
+    if state.best_epoch < 0:
+        raise RuntimeError("no validation ran, so there is no best model to test")
+    best_model, _ = load_model(files.best, device)
+    test = evaluate_split(best_model, data, "test", config, progress)
+    final = results("finished", round_metrics(test.metrics))
+    files.write_results(final)
+    LOG.info("test: %s", json.dumps(final["test"]))
+    return final

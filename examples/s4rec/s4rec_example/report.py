@@ -1,0 +1,269 @@
+"""Regenerate the result tables of docs/reproduction.md and the training curves from docs/results/*.json.
+
+Every ``docs/results/<dataset>-<preset>-<loss>-s<seed>.json`` is the ``results.json`` of one
+finished run (no checkpoints). The tables are written between the markers
+``<!-- results:begin -->`` and ``<!-- results:end -->`` of the page; the curves (valid NDCG@20
+per epoch, one line per run, one colour per preset) go to ``docs/img/curves-<dataset>-<loss>.png``.
+
+Example:
+    python examples/s4rec/report.py                 # rewrite the page and the figures
+    python examples/s4rec/report.py --check         # exit 1 if the page is out of date
+    python examples/s4rec/report.py --add runs/Beauty-s4rec-bce-s0   # copy a run's results.json in
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from . import cli_common as common
+
+__all__ = ["BEGIN", "END", "add_run", "load_results", "main", "render_tables", "results_name"]
+
+LOG = logging.getLogger("s4rec.report")
+ROOT = Path(__file__).resolve().parents[3]
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
+PRESET_ORDER = ("sasrec", "cl4srec", "iclrec", "sr+csd", "sr+csd+gr", "s4rec-no-csd", "s4rec-no-gr", "s4rec")
+PAPER_ROWS = {  # preset -> (table, row) in the paper's results.json
+    "sasrec": ("table2", "SASRec"),
+    "cl4srec": ("table2", "CL4SRec"),
+    "iclrec": ("table2", "ICLRec"),
+    "s4rec": ("table2", "S4Rec"),
+    "sr+csd": ("table3_beauty_ablation", "SR+CSD"),
+    "sr+csd+gr": ("table3_beauty_ablation", "SR+CSD+GR"),
+    "s4rec-no-csd": ("table3_beauty_ablation", "S4Rec w/o CSD"),
+    "s4rec-no-gr": ("table3_beauty_ablation", "S4Rec w/o GR"),
+}
+DATASET_ORDER = ("Beauty", "Sports", "Toys", "ML-1M")
+
+
+def results_name(results: dict[str, Any]) -> str:
+    """``<dataset>-<preset>-<loss>-s<seed>.json`` of a run."""
+    from .data import dataset_label
+
+    c = results["config"]
+    return f"{dataset_label(c.get('data'))}-{c['preset']}-{c['loss']}-s{c['seed']}.json"
+
+
+def add_run(run: Path, results_dir: Path) -> Path:
+    """Copy a finished run's results.json into ``results_dir`` under its canonical name."""
+    from .checkpoint import atomic_write_text
+
+    path = run / "results.json" if run.is_dir() else run
+    if not path.is_file():
+        raise common.UsageError(f"--add {run}: no results.json")
+    results = json.loads(path.read_text())
+    if results.get("status") != "finished" or results.get("test") is None:
+        raise common.UsageError(f"--add {run}: the run is not finished")
+    target = results_dir / results_name(results)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, json.dumps(results, indent=1) + "\n")
+    return target
+
+
+def load_results(results_dir: Path) -> list[dict[str, Any]]:
+    runs = []
+    for path in sorted(results_dir.glob("*.json")):
+        r = json.loads(path.read_text())
+        if r.get("test") is None:
+            continue
+        r["_file"] = path.name
+        runs.append(r)
+    return runs
+
+
+def _dataset(r: dict[str, Any]) -> str:
+    from .data import dataset_label
+
+    return dataset_label(r["config"].get("data"))
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def _order(preset: str) -> int:
+    return PRESET_ORDER.index(preset) if preset in PRESET_ORDER else len(PRESET_ORDER)
+
+
+def _variant(r: dict[str, Any]) -> str:
+    """A run's settings that differ from its preset's (so different recipes are not averaged)."""
+    from .config import TrainConfig
+
+    c = r["config"]
+    base = TrainConfig.from_preset(c["preset"]).to_dict()
+    ignore = {"data", "data_root", "seed", "device", "epochs", "eval_batch_size", "eval_every", "synthetic_users",
+              "synthetic_items", "loss"}
+    diff = [f"{k}={c[k]}" for k in sorted(c) if k not in ignore and k in base and c[k] != base[k]]
+    return ", ".join(diff)
+
+
+def paper_row(paper: dict[str, Any] | None, dataset: str, preset: str) -> list[float] | None:
+    if paper is None or preset not in PAPER_ROWS:
+        return None
+    table, row = PAPER_ROWS[preset]
+    if table == "table2":
+        return paper["table2"].get(dataset, {}).get(row)
+    return paper[table].get(row) if dataset == "Beauty" else None
+
+
+def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_names: dict[str, str]) -> str:
+    """Markdown: per dataset, one row per (preset, loss, variant): mean ± std over seeds, then details."""
+    groups: dict[str, dict[tuple[str, str, str], list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        c = r["config"]
+        groups[_dataset(r)][(c["preset"], c["loss"], _variant(r))].append(r)
+    out = ["_Generated by `python examples/s4rec/report.py` from `docs/results/*.json`; do not edit by hand._", ""]
+    datasets = sorted(groups, key=lambda d: (DATASET_ORDER.index(d) if d in DATASET_ORDER else 99, d))
+    for dataset in datasets:
+        out += [f"### {dataset}", "", "| preset | loss | seeds | " + " | ".join(f"test {m}" for m in METRICS)
+                + " | best epoch |", "|---|---|---|" + "---:|" * (len(METRICS) + 1)]
+        rows = sorted(groups[dataset].items(), key=lambda kv: (_order(kv[0][0]), kv[0][1], kv[0][2]))
+        for (preset, loss, variant), members in rows:
+            name = f"`{preset}`" + (f" ({variant})" if variant else "")
+            cells = [_mean_std([m["test"][k] for m in members]) for k in METRICS]
+            best = ", ".join(str(m["best_epoch"]) for m in members)
+            out.append(f"| {name} | {loss} | {len(members)} | " + " | ".join(cells) + f" | {best} |")
+        out.append("")
+        for loss_img in sorted(k for k in img_names if k.startswith(dataset + "-")):
+            out += [f"![valid NDCG@20 per epoch, {loss_img}](img/{img_names[loss_img]})", ""]
+        paper_lines = []
+        for (preset, loss, variant), _ in rows:
+            ref = paper_row(paper, dataset, preset) if loss == "bce" and not variant else None
+            if ref:
+                paper_lines.append(f"| `{preset}` | " + " | ".join(f"{v:.4f}" for v in ref) + " |")
+        if paper_lines:
+            out += ["<details><summary>The paper's numbers for these rows</summary>", "",
+                    "| preset | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS), *paper_lines,
+                    "", "</details>", ""]
+        out += ["<details><summary>Every run: file, epochs, time, machine, commit and command</summary>", ""]
+        for (preset, loss, variant), members in rows:
+            for m in sorted(members, key=lambda m: m["config"]["seed"]):
+                c = m["config"]
+                cap = c.get("epochs") or ("300" if c.get("data") else "20")
+                out.append(
+                    f"- `{m['_file']}`: {m['epochs_run']} epochs (cap {cap}, best {m['best_epoch']}), "
+                    f"{m['seconds_per_epoch']:.1f} s/epoch, {m['total_seconds'] / 60:.0f} min, {m.get('machine', '?')}, "
+                    f"commit `{str(m.get('git_commit', '?'))[:12]}`  \n  `{m.get('command', '?')}`"
+                )
+        out += ["", "</details>", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
+    """One PNG per (dataset, loss): valid NDCG@20 per epoch, one colour per preset. Needs matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        LOG.warning("matplotlib not installed: curves skipped (pip install matplotlib)")
+        return {}
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        groups[f"{_dataset(r)}-{r['config']['loss']}"].append(r)
+    names = {}
+    img_dir.mkdir(parents=True, exist_ok=True)
+    for key, members in sorted(groups.items()):
+        presets = sorted({m["config"]["preset"] for m in members}, key=_order)
+        colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(presets)}
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        labelled = set()
+        for m in sorted(members, key=lambda m: (_order(m["config"]["preset"]), m["config"]["seed"])):
+            points = [(h["epoch"], h["valid"]["NDCG@20"]) for h in m["history"] if "valid" in h]
+            if not points:
+                continue
+            preset = m["config"]["preset"]
+            variant = _variant(m)
+            label = preset + (f" ({variant})" if variant else "")
+            ax.plot(*zip(*points), color=colours[preset], linewidth=1.2, alpha=0.85,
+                    linestyle="--" if variant else "-", label=None if label in labelled else label)
+            labelled.add(label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("valid NDCG@20")
+        ax.set_title(f"{key}: validation NDCG@20 per epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        name = f"curves-{key}.png"
+        fig.savefig(img_dir / name, dpi=110)
+        plt.close(fig)
+        names[key] = name
+    return names
+
+
+def replace_section(page: str, section: str) -> str:
+    """``page`` with the text between the markers replaced (markers appended when missing)."""
+    block = f"{BEGIN}\n{section}{END}"
+    if BEGIN in page and END in page:
+        head, rest = page.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        return head + block + tail
+    return page.rstrip() + "\n\n## Results\n\n" + block + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = common.make_parser("report.py", __doc__)
+    p.add_argument("--results-dir", default=str(ROOT / "docs" / "results"), help="folder of results files")
+    p.add_argument("--page", default=str(ROOT / "docs" / "reproduction.md"), help="page whose marked section is rewritten")
+    p.add_argument("--img-dir", default=str(ROOT / "docs" / "img"), help="where the curves go")
+    p.add_argument("--paper", default=str(ROOT.parent / "shared" / "paper" / "results.json"),
+                   help="the paper's numbers (skipped when the file is missing)")
+    p.add_argument("--add", nargs="+", default=[], metavar="RUN", help="first copy these runs' results.json in")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the page's tables are out of date")
+    p.add_argument("--no-figures", action="store_true", help="do not draw the curves")
+    p.add_argument("--quiet", action="store_true", help="no log lines")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return p
+
+
+def _run(args: argparse.Namespace) -> str:
+    results_dir, page_path = Path(args.results_dir), Path(args.page)
+    for run in args.add:
+        LOG.info("added %s", add_run(Path(run), results_dir))
+    if not results_dir.is_dir():
+        raise common.UsageError(f"--results-dir {results_dir}: no such folder")
+    if not page_path.is_file():
+        raise common.UsageError(f"--page {page_path}: no such file")
+    runs = load_results(results_dir)
+    paper_path = Path(args.paper)
+    paper = json.loads(paper_path.read_text()) if paper_path.is_file() else None
+    keys = sorted({f"{_dataset(r)}-{r['config']['loss']}" for r in runs})
+    if args.check or args.no_figures:
+        img_names = {k: f"curves-{k}.png" for k in keys if (Path(args.img_dir) / f"curves-{k}.png").exists()}
+    else:
+        img_names = draw_curves(runs, Path(args.img_dir))
+    section = render_tables(runs, paper, img_names)
+    page = page_path.read_text()
+    updated = replace_section(page, section)
+    if args.check:
+        if updated != page:
+            print(f"{page_path}: the results section is out of date; run python examples/s4rec/report.py")
+            raise SystemExit(1)
+        return section
+    if updated != page:
+        from .checkpoint import atomic_write_text
+
+        atomic_write_text(page_path, updated)
+    LOG.info("%d runs -> %s (%d figures)", len(runs), page_path, len(img_names))
+    return section
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = build_parser().parse_args(argv)
+    if not args.quiet:
+        common.setup_console_logging(quiet=False)
+    return common.run_guarded(lambda: _run(args), debug=args.debug)
+
+
+
