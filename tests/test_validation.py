@@ -1,0 +1,228 @@
+"""The global validation switch and the shared checkers (issue 12), with hypothesis over bad values.
+
+Every hyper-parameter of the library goes through ``check_real`` / ``check_int`` /
+``check_bool`` / ``check_choice``: they refuse ``bool``, ``str``, NaN and infinities with a
+message naming the argument. Value checks (``check_range`` and the modules' finiteness
+checks) run only while ``set_validate_args(True)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from strategies import examples
+
+import s4rec_components as s4
+from s4rec_components._validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_probability,
+    check_range,
+    check_real,
+)
+
+
+@pytest.fixture(autouse=True)
+def _validation_on() -> Iterator[None]:
+    """Every test starts and ends with value checks on (the default)."""
+    s4.set_validate_args(True)
+    yield
+    s4.set_validate_args(True)
+
+
+# Values that are never a real number / an int / a bool.
+strings = st.text(max_size=8)
+bools = st.booleans()
+non_finite = st.sampled_from([math.inf, -math.inf, math.nan])
+not_numbers = st.one_of(strings, st.none(), st.lists(st.floats(), max_size=2), st.binary(max_size=4))
+
+
+# ----------------------------------------------------------------------------- the switch
+
+
+def test_switch_toggles_and_is_exported():
+    assert s4.validate_args_enabled() is True
+    s4.set_validate_args(False)
+    assert s4.validate_args_enabled() is False
+    s4.set_validate_args(True)
+    assert s4.validate_args_enabled() is True
+
+
+@given(value=st.one_of(st.integers(), st.floats(), strings, st.none()))
+def test_switch_accepts_only_bools(value):
+    with pytest.raises(TypeError, match="enabled must be a bool"):
+        s4.set_validate_args(value)
+    assert s4.validate_args_enabled() is True  # unchanged
+
+
+@given(low=st.integers(-5, 5), span=st.integers(0, 5), data=st.data())
+def test_check_range_is_skipped_while_validation_is_off(low, span, data):
+    high = low + span
+    outside = data.draw(st.one_of(st.integers(high + 1, high + 50), st.integers(low - 50, low - 1)))
+    x = torch.tensor([low, outside])
+    with pytest.raises(ValueError, match=rf"ids must lie in \[{low}, {high}\]"):
+        check_range(x, low, high, "ids")
+    s4.set_validate_args(False)
+    check_range(x, low, high, "ids")  # no read, no error
+    s4.set_validate_args(True)
+    check_range(torch.tensor([low, high]), low, high, "ids")  # in range: fine
+
+
+# ----------------------------------------------------------------------------- check_real
+
+
+@given(value=st.floats(allow_nan=False, allow_infinity=False))
+def test_check_real_returns_finite_numbers_as_float(value):
+    out = check_real(value, "x")
+    assert isinstance(out, float) and out == value
+
+
+@given(value=st.integers(-(10**6), 10**6))
+def test_check_real_accepts_ints_numpy_scalars_and_0d_tensors(value):
+    assert check_real(value, "x") == float(value)
+    assert check_real(np.float64(value), "x") == float(value)
+    assert check_real(torch.tensor(float(value), dtype=torch.float64), "x") == float(value)
+
+
+@given(value=st.one_of(bools, strings, not_numbers))
+def test_check_real_refuses_non_numbers_naming_the_argument(value):
+    with pytest.raises(TypeError, match="^temperature must be a real number"):
+        check_real(value, "temperature")
+
+
+@given(value=non_finite)
+def test_check_real_refuses_nan_and_inf(value):
+    with pytest.raises(ValueError, match="^epsilon must be finite"):
+        check_real(value, "epsilon")
+
+
+@given(value=st.floats(allow_nan=False, allow_infinity=False, max_value=0.0))
+def test_check_positive_refuses_non_positive_values(value):
+    with pytest.raises(ValueError, match=re.escape("tau must lie in (0, inf], got")):
+        check_positive(value, "tau")
+
+
+@given(
+    value=st.one_of(
+        st.floats(max_value=-1e-12, allow_nan=False, allow_infinity=False),
+        st.floats(min_value=1 + 1e-12, allow_nan=False, allow_infinity=False),
+    )
+)
+def test_check_probability_refuses_values_outside_the_unit_interval(value):
+    with pytest.raises(ValueError, match=re.escape("ratio must lie in [0, 1], got")):
+        check_probability(value, "ratio")
+
+
+@given(value=st.floats(min_value=0.0, max_value=1.0))
+def test_check_probability_accepts_the_unit_interval(value):
+    assert check_probability(value, "ratio") == value
+
+
+# ----------------------------------------------------------------------------- check_int etc.
+
+
+@given(value=st.one_of(bools, st.floats(), strings, st.none()))
+def test_check_int_refuses_bools_and_non_ints(value):
+    with pytest.raises(TypeError, match="^num_iters must be an int"):
+        check_int(value, "num_iters", 1)
+
+
+@given(minimum=st.integers(-10, 10), data=st.data())
+def test_check_int_bounds(minimum, data):
+    below = data.draw(st.integers(minimum - 100, minimum - 1))
+    with pytest.raises(ValueError, match=f"^count must be >= {minimum}"):
+        check_int(below, "count", minimum)
+    maximum = minimum + data.draw(st.integers(0, 10))
+    above = data.draw(st.integers(maximum + 1, maximum + 100))
+    with pytest.raises(ValueError, match=f"^count must be <= {maximum}"):
+        check_int(above, "count", minimum, maximum)
+    inside = data.draw(st.integers(minimum, maximum))
+    assert check_int(inside, "count", minimum, maximum) == inside
+
+
+@given(value=st.one_of(st.integers(), st.floats(), strings, st.none()))
+def test_check_bool_refuses_everything_but_bools(value):
+    with pytest.raises(TypeError, match="^normalize must be a bool"):
+        check_bool(value, "normalize")
+
+
+@given(value=st.one_of(strings.filter(lambda s: s not in ("mean", "sum")), st.integers(), st.none()))
+def test_check_choice_refuses_unknown_values(value):
+    with pytest.raises(ValueError, match=r"^reduction must be one of \('mean', 'sum'\)"):
+        check_choice(value, ("mean", "sum"), "reduction")
+
+
+# ----------------------------------------------------------------------------- the modules
+
+# (constructor of a module or call of a function, name of a real hyper-parameter)
+REAL_HYPERPARAMETERS: list[tuple[Callable[..., object], str]] = [
+    (lambda **kw: s4.SinkhornKnopp(**kw), "epsilon"),
+    (lambda **kw: s4.sinkhorn_knopp(torch.zeros(2, 2), **kw), "epsilon"),
+    (lambda **kw: s4.OnlineIntentClustering(4, 2, **kw), "temperature"),
+    (lambda **kw: s4.OnlineIntentClustering(4, 2, **kw), "epsilon"),
+    (lambda **kw: s4.online_clustering(torch.ones(2, 4), torch.ones(2, 4), **kw), "temperature"),
+    (lambda **kw: s4.online_clustering(torch.ones(2, 4), torch.ones(2, 4), **kw), "epsilon"),
+    (lambda **kw: s4.PrototypeDistillation(**kw), "temperature"),
+    (
+        lambda **kw: s4.prototype_distillation(
+            torch.ones(2, 4), torch.ones(2, 4), torch.tensor([0, 1]), **kw
+        ),
+        "temperature",
+    ),
+    (lambda **kw: s4.GradientReversal(**kw), "scale"),
+    (lambda **kw: s4.grad_reverse(torch.ones(2), **kw), "scale"),
+    (lambda **kw: s4.HeadTailAdversary(4, **kw), "scale"),
+    (lambda **kw: s4.dann_schedule(0.5, **kw), "gamma"),
+]
+COUNT_HYPERPARAMETERS: list[tuple[Callable[..., object], str]] = [
+    (lambda **kw: s4.SinkhornKnopp(**kw), "num_iters"),
+    (lambda **kw: s4.OnlineIntentClustering(**{"hidden_size": 4, **kw}), "num_iters"),
+    (lambda **kw: s4.OnlineIntentClustering(**{"hidden_size": 4, **kw}), "num_prototypes"),
+    (lambda **kw: s4.OnlineIntentClustering(**{"hidden_size": 4, **kw}), "freeze_prototypes_steps"),
+    (lambda **kw: s4.OnlineIntentClustering(**{"num_prototypes": 2, **kw}), "hidden_size"),
+    (lambda **kw: s4.HeadTailAdversary(**{"hidden_size": 4, **kw}), "num_classes"),
+    (lambda **kw: s4.HeadTailAdversary(**kw), "hidden_size"),
+]
+
+
+def _ids(cases: list[tuple[Callable[..., object], str]]) -> list[str]:
+    return [f"{i}-{name}" for i, (_, name) in enumerate(cases)]
+
+
+@pytest.mark.parametrize(("make", "name"), REAL_HYPERPARAMETERS, ids=_ids(REAL_HYPERPARAMETERS))
+@settings(max_examples=examples(10))
+@given(value=st.one_of(bools, strings, st.none(), non_finite))
+def test_real_hyperparameters_refuse_bool_str_nan_inf(make, name, value):
+    error = ValueError if isinstance(value, float) else TypeError
+    with pytest.raises(error, match=f"^{name} must "):
+        make(**{name: value})
+
+
+@pytest.mark.parametrize(("make", "name"), COUNT_HYPERPARAMETERS, ids=_ids(COUNT_HYPERPARAMETERS))
+@settings(max_examples=examples(10))
+@given(value=st.one_of(bools, st.floats(allow_nan=False), strings))
+def test_counts_refuse_bools_floats_and_strings(make, name, value):
+    with pytest.raises(TypeError, match=f"^{name} must be an int"):
+        make(**{name: value})
+
+
+# ----------------------------------------------------------------------------- test setup
+
+
+def test_hypothesis_profiles_are_registered():
+    assert settings.get_profile("default").max_examples >= 10
+    assert settings.get_profile("ci").max_examples >= 200
+    assert settings.get_profile("ci").deadline is None
+
+
+def test_slow_marker_is_registered(pytestconfig):
+    assert any(line.startswith("slow:") for line in pytestconfig.getini("markers"))
