@@ -231,6 +231,16 @@ def test_download_movielens_bad_zip_and_checksum(server, tmp_path):
     assert "by hand" in str(info.value)
 
 
+def test_corrupt_deflate_stream_is_reported_as_a_bad_archive(server, tmp_path):
+    origin, base = server
+    archive = bytearray(movielens_zip("1::10::3::200\n" * 2000))
+    start = archive.find(b"PK\x03\x04") + 30 + len("ml-1m/ratings.dat")
+    archive[start + 5 : start + 40] = b"\xff" * 35  # garbage inside the compressed bytes
+    (origin / "ml-1m.zip").write_bytes(bytes(archive))
+    with pytest.raises(RuntimeError, match="is not the GroupLens ml-1m.zip"):
+        download_dataset("ML-1M", tmp_path / "d", url=f"{base}/ml-1m.zip", sha256=sha(bytes(archive)))
+
+
 def test_official_movielens_zip_is_checked_against_the_published_md5(tmp_path):
     (tmp_path / "ml-1m.zip").write_bytes(movielens_zip())  # cached, but not GroupLens' archive
     with pytest.raises(RuntimeError, match=f"checksum mismatch .*expected md5 {KNOWN_MD5['ML-1M']}"):

@@ -32,6 +32,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal
@@ -328,7 +329,7 @@ def _convert_movielens(archive: Path, cap: int) -> SequenceDataset:
                     except ValueError:
                         raise ValueError(f"{source}, line {number}: non-integer field in {line!r}") from None
                     per_user.setdefault(user, []).append((when, str(item)))
-    except (zipfile.BadZipFile, KeyError, EOFError) as err:
+    except (zipfile.BadZipFile, KeyError, EOFError, zlib.error, NotImplementedError) as err:
         raise RuntimeError(
             f"{archive} is not the GroupLens ml-1m.zip ({err}); delete it and download "
             f"{MOVIELENS_1M_URL} by hand into {archive.parent}, or load a converted file with load_sequences"
