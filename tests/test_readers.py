@@ -254,3 +254,31 @@ def test_recbole_not_utf8_names_the_line(tmp_path):
     path.write_bytes(b"user_id:token\titem_id:token\na\tx\na\t\xfe\n")
     with pytest.raises(ValueError, match=r"b\.inter, line 3: not UTF-8 text"):
         load_recbole_inter(path)
+
+
+# ---------------------------------------------------------------------------- fuzzing
+@given(text=st.text(alphabet="0123456789 \t\n\r-x.", max_size=60))
+def test_load_sequences_any_text_gives_a_dataset_or_an_error_naming_file_and_line(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("fuzz") / "f.txt"
+    path.write_text(text, newline="")
+    try:
+        data = load_sequences(path)
+    except ValueError as err:
+        message = str(err)
+        assert message.startswith(f"{path}, line ") or message == f"{path}: the file holds no users (empty or only blank lines)"
+    else:
+        assert all(len(data.sequence(u)) >= 3 for u in range(len(data)))
+        assert int(data.items.min()) >= 1 and int(data.items.max()) == data.num_items
+
+
+@given(text=st.text(alphabet="ab1.e:\t\n-", max_size=80))
+def test_load_recbole_any_text_gives_a_dataset_or_an_error_naming_the_file(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("fuzz") / "f.inter"
+    path.write_text("user_id:token\titem_id:token\ttimestamp:float\n" + text, newline="")
+    try:
+        data = load_recbole_inter(path)
+    except ValueError as err:
+        message = str(err)
+        assert message.startswith(f"{path}, line ") or message.startswith(f"{path}: no user has")
+    else:
+        assert all(len(data.sequence(u)) >= 3 for u in range(len(data)))
