@@ -1,32 +1,48 @@
-"""The README's usage snippet runs as written."""
+"""The README's usage snippet runs as written, and its commands are the ones CI runs."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 def python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-def test_readme_usage_snippet_runs():
+def test_readme_usage_snippet_runs_and_trains_every_part():
     blocks = python_blocks(README.read_text())
     assert blocks, "README.md has no python example"
     namespace: dict = {}
     exec(compile(blocks[0], str(README), "exec"), namespace)  # noqa: S102 - our own README
     loss = namespace["loss"]
     assert loss.ndim == 0 and bool(loss.isfinite())
-    assert namespace["encoder"].item_embeddings.weight.grad is not None
+    # The gradient reached the encoder and the prototypes (which the optimiser holds).
+    assert all(p.grad is not None for p in namespace["encoder"].parameters() if p.requires_grad)
+    assert all(p.grad is not None for p in namespace["clusters"].parameters())
+    held = {id(p) for group in namespace["optimizer"].param_groups for p in group["params"]}
+    assert {id(p) for p in namespace["clusters"].parameters()} <= held
+
+
+def test_readme_uses_the_recommended_settings():
+    snippet = python_blocks(README.read_text())[0]
+    assert 'IntentInfoNCE(temperature=1.0, similarity="dot")' in snippet
+    assert "0.1 *" in snippet, "the self-supervised terms are weighted, not summed raw"
+    assert "clusters.parameters()" in snippet
 
 
 def test_readme_names_the_test_command_that_ci_runs():
     text = README.read_text()
-    ci = (README.parent / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
     command = "python -m pytest"
     assert command in text and command in ci
+    # CI runs it verbatim, on a line of its own.
+    assert re.search(r"^python -m pytest$", ci, flags=re.M)
 
 
 def test_every_exported_name_resolves():
@@ -34,5 +50,5 @@ def test_every_exported_name_resolves():
 
     for name in s4rec_components.__all__:
         assert getattr(s4rec_components, name) is not None, name
-    with __import__("pytest").raises(AttributeError, match="no attribute"):
+    with pytest.raises(AttributeError, match="no attribute"):
         s4rec_components.not_a_name  # noqa: B018
