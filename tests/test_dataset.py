@@ -161,7 +161,7 @@ def test_split_one_long_user_among_many_short_is_fast_and_small():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["shape"] == [20001, 50]
     assert result["values"] == 20000 * 7 + 19999
-    assert result["seconds"] < 5.0, result
+    assert result["seconds"] < 10.0, result  # measured: 0.5 s (the padded layout took 46 s)
     assert result["peak_kib"] < 256 * 1024, result  # well under 1 GB (measured: a few MiB)
 
 
