@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from . import cli_common as common
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_write_text, load_checkpoint
 from .config import (
     AUGMENT_OPERATIONS,
     CL_REDUCTIONS,
@@ -211,15 +211,17 @@ def machine(device: torch.device) -> str:
 
 
 # ---------------------------------------------------------------------------- run folders
-def _prepare_folder(folder: Path, overwrite: bool) -> None:
-    """Refuse to write into a folder that holds another run, unless ``--overwrite``."""
+def _check_folder(folder: Path, overwrite: bool) -> bool:
+    """Refuse a folder that holds another run, unless ``--overwrite``; True when it must be emptied."""
     if not folder.exists():
-        return
+        return False
     if not folder.is_dir():
         raise common.UsageError(f"--output {folder}: exists and is not a folder")
-    entries = list(folder.iterdir())
+    entries = [e for e in folder.iterdir() if not e.name.startswith(".")]  # .tmp files of killed writes
     if not entries:
-        return
+        return False
+    if {e.name for e in entries} <= {"train.log"}:  # a run killed before it wrote its config
+        return True
     results = folder / "results.json"
     finished = False
     if results.is_file():
@@ -239,7 +241,7 @@ def _prepare_folder(folder: Path, overwrite: bool) -> None:
     if foreign:
         raise common.UsageError(f"--output {folder}: holds files of no run ({', '.join(sorted(foreign)[:3])}); "
                                 "refusing to delete them")
-    shutil.rmtree(folder)
+    return True
 
 
 def _file_logging(path: Path) -> logging.Handler:
@@ -255,7 +257,7 @@ def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None
     args = build_parser().parse_args(argv)
     common.setup_console_logging(args.quiet)
 
-    def validate() -> tuple[TrainConfig, Path, torch.device, Any]:
+    def validate() -> tuple[TrainConfig, Path, torch.device, Any, bool]:
         device = common.parse_device(args.device)
         common.set_threads(args.threads)
         if args.resume is not None:
@@ -273,20 +275,27 @@ def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None
                 raise common.UsageError(f"--resume {folder}: the run is finished")
             config = TrainConfig.from_dict(saved)
             config = dataclasses.replace(config, device=args.device)
+            if (folder / "last.pt").exists():
+                checkpoint = load_checkpoint(folder / "last.pt")  # tensor-only; a bad file stops here
+                if not checkpoint.resumable:
+                    raise common.UsageError(f"--resume {folder}: last.pt holds no resume state")
+            empty_folder = False
             if _given(argv, "eval_batch_size"):
                 config = dataclasses.replace(config, eval_batch_size=args.eval_batch_size)
         else:
             config = config_from_args(args)
             folder = Path(args.output or f"runs/{dataset_label(config.data)}-{config.preset}-{config.loss}-s{config.seed}")
-            _prepare_folder(folder, args.overwrite)
+            empty_folder = _check_folder(folder, args.overwrite)
         if config.data is not None:
             resolve_data_path(config.data, config.data_root)  # a missing file fails here, before any folder
         dataset = load_dataset(config)
         if dataset.num_users < 1:
             raise common.UsageError(f"--data {config.data}: no users")
-        return config, folder, device, dataset
+        return config, folder, device, dataset, empty_folder
 
-    config, folder, device, dataset = common.run_guarded(validate, debug=args.debug)
+    config, folder, device, dataset, empty_folder = common.run_guarded(validate, debug=args.debug)
+    if empty_folder:  # --overwrite, and every argument is valid
+        shutil.rmtree(folder)
 
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)

@@ -41,15 +41,13 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" in text or action.default is argparse.SUPPRESS or action.nargs == 0 and not action.option_strings:
+        if "%(default)" in text or not action.option_strings or action.default is argparse.SUPPRESS:
             return text
-        if action.option_strings and action.nargs != 0:
-            if isinstance(action.default, _FromPreset):
-                return text + " (default: from --preset)"
-            return text + " (default: %(default)s)"
-        if action.option_strings and action.nargs == 0 and action.const is True:
-            return text + " (default: off)"
-        return text
+        if isinstance(action.default, _FromPreset):
+            return text + " (default: from --preset)"
+        if action.nargs == 0:
+            return text + (" (default: off)" if action.default in (False, None) else " (default: on)")
+        return text + " (default: %(default)s)"
 
 
 class _FromPreset:

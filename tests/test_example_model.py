@@ -1,0 +1,206 @@
+"""The example's model (examples/s4rec/s4rec_example/model.py): losses against slow references,
+and gradients that reach exactly the parameters each preset should train."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from s4rec_components import generate_synthetic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "s4rec"))
+
+from s4rec_example.config import PRESETS, TrainConfig  # noqa: E402
+from s4rec_example.data import prepare  # noqa: E402
+from s4rec_example.intents import fit_intents  # noqa: E402
+from s4rec_example.model import Intents, build_model  # noqa: E402
+
+NUM_ITEMS = 30
+SMALL = dict(hidden_size=16, num_heads=2, max_len=8, num_prototypes=8, num_intents=4, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    dataset = generate_synthetic(num_users=48, num_items=NUM_ITEMS, seed=3)
+    config = TrainConfig.from_preset("sasrec", **SMALL)
+    return prepare(dataset, config, torch.device("cpu"))
+
+
+def _batch(data, b=16):
+    idx = torch.arange(b)
+    inputs = data.split.train_inputs[idx]
+    g = torch.Generator().manual_seed(1)
+    return idx, inputs, data.split.train_targets[idx], data.sampler(idx, inputs.shape[1], g), data.heads[idx]
+
+
+def _model(preset, data, **overrides):
+    torch.manual_seed(0)
+    config = TrainConfig.from_preset(preset, **{**SMALL, **overrides})
+    model = build_model(config, data.num_items)
+    intents = None
+    if model.uses_intents:
+        intents = fit_intents(model, data.split.train_inputs, num_intents=4, num_iters=5, seed=0, batch_size=64)
+    return config, model, intents
+
+
+def _nonzero(grad):
+    return grad is not None and bool(grad.abs().sum() > 0)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_gradients_reach_exactly_the_parameters_of_the_preset(preset, tiny):
+    config, model, intents = _model(preset, tiny)
+    _, inputs, targets, negatives, heads = _batch(tiny)
+    terms = model(inputs, targets, negatives, heads, intents, torch.Generator().manual_seed(2))
+    expected_terms = {"sr", "loss"}
+    for name, key in (("beta1", "scl"), ("intent_weight", "intent"), ("alpha", "clust"), ("beta2", "ckd"),
+                      ("lam", "adv")):
+        if getattr(config, name) > 0:
+            expected_terms.add(key)
+    assert set(terms) == expected_terms
+    terms["loss"].backward()
+    table = model.encoder.item_embeddings.weight.grad
+    assert _nonzero(table) and _nonzero(model.encoder.position_embeddings.weight.grad)
+    assert not _nonzero(table[0]), "the padding row must not train"
+    assert not _nonzero(table[NUM_ITEMS + 1]), "the mask row is never used when masks are written as padding"
+    # the prototypes exist and train exactly when a prototype term is on; the adversary when lam > 0
+    assert (model.clustering is not None) == config.uses_prototypes
+    if model.clustering is not None:
+        assert _nonzero(model.clustering.prototypes.grad)
+    assert (model.adversary is not None) == (config.lam > 0)
+    if model.adversary is not None:
+        assert all(_nonzero(p.grad) for p in model.adversary.parameters())
+    assert (model.augmenter is not None) == config.uses_views
+
+
+def test_adversary_trains_the_classifier_and_reverses_the_encoder(tiny):
+    config, model, _ = _model("sasrec", tiny, lam=1.0, grl_scale=0.3)
+    model.eval()  # no dropout: the two computations below see the same network
+    _, inputs, targets, negatives, heads = _batch(tiny)
+    encoder_params = [p for p in model.encoder.parameters()]
+    classifier = list(model.adversary.parameters())
+    adv = model(inputs, targets, negatives, heads)["adv"]
+    reversed_grads = torch.autograd.grad(adv, encoder_params + classifier, allow_unused=True)
+    # the same head/tail cross-entropy written by hand, without gradient reversal
+    z = F.normalize(model.encoder.represent(inputs, pooling="mean"), dim=-1)
+    weight, bias = model.adversary.classifier.weight, model.adversary.classifier.bias
+    plain = F.cross_entropy(z @ weight.T + bias, heads)
+    assert torch.allclose(adv, plain, atol=1e-6)
+    plain_grads = torch.autograd.grad(plain, encoder_params + classifier, allow_unused=True)
+    n = len(encoder_params)
+    moved = 0
+    for got, want in zip(reversed_grads[:n], plain_grads[:n]):
+        if want is None:
+            assert got is None or not _nonzero(got)
+            continue
+        torch.testing.assert_close(got, -0.3 * want, atol=1e-7, rtol=1e-5)
+        moved += _nonzero(want)
+    assert moved > 0
+    for got, want in zip(reversed_grads[n:], plain_grads[n:]):
+        torch.testing.assert_close(got, want)
+
+
+def _nt_xent_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Slow NT-Xent: each of the 2b rows against every other row, positive = its partner; mean."""
+    rows = torch.cat([a, b]).double()
+    n = a.shape[0]
+    total = 0.0
+    for i in range(2 * n):
+        partner = (i + n) % (2 * n)
+        scores = [float(rows[i] @ rows[j]) for j in range(2 * n) if j != i]
+        positive = float(rows[i] @ rows[partner])
+        top = max(scores)
+        total += -(positive - top - math.log(sum(math.exp(s - top) for s in scores)))
+    return torch.tensor(total / (2 * n), dtype=torch.float64)
+
+
+class _FixedKMeans:
+    def __init__(self, assignments):
+        self.assignments = assignments
+
+    def assign(self, x):
+        return self.assignments[: x.shape[0]]
+
+
+def test_instance_and_intent_terms_equal_iclrec_formulas(tiny):
+    """cl4srec's instance NCE on the flattened views, ICLRec's intent NCE on the views' mean_all."""
+    config, model, _ = _model("iclrec", tiny, intent_views="shared")
+    model.eval()
+    _, inputs, targets, negatives, heads = _batch(tiny, b=6)
+    centroids = F.normalize(torch.randn(4, 16, generator=torch.Generator().manual_seed(4)), dim=-1)
+    assignments = torch.tensor([0, 1, 1, 3, 2, 0])
+    intents = Intents(kmeans=_FixedKMeans(assignments), centroids=centroids)
+    terms = model(inputs, targets, negatives, heads, intents, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    v1, v2 = model.augmenter(inputs, generator=g), model.augmenter(inputs, generator=g)
+    with torch.no_grad():
+        h1, h2 = model.encoder(v1), model.encoder(v2)
+    flat = _nt_xent_reference(h1.flatten(1), h2.flatten(1))
+    torch.testing.assert_close(terms["scl"].double(), flat, rtol=1e-4, atol=1e-4)
+    positives = centroids[assignments]
+    intent = (_nt_xent_reference(h1.mean(1), positives) + _nt_xent_reference(h2.mean(1), positives)) / 2
+    torch.testing.assert_close(terms["intent"].double(), intent, rtol=1e-5, atol=1e-5)
+
+
+def test_two_way_reduction_doubles_the_ntxent_mean(tiny):
+    _, mean_model, _ = _model("cl4srec", tiny, view_pooling="mean")
+    _, two_way, _ = _model("cl4srec", tiny, view_pooling="mean", cl_reduction="two-way")
+    _, inputs, targets, negatives, heads = _batch(tiny)
+    a = mean_model.eval()(inputs, targets, negatives, heads, None, torch.Generator().manual_seed(3))["scl"]
+    b = two_way.eval()(inputs, targets, negatives, heads, None, torch.Generator().manual_seed(3))["scl"]
+    torch.testing.assert_close(b, 2 * a)
+
+
+def test_bce_loss_equals_per_position_reference(tiny):
+    _, model, _ = _model("sasrec", tiny)
+    model.eval()
+    _, inputs, targets, negatives, heads = _batch(tiny)
+    hidden = model.encoder(inputs)
+    loss = model.sr_loss(hidden, targets, negatives)
+    table = model.encoder.item_embeddings.weight
+    total, count = 0.0, 0
+    for u in range(inputs.shape[0]):
+        for j in range(inputs.shape[1]):
+            if targets[u, j] == 0:
+                continue
+            pos = float(hidden[u, j] @ table[targets[u, j]])
+            neg = float(hidden[u, j] @ table[negatives[u, j]])
+            total += -math.log(1 / (1 + math.exp(-pos))) - math.log(1 - 1 / (1 + math.exp(-neg)))
+            count += 1
+    assert loss.item() == pytest.approx(total / count, rel=1e-5)
+
+
+def test_ce_loss_equals_softmax_over_real_items(tiny):
+    _, model, _ = _model("sasrec", tiny, loss="ce")
+    model.eval()
+    _, inputs, targets, _, _ = _batch(tiny)
+    hidden = model.encoder(inputs)
+    table = model.encoder.item_embeddings.weight
+    losses = []
+    for u in range(inputs.shape[0]):
+        for j in range(inputs.shape[1]):
+            if targets[u, j] > 0:
+                logits = hidden[u, j] @ table[1 : NUM_ITEMS + 1].T  # items 1..n only
+                losses.append(-torch.log_softmax(logits.double(), 0)[targets[u, j] - 1])
+    assert model.sr_loss(hidden, targets, None).item() == pytest.approx(float(torch.stack(losses).mean()), rel=1e-5)
+
+
+def test_negatives_avoid_the_users_items_and_padding(tiny):
+    g = torch.Generator().manual_seed(0)
+    users = torch.arange(tiny.num_users).repeat(20)
+    negatives = tiny.sampler(users, 8, g)
+    assert int(negatives.min()) >= 1 and int(negatives.max()) <= NUM_ITEMS
+    rows = tiny.dataset.sequences if hasattr(tiny.dataset, "sequences") else None
+    for u, row in zip(users.tolist(), negatives.tolist()):
+        own = set(tiny.dataset.sequence(u).tolist()) if rows is None else set(rows[u])
+        assert not own & set(row)
+
+
+def test_prototype_terms_refuse_flattened_views():
+    with pytest.raises(ValueError, match="view_pooling"):
+        build_model(TrainConfig.from_preset("s4rec", view_pooling="flatten", **SMALL), NUM_ITEMS)

@@ -1,0 +1,235 @@
+"""train.py (examples/s4rec/s4rec_example/cli.py): metrics against a slow reference, bit-exact
+resume, argument checks before any work, run folders, safe checkpoints, kills at any moment."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "s4rec"))
+
+from s4rec_example import cli  # noqa: E402
+from s4rec_example.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model  # noqa: E402
+from s4rec_example.config import TrainConfig  # noqa: E402
+from s4rec_example.data import load_dataset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "examples" / "s4rec" / "train.py"
+TINY = ["--synthetic-users", "120", "--synthetic-items", "40", "--max-len", "10", "--hidden-size", "16",
+        "--batch-size", "32", "--num-prototypes", "8", "--eval-batch-size", "64", "--quiet"]
+
+
+def _train(folder: Path, *extra: str, preset: str = "s4rec", epochs: int = 3, **kwargs):
+    argv = ["--preset", preset, "--epochs", str(epochs), "--output", str(folder), *TINY, *extra]
+    return cli.train(argv, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run") / "s4rec"
+    return folder, _train(folder)
+
+
+def _slow_metrics(model, split, which: str) -> dict[str, float]:
+    """Per-user loop: score every item 1..n, drop earlier items, count the items scored higher."""
+    encoder = model.encoder.eval()
+    sums = {f"{m}@{k}": 0.0 for m in ("HR", "NDCG") for k in (5, 10, 20)}
+    history = split.history(which)
+    with torch.no_grad():
+        for u in range(split.num_users):
+            h = encoder(split.inputs(which)[u : u + 1])[0, -1]
+            scores = (encoder.item_embeddings.weight[1 : split.num_items + 1] @ h).tolist()
+            target = int(split.targets(which)[u])
+            seen = set(history.row(u).tolist()) if hasattr(history, "row") else set(history[u].tolist())
+            rank = sum(1 for i, s in enumerate(scores, start=1)
+                       if i != target and i not in seen and s >= scores[target - 1])
+            for k in (5, 10, 20):
+                if rank < k:
+                    sums[f"HR@{k}"] += 1
+                    sums[f"NDCG@{k}"] += 1 / torch.log2(torch.tensor(rank + 2.0)).item()
+    return {key: value / split.num_users for key, value in sums.items()}
+
+
+def test_reported_metrics_equal_a_slow_reference(finished):
+    folder, results = finished
+    assert results["status"] == "finished" and results["epochs_run"] == 3
+    model, checkpoint = load_model(folder / "best.pt")
+    assert checkpoint.epoch == results["best_epoch"]
+    split = load_dataset(checkpoint.config).split(max_len=10)
+    for which in ("valid", "test"):
+        expected = _slow_metrics(model, split, which)
+        got = results["test"] if which == "test" else results["valid"]
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, abs=2e-6), (which, key)
+    assert [h["epoch"] for h in results["history"]] == [0, 1, 2]
+    assert all("valid" in h and set(h["losses"]) == {"sr", "clust", "scl", "ckd", "adv", "loss"}
+               for h in results["history"])
+    on_disk = json.loads((folder / "results.json").read_text())
+    assert on_disk["test"] == results["test"] and on_disk["command"].startswith("python examples/s4rec/train.py")
+    assert {"git_commit", "machine", "config", "history"} <= set(on_disk)
+
+
+@pytest.mark.parametrize("preset", ["iclrec", "sasrec"])
+def test_resume_equals_the_uninterrupted_run_bit_for_bit(preset, tmp_path):
+    whole = _train(tmp_path / "whole", preset=preset, epochs=3)
+    part = _train(tmp_path / "part", preset=preset, epochs=3, stop_after_epochs=1)
+    assert part["status"] == "interrupted"
+    resumed = cli.train(["--resume", str(tmp_path / "part"), "--quiet"])
+    assert resumed["test"] == whole["test"]
+    assert [h["losses"] for h in resumed["history"]] == [h["losses"] for h in whole["history"]]
+    a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "part" / "last.pt")
+    assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+
+
+def test_eval_every_validates_every_n_epochs_and_counts_patience_in_epochs(tmp_path):
+    results = _train(tmp_path / "run", "--eval-every", "2", "--patience", "2", preset="sasrec", epochs=5)
+    validated = [h["epoch"] for h in results["history"] if "valid" in h]
+    assert validated[:2] == [1, 3] or validated == [1, 3, 4][: len(validated)]
+    assert validated[-1] == results["history"][-1]["epoch"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epochs", "0"], "--epochs: must be >= 1"),
+        (["--batch-size", "0"], "--batch-size: must be >= 1"),
+        (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "--device"),
+        (["--device", "tpu"], "expected cpu, cuda or cuda:N"),
+        (["--data", "/no/such/file.txt"], "no such file"),
+        (["--dropout", "1.5"], "must lie in [0, 1]"),
+        (["--lr", "nan"], "must be finite"),
+        (["--num-heads", "3"], "must divide"),
+        (["--preset", "s4rec", "--view-pooling", "flatten"], "d-dimensional views"),
+        (["--augment-operations", "crop,jump"], "choose among"),
+        (["--preset", "nope"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line_and_no_folder(argv, message, tmp_path, capsys):
+    folder = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--output", str(folder), *TINY, *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+    assert not folder.exists()
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--output", str(tmp_path / "r"), "--data", str(tmp_path / "missing.txt"), "--debug"])
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_finished_run_is_never_overwritten_without_overwrite(finished, capsys):
+    folder, results = finished
+    before = (folder / "results.json").read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--preset", "s4rec", "--epochs", "3", "--output", str(folder), *TINY])
+    assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["--resume", str(folder)])
+    assert "finished" in capsys.readouterr().err
+    assert (folder / "results.json").read_bytes() == before
+
+
+def test_overwrite_replaces_a_run_and_resume_refuses_changed_settings(tmp_path, capsys):
+    folder = tmp_path / "run"
+    _train(folder, preset="sasrec", epochs=1)
+    again = _train(folder, "--overwrite", "--seed", "1", preset="sasrec", epochs=1)
+    assert again["config"]["seed"] == 1
+    part = tmp_path / "part"
+    _train(part, preset="sasrec", epochs=2, stop_after_epochs=1)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--resume", str(part), "--lr", "0.1"])
+    assert exit_info.value.code == 2 and "--lr" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_no_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(cli, "run_training", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        _train(folder, preset="sasrec", epochs=1)
+    assert not folder.exists()
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_malicious_last_pt_is_refused_not_executed(tmp_path, capsys):
+    part = tmp_path / "part"
+    _train(part, preset="sasrec", epochs=2, stop_after_epochs=1)
+    marker = tmp_path / "pwned"
+    with open(part / "last.pt", "wb") as handle:
+        pickle.dump({"format": FORMAT, "model": _Payload(str(marker))}, handle)
+    torch.save({"format": FORMAT, "version": 1, "evil": _Payload(str(marker))}, part / "best.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--resume", str(part)])
+    assert exit_info.value.code == 2 and "not a readable tensor-only checkpoint" in capsys.readouterr().err
+    with pytest.raises(CheckpointError):
+        load_checkpoint(part / "best.pt")
+    assert not marker.exists()
+
+
+def test_every_flag_has_help_and_a_shown_default():
+    parser = cli.build_parser()
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        assert action.help, action.dest
+        text = parser.formatter_class("x")._get_help_string(action)
+        assert "default" in text, action.dest
+
+
+def test_config_json_round_trip():
+    config = TrainConfig.from_preset("iclrec", augment_operations=("mask", "crop"))
+    assert TrainConfig.from_dict(json.loads(config.to_json())) == config
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_every_resume_finishes(tmp_path):
+    """SIGKILL in a tight loop (writes slowed so that kills land inside them); resume to the end."""
+    folder = tmp_path / "run"
+    argv = [sys.executable, str(TRAIN), "--preset", "sasrec", "--epochs", "6", "--output", str(folder),
+            "--threads", "1", *TINY]
+    env = {**os.environ, "S4REC_EXAMPLE_SLOW_WRITES": "0.3"}
+    subprocess.run([*argv[:argv.index("--output") + 1], str(tmp_path / "ref"), *argv[argv.index("--output") + 2:]],
+                   check=True, capture_output=True)
+    reference = json.loads((tmp_path / "ref" / "results.json").read_text())
+    rng = random.Random(0)
+    kills = 0
+    command = argv
+    for _ in range(40):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=rng.uniform(2.0, 6.0))
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+        if process.returncode == 0:
+            break
+        if (folder / "config.json").exists():
+            command = [sys.executable, str(TRAIN), "--resume", str(folder), "--quiet"]
+        time.sleep(0.05)
+    results = json.loads((folder / "results.json").read_text())
+    assert results["status"] == "finished" and kills >= 3
+    assert results["test"] == reference["test"]
