@@ -61,7 +61,6 @@ class ClusteringOutput(NamedTuple):
     targets: Tensor
 
 
-
 def _check_hyperparameters(
     temperature: object,
     epsilon: object,
