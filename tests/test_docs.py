@@ -92,9 +92,15 @@ def test_site_builds_strictly_and_loads_nothing_from_the_network(site: Path):
         scripts = re.findall(r"<script[^>]*\ssrc=\"([^\"]+)\"", text)
         remote = [s for s in scripts if re.match(r"(https?:)?//", s)]
         assert not remote, f"{page.relative_to(site)} loads scripts from the network: {remote}"
-        styles = re.findall(r"<link[^>]*rel=\"stylesheet\"[^>]*href=\"([^\"]+)\"", text)
-        assert not [s for s in styles if re.match(r"(https?:)?//", s)], page
-        assert "mathjax" not in text.lower(), page
+        links = re.findall(r"<link[^>]*>", text)
+        remote_links = [
+            link for link in links
+            if re.search(r"rel=\"(stylesheet|preconnect|preload|icon)\"", link)
+            and re.search(r"href=\"(https?:)?//", link)
+        ]
+        assert not remote_links, f"{page.relative_to(site)} loads from the network: {remote_links}"
+        assert not [s for s in scripts if "mathjax" in s.lower()], page
+        assert not re.search(r"<script[^>]*>[^<]*MathJax", text), page
 
 
 def test_api_pages_have_mathml_and_no_raw_tex_in_the_html(site: Path):

@@ -58,6 +58,7 @@ DATASET_NAMES = ("Beauty", "Sports", "Toys", "ML-1M")
 # --------------------------------------------------------------------------- your model
 
 
+# --8<-- [start:model]
 class GRU4Rec(nn.Module):
     """A plain GRU4Rec: item embeddings -> GRU -> scores against the same item table.
 
@@ -84,8 +85,10 @@ class GRU4Rec(nn.Module):
     def score(self, hidden: Tensor) -> Tensor:
         """(..., d) -> (..., n + 2) scores of every id (0 and n + 1 are excluded by the caller)."""
         return hidden @ self.item_embeddings.weight.T
+# --8<-- [end:model]
 
 
+# --8<-- [start:transformer]
 class OwnTransformer(nn.Module):
     """A user's own causal Transformer encoder, built from ``torch.nn`` only (the docs' 2nd part).
 
@@ -116,17 +119,21 @@ class OwnTransformer(nn.Module):
 
     def score(self, hidden: Tensor) -> Tensor:
         return hidden @ self.item_embeddings.weight.T
+# --8<-- [end:transformer]
 
 
+# --8<-- [start:pool]
 def mean_over_real(hidden: Tensor, item_ids: Tensor) -> Tensor:
     """(b, l, d), (b, l) -> (b, d): mean of the hidden states at real (non-padding) positions."""
     real = (item_ids != 0).to(hidden.dtype).unsqueeze(-1)
     return (hidden * real).sum(1) / real.sum(1).clamp_min(1.0)
+# --8<-- [end:pool]
 
 
 # --------------------------------------------------------------------------- the pieces
 
 
+# --8<-- [start:pieces]
 class Pieces(nn.Module):
     """S4Rec's self-supervised terms with the recommended settings (see the docs' table)."""
 
@@ -155,19 +162,23 @@ class Pieces(nn.Module):
         distillation = 0.5 * (self.distill(F.normalize(z1, dim=-1), c.prototypes, c.assignments)
                               + self.distill(F.normalize(z2, dim=-1), c.prototypes, c.assignments))
         return self.weight * (c.loss + contrastive + distillation)
+# --8<-- [end:pieces]
 
 
 # --------------------------------------------------------------------------- training
 
 
+# --8<-- [start:loss]
 def next_item_loss(model: nn.Module, hidden: Tensor, rows: Tensor, cols: Tensor, labels: Tensor,
                    never: Tensor) -> Tensor:
     """Full-softmax cross-entropy at the real positions ``(rows, cols)``; ``never`` = ids 0, n + 1."""
     logits = model.score(hidden[rows, cols])             # (p, n + 2)
     logits = logits.index_fill(1, never, -math.inf)      # padding and mask are never predicted
     return F.cross_entropy(logits, labels)
+# --8<-- [end:loss]
 
 
+# --8<-- [start:evaluate]
 def evaluate(model: nn.Module, split: LeaveOneOutSplit, which: str, device: torch.device) -> dict[str, float]:
     model.eval()
 
@@ -180,6 +191,7 @@ def evaluate(model: nn.Module, split: LeaveOneOutSplit, which: str, device: torc
     )
     model.train()
     return {key: float(result.metrics[key]) for key in METRIC_KEYS}
+# --8<-- [end:evaluate]
 
 
 def load(data: str | None, seed: int, data_root: str):
@@ -204,10 +216,12 @@ def train(args: argparse.Namespace) -> dict:
     else:
         model = OwnTransformer(n, hidden_size=args.hidden_size, max_len=args.max_len)
     model.to(device)
+# --8<-- [start:optimizer]
     pieces = Pieces(n, args.hidden_size, num_prototypes=args.num_prototypes, weight=args.weight).to(device) if args.pieces else None
     # The prototypes are parameters too: they must be in the optimiser.
     parameters = list(model.parameters()) + (list(pieces.parameters()) if pieces is not None else [])
     optimizer = torch.optim.Adam(parameters, lr=args.lr)
+# --8<-- [end:optimizer]
 
     never = torch.tensor([0, n + 1], device=device)
     users = torch.nonzero(split.train_targets.ne(0).any(1)).squeeze(1)   # users with a target
@@ -217,6 +231,7 @@ def train(args: argparse.Namespace) -> dict:
     for epoch in range(args.epochs):
         model.train()
         total, steps = 0.0, 0
+# --8<-- [start:step]
         for batch in users[torch.randperm(len(users), generator=shuffle)].split(args.batch_size):
             inputs, targets = split.train_inputs[batch], split.train_targets[batch]
             width = int((inputs != 0).sum(1).max())                  # CPU tensor: no device sync
@@ -236,6 +251,7 @@ def train(args: argparse.Namespace) -> dict:
                 # The first step ran with the library's value checks on; the inputs are sound,
                 # so skip them from now on (no host reads on the training path).
                 set_validate_args(False)
+# --8<-- [end:step]
         set_validate_args(True)
         valid = evaluate(model, split, "valid", device)
         curve.append({"epoch": epoch, "loss": total / max(steps, 1), **valid})
