@@ -42,6 +42,12 @@ _EXPORTS: dict[str, str] = {
     # encoder.py
     "SASRecEncoder": "encoder",
     "sasrec_attention_mask": "encoder",
+    "Pooling": "encoder",
+    "POOLINGS": "encoder",
+    # iclrec.py: checkpoint conversion for the public S3-Rec / CoSeRec / ICLRec code
+    "ICLRecShapes": "iclrec",
+    "iclrec_to_encoder_state_dict": "iclrec",
+    "encoder_to_iclrec_state_dict": "iclrec",
     # clustering.py
     "OnlineIntentClustering": "clustering",
     "ClusteringOutput": "clustering",
@@ -108,7 +114,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         load_sequences,
     )
     from .distillation import PrototypeDistillation, prototype_distillation
-    from .encoder import SASRecEncoder, sasrec_attention_mask
+    from .encoder import POOLINGS, Pooling, SASRecEncoder, sasrec_attention_mask
+    from .iclrec import (
+        ICLRecShapes,
+        encoder_to_iclrec_state_dict,
+        iclrec_to_encoder_state_dict,
+    )
     from .evaluation import (
         RankingResult,
         evaluate_ranking,

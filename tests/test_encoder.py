@@ -145,13 +145,13 @@ def encoder_cases(draw, max_layers=2):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("skip_padding", [True, False])
+@pytest.mark.parametrize("compute_path", ["packed", "dense"])
 @settings(max_examples=25)
 @given(case=encoder_cases())
-def test_matches_iclrec_reference_float64(case, skip_padding):
+def test_matches_iclrec_reference_float64(case, compute_path):
     state, heads, ids = case
     encoder = SASRecEncoder.from_iclrec_state_dict(
-        state, num_heads=heads, skip_padding=skip_padding
+        state, num_heads=heads, compute_path=compute_path
     ).double().eval()
     real = ids > 0
     with torch.no_grad():
@@ -159,22 +159,40 @@ def test_matches_iclrec_reference_float64(case, skip_padding):
     expected = iclrec_reference(state, ids, heads)
     assert torch.isfinite(ours).all()
     torch.testing.assert_close(ours[real], expected[real], atol=1e-9, rtol=1e-9)
+    assert (ours[~real] == 0).all()  # padding_attention="masked": zeros at padding
+
+
+@settings(max_examples=25)
+@given(case=encoder_cases())
+def test_iclrec_padding_attention_matches_the_reference_at_every_position(case):
+    """ICLRec's additive -10000 mask, padding positions included (future keys for them)."""
+    state, heads, ids = case
+    encoder = SASRecEncoder.from_iclrec_state_dict(
+        state, num_heads=heads, padding_attention="iclrec"
+    ).double().eval()
+    assert encoder.compute_path == "dense"
+    with torch.no_grad():
+        ours = encoder(ids)
+    torch.testing.assert_close(ours, iclrec_reference(state, ids, heads), atol=1e-9, rtol=1e-9)
+    masked = SASRecEncoder.from_iclrec_state_dict(state, num_heads=heads).double().eval()
+    real = ids > 0
+    with torch.no_grad():
+        torch.testing.assert_close(ours[real], masked(ids)[real], atol=1e-12, rtol=1e-12)
 
 
 @settings(max_examples=20)
 @given(case=encoder_cases())
-def test_skip_padding_changes_nothing_at_real_positions_and_zeros_padding(case):
+def test_packed_and_dense_paths_agree_everywhere_with_gradients(case):
     state, heads, ids = case
-    packed = SASRecEncoder.from_iclrec_state_dict(state, num_heads=heads).double().eval()
-    dense = SASRecEncoder.from_iclrec_state_dict(state, num_heads=heads, skip_padding=False)
-    dense = dense.double().eval()
-    real = ids > 0
+    packed = SASRecEncoder.from_iclrec_state_dict(state, num_heads=heads, compute_path="packed")
+    dense = SASRecEncoder.from_iclrec_state_dict(state, num_heads=heads, compute_path="dense")
+    packed, dense = packed.double().eval(), dense.double().eval()
     a, b = packed(ids), dense(ids)
-    torch.testing.assert_close(a[real], b[real], atol=1e-12, rtol=1e-12)
-    assert (a[~real] == 0).all()
-    # gradients through the real positions agree too
-    a[real].sum().backward()
-    b[real].sum().backward()
+    torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    assert (a[ids == 0] == 0).all()
+    weights = torch.linspace(-1.0, 2.0, a.numel(), dtype=torch.float64).reshape(a.shape)
+    (a * weights).sum().backward()
+    (b * weights).sum().backward()
     for (name, p), q in zip(packed.named_parameters(), dense.parameters()):
         grad_p = torch.zeros_like(p) if p.grad is None else p.grad  # all-padding input: no graph
         grad_q = torch.zeros_like(q) if q.grad is None else q.grad
@@ -184,15 +202,15 @@ def test_skip_padding_changes_nothing_at_real_positions_and_zeros_padding(case):
 def test_length_buckets_match_dense_attention_on_long_batches():
     """Rows of every span (1..l, all-padding, holes from mask id 0) in one batch of length 40."""
     torch.manual_seed(0)
-    dense = SASRecEncoder(30, hidden_size=8, num_heads=2, max_len=40, skip_padding=False).double()
-    packed = SASRecEncoder(30, hidden_size=8, num_heads=2, max_len=40).double()
+    dense = SASRecEncoder(30, hidden_size=8, num_heads=2, max_len=40, compute_path="dense")
+    packed = SASRecEncoder(30, hidden_size=8, num_heads=2, max_len=40, compute_path="packed")
+    dense, packed = dense.double(), packed.double()
     packed.load_state_dict(dense.state_dict())
     spans = torch.arange(0, 41)
     ids = torch.randint(1, 32, (41, 40))
     ids[torch.arange(40)[None] < (40 - spans)[:, None]] = 0
     ids[5, -2] = 0  # a hole inside a row, as masking with id 0 makes
-    real = ids > 0
-    torch.testing.assert_close(packed.eval()(ids)[real], dense.eval()(ids)[real], atol=1e-12, rtol=0)
+    torch.testing.assert_close(packed.eval()(ids), dense.eval()(ids), atol=1e-12, rtol=0)
 
 
 def test_matches_iclrec_reference_float32():
@@ -308,108 +326,6 @@ def test_attention_mask_is_causal_and_key_padding_plus_diagonal():
 
 
 # --------------------------------------------------------------------------------------------
-# State dicts
-# --------------------------------------------------------------------------------------------
-
-
-def test_round_trip_through_iclrec_state_dict():
-    source = small_encoder(seed=1, num_layers=3).eval()
-    state = source.to_iclrec_state_dict()
-    expected_keys = set(random_iclrec_state(12, 8, 3, 7, seed=0))
-    assert set(state) == expected_keys
-    copy = SASRecEncoder.from_iclrec_state_dict(state, num_heads=2).eval()
-    for key, value in copy.to_iclrec_state_dict().items():
-        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
-    ids = random_ids(3, 7, 12, seed=2)
-    torch.testing.assert_close(copy(ids), source(ids), rtol=0, atol=0)
-
-
-def test_state_dict_is_a_detached_copy():
-    encoder = small_encoder()
-    state = encoder.to_iclrec_state_dict()
-    state["LayerNorm.weight"].add_(1.0)
-    assert not state["LayerNorm.weight"].requires_grad
-    assert torch.equal(encoder.LayerNorm.weight, torch.ones(8))
-
-
-def test_from_state_dict_reads_reference_values_exactly():
-    state = random_iclrec_state(5, 4, num_layers=2, max_len=3, seed=7, dtype=torch.float32)
-    encoder = SASRecEncoder.from_iclrec_state_dict(state, num_heads=1)
-    assert encoder.item_embeddings.weight.dtype == torch.float32
-    double = SASRecEncoder.from_iclrec_state_dict({k: v.double() for k, v in state.items()})
-    assert all(p.dtype == torch.float64 for p in double.parameters())  # the checkpoint's dtype
-    out = encoder.to_iclrec_state_dict()
-    assert set(out) == set(state)
-    for key in state:
-        assert torch.equal(out[key], state[key]), key
-
-
-@pytest.mark.parametrize("wrap", ["model", "state_dict", "module", "model+module"])
-def test_from_state_dict_accepts_nested_and_dataparallel_checkpoints(wrap):
-    state = small_encoder().to_iclrec_state_dict()
-    if "module" in wrap:
-        state = {f"module.{k}": v for k, v in state.items()}
-    if wrap.startswith("model"):
-        state = {"model": state, "optimizer": {"lr": 1e-3}}
-    elif wrap == "state_dict":
-        state = {"state_dict": state, "epoch": 4}
-    encoder = SASRecEncoder.from_iclrec_state_dict(state, num_heads=2)
-    assert (encoder.num_items, encoder.hidden_size, encoder.num_layers, encoder.max_len) == (
-        12, 8, 2, 7,
-    )
-
-
-def test_from_state_dict_passes_constructor_options():
-    state = small_encoder().to_iclrec_state_dict()
-    encoder = SASRecEncoder.from_iclrec_state_dict(
-        state, num_heads=4, dropout=0.1, attention_dropout=0.3
-    )
-    assert encoder.num_heads == 4 and encoder.dropout.p == 0.1
-    assert encoder.attention_dropout == 0.3
-
-
-def test_from_state_dict_errors():
-    state = small_encoder().to_iclrec_state_dict()
-    with pytest.raises(TypeError, match="state_dict must be a mapping"):
-        SASRecEncoder.from_iclrec_state_dict([1, 2])
-    for key in ("item_embeddings.weight", "LayerNorm.bias"):
-        broken = {k: v for k, v in state.items() if k != key}
-        with pytest.raises(ValueError, match=f"missing.*{key}"):
-            SASRecEncoder.from_iclrec_state_dict(broken)
-    key = "item_encoder.layer.1.intermediate.dense_2.bias"
-    broken = {k: v for k, v in state.items() if k != key}
-    with pytest.raises(ValueError, match=f"missing.*{key}"):
-        SASRecEncoder.from_iclrec_state_dict(broken)
-    # a gap in the layer numbering is a missing layer
-    broken = {k: v for k, v in state.items() if not k.startswith("item_encoder.layer.0.")}
-    with pytest.raises(ValueError, match="item_encoder.layer.0.attention.query.weight"):
-        SASRecEncoder.from_iclrec_state_dict(broken)
-    no_layers = {k: v for k, v in state.items() if not k.startswith("item_encoder.")}
-    with pytest.raises(ValueError, match="no transformer layers"):
-        SASRecEncoder.from_iclrec_state_dict(no_layers)
-    bad = dict(state)
-    bad["item_encoder.layer.0.intermediate.dense_1.weight"] = torch.zeros(16, 8)
-    with pytest.raises(ValueError, match=r"dense_1.weight: expected \(32, 8\), got \(16, 8\)"):
-        SASRecEncoder.from_iclrec_state_dict(bad)
-    bad = dict(state)
-    bad["position_embeddings.weight"] = torch.zeros(7, 5)
-    with pytest.raises(ValueError, match="position_embeddings.weight"):
-        SASRecEncoder.from_iclrec_state_dict(bad)
-    bad = dict(state)
-    bad["item_embeddings.weight"] = torch.zeros(2, 8)
-    with pytest.raises(ValueError, match=r"\(n \+ 2, d\)"):
-        SASRecEncoder.from_iclrec_state_dict(bad)
-    bad = dict(state)
-    bad["LayerNorm.weight"] = [1.0] * 8
-    with pytest.raises(TypeError, match="LayerNorm.weight"):
-        SASRecEncoder.from_iclrec_state_dict(bad)
-    with pytest.raises(TypeError, match="read from state_dict"):
-        SASRecEncoder.from_iclrec_state_dict(state, hidden_size=8)
-    with pytest.raises(ValueError, match="divisible"):
-        SASRecEncoder.from_iclrec_state_dict(state, num_heads=3)
-
-
-# --------------------------------------------------------------------------------------------
 # Training behaviour and initialisation
 # --------------------------------------------------------------------------------------------
 
@@ -498,6 +414,7 @@ def test_represent_matches_loops(seq):
 def test_represent_with_hidden_does_not_recompute():
     encoder = small_encoder().eval()
     ids = random_ids(2, 7, 12, seed=9)
+    ids[:, -1] = 4
     fake = torch.arange(2 * 7 * 8, dtype=torch.float32).reshape(2, 7, 8)
     torch.testing.assert_close(encoder.represent(ids, hidden=fake), fake[:, -1])
 
@@ -542,7 +459,16 @@ def test_score_items_gradient_reaches_the_item_table():
         (dict(num_items=5, hidden_size=10, num_heads=3), ValueError, "divisible"),
         (dict(num_items=5, dropout=1.5), ValueError, r"dropout must lie in \[0, 1\]"),
         (dict(num_items=5, attention_dropout=-0.1), ValueError, "attention_dropout"),
-        (dict(num_items=5, layer_norm_eps=0.0), ValueError, "layer_norm_eps must be > 0"),
+        (dict(num_items=5, layer_norm_eps=0.0), ValueError, r"layer_norm_eps must lie in \(0, inf"),
+        (dict(num_items=5, layer_norm_eps=float("nan")), ValueError, "layer_norm_eps must be finite"),
+        (dict(num_items=5, dropout="0.1"), TypeError, "dropout must be a real number"),
+        (dict(num_items=5, compute_path="sparse"), ValueError, "compute_path must be one of"),
+        (dict(num_items=5, padding_attention="none"), ValueError, "padding_attention must be one"),
+        (
+            dict(num_items=5, compute_path="packed", padding_attention="iclrec"),
+            ValueError,
+            "compute_path='packed' skips",
+        ),
         (dict(num_items=5, initializer_range=-1.0), ValueError, "initializer_range"),
     ],
 )

@@ -1,0 +1,117 @@
+"""ICLRec checkpoint conversion: round trips, nesting, DataParallel keys, shape errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_encoder import random_iclrec_state, random_ids, small_encoder
+
+from s4rec_components import SASRecEncoder
+from s4rec_components.iclrec import (
+    ICLRecShapes,
+    encoder_to_iclrec_state_dict,
+    iclrec_to_encoder_state_dict,
+)
+
+# --------------------------------------------------------------------------------------------
+# State dicts
+# --------------------------------------------------------------------------------------------
+
+
+def test_round_trip_through_iclrec_state_dict():
+    source = small_encoder(seed=1, num_layers=3).eval()
+    state = source.to_iclrec_state_dict()
+    expected_keys = set(random_iclrec_state(12, 8, 3, 7, seed=0))
+    assert set(state) == expected_keys
+    copy = SASRecEncoder.from_iclrec_state_dict(state, num_heads=2).eval()
+    for key, value in copy.to_iclrec_state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+    ids = random_ids(3, 7, 12, seed=2)
+    torch.testing.assert_close(copy(ids), source(ids), rtol=0, atol=0)
+
+
+def test_state_dict_is_a_detached_copy():
+    encoder = small_encoder()
+    state = encoder.to_iclrec_state_dict()
+    state["LayerNorm.weight"].add_(1.0)
+    assert not state["LayerNorm.weight"].requires_grad
+    assert torch.equal(encoder.LayerNorm.weight, torch.ones(8))
+
+
+def test_from_state_dict_reads_reference_values_exactly():
+    state = random_iclrec_state(5, 4, num_layers=2, max_len=3, seed=7, dtype=torch.float32)
+    encoder = SASRecEncoder.from_iclrec_state_dict(state, num_heads=1)
+    assert encoder.item_embeddings.weight.dtype == torch.float32
+    double = SASRecEncoder.from_iclrec_state_dict({k: v.double() for k, v in state.items()})
+    assert all(p.dtype == torch.float64 for p in double.parameters())  # the checkpoint's dtype
+    out = encoder.to_iclrec_state_dict()
+    assert set(out) == set(state)
+    for key in state:
+        assert torch.equal(out[key], state[key]), key
+
+
+@pytest.mark.parametrize("wrap", ["model", "state_dict", "module", "model+module"])
+def test_from_state_dict_accepts_nested_and_dataparallel_checkpoints(wrap):
+    state = small_encoder().to_iclrec_state_dict()
+    if "module" in wrap:
+        state = {f"module.{k}": v for k, v in state.items()}
+    if wrap.startswith("model"):
+        state = {"model": state, "optimizer": {"lr": 1e-3}}
+    elif wrap == "state_dict":
+        state = {"state_dict": state, "epoch": 4}
+    encoder = SASRecEncoder.from_iclrec_state_dict(state, num_heads=2)
+    assert (encoder.num_items, encoder.hidden_size, encoder.num_layers, encoder.max_len) == (
+        12, 8, 2, 7,
+    )
+
+
+def test_from_state_dict_passes_constructor_options():
+    state = small_encoder().to_iclrec_state_dict()
+    encoder = SASRecEncoder.from_iclrec_state_dict(
+        state, num_heads=4, dropout=0.1, attention_dropout=0.3
+    )
+    assert encoder.num_heads == 4 and encoder.dropout.p == 0.1
+    assert encoder.attention_dropout == 0.3
+
+
+def test_from_state_dict_errors():
+    state = small_encoder().to_iclrec_state_dict()
+    with pytest.raises(TypeError, match="state_dict must be a mapping"):
+        SASRecEncoder.from_iclrec_state_dict([1, 2])
+    for key in ("item_embeddings.weight", "LayerNorm.bias"):
+        broken = {k: v for k, v in state.items() if k != key}
+        with pytest.raises(ValueError, match=f"missing.*{key}"):
+            SASRecEncoder.from_iclrec_state_dict(broken)
+    key = "item_encoder.layer.1.intermediate.dense_2.bias"
+    broken = {k: v for k, v in state.items() if k != key}
+    with pytest.raises(ValueError, match=f"missing.*{key}"):
+        SASRecEncoder.from_iclrec_state_dict(broken)
+    # a gap in the layer numbering is a missing layer
+    broken = {k: v for k, v in state.items() if not k.startswith("item_encoder.layer.0.")}
+    with pytest.raises(ValueError, match="item_encoder.layer.0.attention.query.weight"):
+        SASRecEncoder.from_iclrec_state_dict(broken)
+    no_layers = {k: v for k, v in state.items() if not k.startswith("item_encoder.")}
+    with pytest.raises(ValueError, match="no transformer layers"):
+        SASRecEncoder.from_iclrec_state_dict(no_layers)
+    bad = dict(state)
+    bad["item_encoder.layer.0.intermediate.dense_1.weight"] = torch.zeros(16, 8)
+    with pytest.raises(ValueError, match=r"dense_1.weight: expected \(32, 8\), got \(16, 8\)"):
+        SASRecEncoder.from_iclrec_state_dict(bad)
+    bad = dict(state)
+    bad["position_embeddings.weight"] = torch.zeros(7, 5)
+    with pytest.raises(ValueError, match="position_embeddings.weight"):
+        SASRecEncoder.from_iclrec_state_dict(bad)
+    bad = dict(state)
+    bad["item_embeddings.weight"] = torch.zeros(2, 8)
+    with pytest.raises(ValueError, match=r"\(n \+ 2, d\)"):
+        SASRecEncoder.from_iclrec_state_dict(bad)
+    bad = dict(state)
+    bad["LayerNorm.weight"] = [1.0] * 8
+    with pytest.raises(TypeError, match="LayerNorm.weight"):
+        SASRecEncoder.from_iclrec_state_dict(bad)
+    with pytest.raises(TypeError, match="read from state_dict"):
+        SASRecEncoder.from_iclrec_state_dict(state, hidden_size=8)
+    with pytest.raises(ValueError, match="divisible"):
+        SASRecEncoder.from_iclrec_state_dict(state, num_heads=3)
+
+
