@@ -28,6 +28,7 @@ from s4rec_components import (
 
 from . import cli_common as common
 from .checkpoint import load_model
+from .config import TrainConfig
 from .data import load_dataset
 
 __all__ = ["METRIC_KEYS", "check_compatible", "format_table", "main", "round_metrics", "score_split"]
@@ -180,10 +181,9 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
     if args.output is not None and not Path(args.output).resolve().parent.is_dir():
         raise common.UsageError(f"--output {args.output!r}: the folder does not exist")
     started = time.perf_counter()
-    from .config import TrainConfig
 
     dataset = load_dataset(TrainConfig(data=args.data, data_root=args.data_root))
-    LOG.info("data %s: %s (%.2f s)", args.data, json.dumps(dataset.statistics()), time.perf_counter() - started)
+    loaded = time.perf_counter() - started
 
     if args.iclrec_checkpoint is not None:
         state = torch.load(args.iclrec_checkpoint, map_location="cpu", weights_only=True)
@@ -201,6 +201,7 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
     max_len = args.max_len if args.max_len is not None else encoder.max_len
     if max_len > encoder.max_len:
         raise common.UsageError(f"--max-len {max_len} exceeds the checkpoint's position table ({encoder.max_len})")
+    LOG.info("data %s: %s (%.2f s)", args.data, json.dumps(dataset.statistics()), loaded)
 
     split = dataset.split(max_len=max_len)
     ranked = time.perf_counter()

@@ -1,0 +1,150 @@
+"""evaluate.py, report.py and headtail.py of the example, on a tiny finished run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from s4rec_components import SASRecEncoder, generate_synthetic, rank_targets, ranking_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "s4rec"))
+
+from s4rec_example import cli, evaluate, headtail, report  # noqa: E402
+from s4rec_example.checkpoint import load_checkpoint  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "s4rec"
+KEYS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
+NUM_ITEMS, MAX_LEN = 40, 10
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished s4rec run on a dataset file (so evaluate.py can read the same data)."""
+    folder = tmp_path_factory.mktemp("eval")
+    data_path = generate_synthetic(num_users=120, num_items=NUM_ITEMS, seed=5).save(folder / "tiny.txt")
+    results = cli.train(["--preset", "s4rec", "--data", str(data_path), "--epochs", "2", "--output",
+                         str(folder / "run"), "--max-len", str(MAX_LEN), "--hidden-size", "16", "--batch-size", "32",
+                         "--num-prototypes", "8", "--quiet"])
+    return folder, data_path, results
+
+
+def test_best_and_last_checkpoints_both_evaluate(run, capsys):
+    folder, data_path, results = run
+    best = evaluate.main(["--data", str(data_path), "--checkpoint", str(folder / "run" / "best.pt"), "--json"])
+    assert best == results["test"]  # the same numbers train.py reported for its best model
+    assert capsys.readouterr().out.strip().splitlines()[-1] == json.dumps(best)
+    last = evaluate.main(["--data", str(data_path), "--checkpoint", str(folder / "run" / "last.pt"),
+                          "--split", "valid"])
+    assert list(last) == KEYS
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split() == KEYS and table.splitlines()[1].startswith("valid")
+    if results["best_epoch"] == results["history"][-1]["epoch"]:
+        assert last == results["valid"]
+    assert all(len(repr(v).split(".")[-1]) <= evaluate.METRIC_DIGITS for v in best.values())
+
+
+def test_a_checkpoint_on_other_data_is_refused(run, tmp_path, capsys):
+    folder, _, _ = run
+    checkpoint = str(folder / "run" / "best.pt")
+    other = generate_synthetic(num_users=60, num_items=NUM_ITEMS + 5, seed=1).save(tmp_path / "other.txt")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--data", str(other), "--checkpoint", checkpoint])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1
+    assert "trained on 40 items" in err[0] and "has 45" in err[0]
+    # same number of items, other raw ids (re-indexed on load): refused too
+    remapped = tmp_path / "remapped.txt"
+    remapped.write_text("".join(f"{u} " + " ".join(str(1000 + 7 * ((u + j) % NUM_ITEMS)) for j in range(6)) + "\n"
+                                for u in range(1, NUM_ITEMS + 1)))
+    with pytest.raises(SystemExit):
+        evaluate.main(["--data", str(remapped), "--checkpoint", checkpoint])
+    assert "other raw ids" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--checkpoint", "/no/such.pt"], "no such file"),
+        (["--checkpoint", "BEST", "--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "--device"),
+        (["--checkpoint", "BEST", "--eval-batch-size", "0"], "must be >= 1"),
+        (["--checkpoint", "BEST", "--max-len", "11"], "exceeds the checkpoint's position table"),
+        ([], "one of the arguments --checkpoint --iclrec-checkpoint is required"),
+    ],
+)
+def test_evaluate_argument_errors_exit_2(run, argv, message, capsys):
+    folder, data_path, _ = run
+    argv = [str(folder / "run" / "best.pt") if a == "BEST" else a for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--data", str(data_path), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and message in err[0]
+
+
+def test_iclrec_checkpoint_matches_library_ranking_and_script_entry_point(run, tmp_path):
+    _, data_path, _ = run
+    torch.manual_seed(0)
+    encoder = SASRecEncoder(NUM_ITEMS, hidden_size=16, num_layers=1, num_heads=4, max_len=MAX_LEN)
+    path = tmp_path / "iclrec.pt"
+    torch.save(encoder.to_iclrec_state_dict(), path)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE / "evaluate.py"), "--data", str(data_path), "--iclrec-checkpoint", str(path),
+         "--num-heads", "4", "--iclrec-quirk", "--json", "--threads", "1", "--output", str(tmp_path / "ranks.json")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout.strip().splitlines()[-1])
+    split = evaluate.load_dataset(evaluate.TrainConfig(data=str(data_path))).split(max_len=MAX_LEN)
+    encoder.eval()
+    with torch.no_grad():
+        scores = encoder.represent(split.test_inputs) @ encoder.item_embeddings.weight.T  # all n + 2 columns
+        history = split.history("test")
+        padded = history if isinstance(history, torch.Tensor) else history.pad_rows(torch.arange(history.num_rows))
+        ranks = rank_targets(scores, split.test_targets, exclude=padded, ignore_ids=(), history_value=0.0)
+    expected = ranking_metrics(ranks)
+    assert metrics == pytest.approx({k: expected[k] for k in KEYS}, abs=1e-6)
+    saved = json.loads((tmp_path / "ranks.json").read_text())
+    assert [u["rank"] for u in saved["users"]] == ranks.tolist()
+
+
+def test_report_tables_and_curves_come_from_results_files(run, tmp_path):
+    folder, _, results = run
+    results_dir, img_dir = tmp_path / "results", tmp_path / "img"
+    page = tmp_path / "page.md"
+    page.write_text(f"# Reproduction\n\nintro\n\n{report.BEGIN}\nold\n{report.END}\n\nafter\n")
+    report.main(["--results-dir", str(results_dir), "--page", str(page), "--img-dir", str(img_dir),
+                 "--add", str(folder / "run"), "--quiet"])
+    copied = results_dir / report.results_name(results)
+    assert copied.name == "tiny-s4rec-bce-s0.json" and json.loads(copied.read_text())["test"] == results["test"]
+    text = page.read_text()
+    assert text.startswith("# Reproduction\n\nintro") and text.rstrip().endswith("after") and "old" not in text
+    row = next(line for line in text.splitlines() if line.startswith("| `s4rec`"))
+    assert f"{results['test']['NDCG@20']:.4f}" in row and len(row.split("|")) <= 11  # few columns
+    assert "<details>" in text and results["command"] in text
+    if (img_dir / "curves-tiny-bce.png").exists():
+        assert "img/curves-tiny-bce.png" in text
+    report.main(["--results-dir", str(results_dir), "--page", str(page), "--img-dir", str(img_dir), "--check",
+                 "--quiet"])  # up to date: no exit
+    page.write_text(text.replace(f"{results['test']['NDCG@20']:.4f}", "0.9999"))
+    with pytest.raises(SystemExit) as exit_info:
+        report.main(["--results-dir", str(results_dir), "--page", str(page), "--img-dir", str(img_dir), "--check"])
+    assert exit_info.value.code == 1
+
+
+def test_headtail_study_uses_the_clustering_head(run, tmp_path):
+    folder, _, _ = run
+    results = headtail.main(["--runs", str(folder / "run"), "--output", str(tmp_path / "ht"), "--quiet"])
+    (study,) = results
+    rates = study["head_rate"]
+    assert sum(rates["cluster_sizes"]) == 120 and rates["clusters_used"] == len(rates["per_cluster"])
+    head, tail = study["metrics"]["num_head"], study["metrics"]["num_tail"]
+    assert head + tail == 120 and rates["overall_head_share"] == pytest.approx(head / 120)
+    all_users = study["metrics"]["all"]["NDCG@20"]
+    mixed = (head * study["metrics"]["head"]["NDCG@20"] + tail * study["metrics"]["tail"]["NDCG@20"]) / 120
+    assert all_users == pytest.approx(mixed, abs=1e-9)
+    checkpoint = load_checkpoint(folder / "run" / "best.pt")
+    assert checkpoint.config.preset == "s4rec" and (tmp_path / "ht" / "headtail.json").exists()
