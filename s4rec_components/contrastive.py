@@ -221,7 +221,9 @@ def intent_info_nce(
     and unequal $b_r$ alike. ``"sum"`` returns the local sum (the ranks' sums add up to the
     single-process sum; gradients need no division), ``"none"`` the local $(2 b_r,)$. A rank
     may then hold $b_r = 0$ rows (it still takes part in the collectives). Every rank must
-    pass ``groups`` or none must. Without a process group the flag changes nothing.
+    pass ``groups`` or none must. The gathers exchange the $W$ batch sizes first (small
+    collectives read back to the host, as any gather of unequal sizes must). Without a
+    process group the flag changes nothing.
 
     Value checks (``assignments`` in range) run only while
     :func:`~s4rec_components.set_validate_args` is on; with it off the call reads nothing from

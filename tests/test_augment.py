@@ -336,6 +336,26 @@ def test_no_host_reads_with_validation_off() -> None:
     assert off == []
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_no_synchronisation_on_cuda_with_validation_off() -> None:
+    ids = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 1, 2, 3], [0, 0, 0, 0, 6]], device="cuda")
+    pool = torch.tensor([2, 3], device="cuda")
+    aug = SequenceAugmenter(6, insert_pool=pool).cuda()
+    g = torch.Generator(device="cuda").manual_seed(0)
+    set_validate_args(False)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        aug(ids, generator=g)
+        aug.with_operations(ids, generator=g)
+        mask_items(ids, num_items=6, generator=g)
+        insert_items(ids, num_items=6, insert_pool=pool, generator=g)
+        crop_items(ids, generator=g)
+        reorder_items(ids, generator=g)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+        set_validate_args(True)
+
+
 def test_value_checks_follow_the_switch() -> None:
     right_padded = torch.tensor([[1, 2, 0]])
     with pytest.raises(ValueError, match="row 0"):

@@ -519,6 +519,24 @@ def test_no_host_reads_with_validation_off() -> None:
     assert off == []
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_no_synchronisation_on_cuda_with_validation_off() -> None:
+    g = torch.Generator(device="cuda").manual_seed(0)
+    z1 = torch.randn(64, 16, device="cuda", generator=g, requires_grad=True)
+    z2 = torch.randn(64, 16, device="cuda", generator=g).half()
+    mu = torch.randn(8, 16, device="cuda", generator=g)
+    h = torch.randint(0, 8, (64,), device="cuda", generator=g)
+    module = IntentInfoNCE(temperature=0.1, similarity="cosine")
+    set_validate_args(False)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        module(z1, z2, mu, h, h).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+        set_validate_args(True)
+    assert z1.grad is not None
+
+
 # ----------------------------------------------------------------------------- errors
 
 Z = torch.randn(4, 3)
