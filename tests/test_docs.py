@@ -83,6 +83,30 @@ def test_hook_turns_arithmatex_and_math_roles_into_mathml():
     assert "\\frac" not in out and "\\sum" not in out
 
 
+@needs_docs_extras
+def test_hook_links_restructuredtext_roles():
+    sys.path.insert(0, str(DOCS / "hooks"))
+    try:
+        import rst_roles
+    finally:
+        sys.path.pop(0)
+    out = rst_roles.link_roles(
+        ":func:<code>~s4rec_components.contrastive.intent_info_nce</code>, "
+        ":class:<code>SASRecEncoder</code>, :class:<code>torch.Tensor</code>"
+    )
+    assert ":func:" not in out and ":class:" not in out
+    assert 'identifier="s4rec_components.contrastive.intent_info_nce"><code>intent_info_nce</code>' in out
+    assert 'identifier="s4rec_components.encoder.SASRecEncoder"' in out
+    assert "<code>torch.Tensor</code>" in out and out.count("<autoref") == 2
+
+
+def test_api_pages_show_no_restructuredtext_roles(site: Path):
+    for page in api_pages(site):
+        prose = re.sub(r"<(pre|code|details)\b.*?</\1>", "", page.read_text(encoding="utf-8"), flags=re.S)
+        roles = re.findall(r":(?:func|class|meth|attr|mod|math):", prose)
+        assert not roles, f"{page.relative_to(site)} shows raw roles {roles}"
+
+
 # ---------------------------------------------------------------- the built site
 
 
