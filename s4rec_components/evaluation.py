@@ -12,42 +12,239 @@ where $r_u$ is the 0-based rank of the target (one relevant item, so the ideal D
 
 The public ICLRec code does not exclude the history but sets its scores to 0
 (``rating_pred[train_matrix > 0] = 0``); ``history_value=0.0`` reproduces that.
+
+How the ranking is computed (and why it is as fast as a hand-written loop). The ``(b, n)``
+score block is read twice, by two comparisons with the target's score (``>`` and ``==``) whose
+counts are summed in int32 into a reused boolean buffer; nothing else touches the block. The
+columns that are not ordinary candidates (the ignored ids, each user's history) are few and are
+corrected afterwards from their gathered scores, on flat ``(row, item)`` pairs (CSR), never on a
+``(b, longest history)`` padding. So a batch costs the same handful of large parallel kernels as
+the plain ``matmul`` / ``-inf`` scatter / ``(scores > target).sum(1)`` loop, and no extra pass,
+sort or allocation of the size of the block; the score block is never modified.
+
+Examples:
+    >>> import torch
+    >>> scores = torch.tensor([[9.0, 1.0, 4.0, 3.0]])
+    >>> rank_targets(scores, torch.tensor([3]), ignore_ids=(0, 0))  # item 2 beats item 3
+    tensor([1])
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from ._validation import (
+    check_bool,
     check_float,
+    check_int,
     check_integer,
     check_ndim,
     check_nonempty,
+    check_real,
     check_same_size,
+    check_tensor,
+    validate_args_enabled,
 )
+from .constants import PADDING_ID
+from .ragged import Ragged
 
-PADDING_ID = 0
-"""Item id 0 pads histories; it is never treated as a history item."""
+__all__ = [
+    "DEFAULT_KS",
+    "DEFAULT_MEMORY_BUDGET",
+    "RankingResult",
+    "evaluate_ranking",
+    "rank_targets",
+    "ranking_metrics",
+]
 
-DEFAULT_KS = (5, 10, 20)
+DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
 """Cut-offs reported by default; the paper uses 5 and 20, ICLRec also 10."""
 
+DEFAULT_MEMORY_BUDGET: int = 256 * 2**20
+"""Bytes that one batch's ``(b, n)`` score block and the ranking's boolean buffer may take
+(256 MiB) when ``evaluate_ranking`` is given no ``memory_budget``."""
 
-def _ignored_ids(ignore_ids: Sequence[int], num_columns: int) -> list[int]:
-    ids = [int(i) for i in ignore_ids]
-    return [i for i in ids if 0 <= i < num_columns]
+_BUFFER_BYTES_PER_SCORE = 1
+"""The ranking's only temporary of the block's size: one reused bool per score."""
+
+History = Ragged | Tensor
+"""A user history: CSR rows (:class:`~s4rec_components.ragged.Ragged`) or a padded ``(u, h)``
+tensor whose ``PADDING_ID`` (0) entries are padding."""
+
+
+# ------------------------------------------------------------------------------ argument checks
+def _check_ignore_ids(ignore_ids: object) -> tuple[int, ...]:
+    """A sequence of ints (never bools or a string); returned as a tuple in the given order."""
+    if isinstance(ignore_ids, (str, bytes, Tensor)) or not isinstance(ignore_ids, Sequence):
+        raise TypeError(f"ignore_ids must be a sequence of ints, got {type(ignore_ids).__name__}")
+    out = []
+    for value in ignore_ids:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"ignore_ids must hold ints, got {type(value).__name__} {value!r}")
+        out.append(value)
+    return tuple(out)
+
+
+def _check_ks(ks: object) -> tuple[int, ...]:
+    """A non-empty sequence of distinct ints >= 1."""
+    if isinstance(ks, (str, bytes, Tensor)) or not isinstance(ks, Sequence):
+        raise TypeError(f"ks must be a sequence of ints, got {type(ks).__name__}")
+    out = tuple(check_int(k, "ks", 1) for k in ks)
+    if not out:
+        raise ValueError("ks must be a non-empty sequence of cut-offs >= 1, got ()")
+    if len(set(out)) != len(out):
+        raise ValueError(f"ks must not repeat a cut-off, got {out}")
+    return out
+
+
+def _check_history_value(history_value: object) -> float | None:
+    return None if history_value is None else check_real(history_value, "history_value")
+
+
+def _check_history(history: object, rows: int, name: str, owner: str) -> None:
+    """Structure of a history: a Ragged with ``rows`` rows or an integer ``(rows, h)`` tensor."""
+    if isinstance(history, Ragged):
+        if history.num_rows != rows:
+            raise ValueError(
+                f"{name} must have one row per {owner} row: {owner} has {rows} rows, "
+                f"{name} has {history.num_rows}"
+            )
+        return
+    if not isinstance(history, Tensor):
+        raise TypeError(f"{name} must be a Ragged, an integer (u, h) tensor or None, got {type(history).__name__}")
+    check_ndim(history, 2, name, "(u, h)")
+    check_integer(history, name)
+    if history.shape[0] != rows:
+        raise ValueError(
+            f"{owner} and {name} disagree: {owner} has {rows} rows, {name} has shape {tuple(history.shape)}"
+        )
+
+
+def _history_values(history: History) -> Tensor:
+    return history.values if isinstance(history, Ragged) else history
+
+
+def _check_history_range(history: History, n: int, name: str) -> None:
+    """Value check: every history id is a column of the scores (0 = padding)."""
+    values = _history_values(history)
+    if values.numel() == 0:
+        return
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= n:
+        raise ValueError(f"{name} must hold item ids in [0, {n - 1}], got values in [{low}, {high}]")
+
+
+def _check_targets_range(targets: Tensor, n: int | None, ignored: Tensor) -> None:
+    """Value check: targets are columns (``n`` known) and never ignored ids."""
+    low, high = int(targets.min()), int(targets.max())
+    top = "n - 1" if n is None else str(n - 1)
+    if low < 0 or (n is not None and high >= n):
+        raise ValueError(f"targets must be item ids in [0, {top}] (columns of scores), got values in [{low}, {high}]")
+    if ignored.numel() and bool(torch.isin(targets, ignored.to(targets.device)).any()):
+        raise ValueError(f"targets must not be ignored ids {ignored.tolist()} (padding / mask), got one of them")
+
+
+def _ignored_columns(ignore_ids: tuple[int, ...], n: int | None, device: torch.device) -> Tensor:
+    """The distinct ignored ids that are columns ``0..n-1``, sorted: repeats count once."""
+    ids = sorted({i for i in ignore_ids if i >= 0 and (n is None or i < n)})
+    return torch.tensor(ids, dtype=torch.long, device=device)
+
+
+# ------------------------------------------------------------------------------ the ranking kernel
+@dataclass(frozen=True)
+class _Pairs:
+    """One batch's history as flat ``(row, item)`` pairs; ``valid`` marks each distinct real entry."""
+
+    rows: Tensor
+    items: Tensor
+    valid: Tensor
+
+
+def _history_pairs(history: Ragged, start: int, stop: int, n: int, ignored: Tensor, device: torch.device) -> _Pairs:
+    """Rows ``start..stop-1`` of ``history`` as sorted pairs; padding, ignored ids and repeats invalid."""
+    rows, items = history.flat_pairs(start, stop)
+    keys = (rows.to(device) * (n + 1) + items.to(device)).sort().values
+    rows, items = keys // (n + 1), keys % (n + 1)
+    valid = items != PADDING_ID
+    if ignored.numel():
+        valid &= ~torch.isin(items, ignored)
+    valid[1:] &= keys[1:] != keys[:-1]  # a repeated (row, item) counts once
+    return _Pairs(rows, items, valid)
+
+
+def _beaten(values: Tensor, ids: Tensor, bar: Tensor, own: Tensor) -> Tensor:
+    """Does a column with score ``values`` and id ``ids`` rank before a target (``bar``, ``own``)?"""
+    return (values > bar) | ((values == bar) & (ids < own))
+
+
+def _rank_impl(
+    scores: Tensor,
+    targets: Tensor,
+    pairs: _Pairs | None,
+    ignored: Tensor,
+    history_value: float | None,
+    buffer: Tensor | None = None,
+) -> Tensor:
+    """Ranks of validated input (targets long on the scores' device); see :func:`rank_targets`."""
+    b, n = scores.shape
+    own = targets.unsqueeze(1)  # (b, 1)
+    own_score = scores.gather(1, own).squeeze(1)  # (b,)
+    bar = own_score
+    replaced = None
+    if pairs is not None:
+        is_target = (pairs.items == targets[pairs.rows]) & pairs.valid
+        if history_value is None:
+            valid = pairs.valid & ~is_target  # the target stays a candidate
+        else:
+            valid = pairs.valid
+            replaced = torch.tensor(history_value, dtype=scores.dtype, device=scores.device)
+            hits = torch.zeros(b, dtype=torch.int32, device=scores.device)
+            in_history = hits.index_add_(0, pairs.rows, is_target.int()) > 0
+            bar = torch.where(in_history, replaced, own_score)  # ICLRec: the target scores 0 too
+    if validate_args_enabled() and bool(torch.isnan(bar).any()):
+        raise ValueError("scores are NaN at some targets; the model's output is not rankable")
+
+    # the two passes over the (b, n) block: strictly higher, and equal (ties)
+    if buffer is None:
+        buffer = torch.empty((b, n), dtype=torch.bool, device=scores.device)
+    threshold = bar.unsqueeze(1)
+    rank = torch.gt(scores, threshold, out=buffer).sum(dim=1, dtype=torch.int32)
+    equal = torch.eq(scores, threshold, out=buffer).sum(dim=1, dtype=torch.int32)
+    equal -= (own_score == bar).int()  # the target's own column
+    tied = torch.nonzero(equal > 0).squeeze(1)  # rows with other ties: count the lower ids exactly
+    if tied.numel() > 0:
+        columns = torch.arange(n, device=scores.device)
+        lower = (scores[tied] == threshold[tied]) & (columns < own[tied])
+        rank.index_add_(0, tied, lower.sum(dim=1, dtype=torch.int32))
+
+    # the few columns that are not ordinary candidates
+    if ignored.numel():
+        rank -= _beaten(scores[:, ignored], ignored, threshold, own).sum(dim=1, dtype=torch.int32)
+    if pairs is not None:
+        rows, items = pairs.rows, pairs.items
+        row_bar, row_own = bar[rows], targets[rows]
+        correction = (_beaten(scores[rows, items], items, row_bar, row_own) & valid).int()
+        if replaced is not None:
+            correction -= (_beaten(replaced, items, row_bar, row_own) & valid).int()
+        rank.index_add_(0, rows, correction, alpha=-1)
+    return rank.long()
 
 
 def rank_targets(
     scores: Tensor,
     targets: Tensor,
-    exclude: Tensor | None = None,
-    ignore_ids: Sequence[int] = (0,),
+    *,
+    exclude: History | None = None,
+    ignore_ids: Sequence[int] = (PADDING_ID,),
     history_value: float | None = None,
 ) -> Tensor:
     r"""0-based rank of each target item among all candidate items (full ranking).
@@ -59,41 +256,45 @@ def rank_targets(
     $$
 
     i.e. ties are broken pessimistically by item index, deterministically. Batched over rows on
-    the scores' device: two passes over the ``(b, n)`` scores, then corrections on the few
-    ignored and history columns.
+    the scores' device; the scores are read, never modified.
 
     * Columns in ``ignore_ids`` (padding 0, and the mask id when the caller passes it) are never
-      candidates. Ids outside ``0..n-1`` are skipped, so a mask id the scorer has no column for is
-      harmless.
+      candidates. An id given twice counts once; ids outside ``0..n-1`` are skipped, so a mask
+      id the scorer has no column for is harmless.
     * With ``history_value=None`` the ids in ``exclude`` (the user's history; 0 entries are
-      padding and ignored) are removed from the candidates: the paper's "history items excluded".
-      The target itself is never removed, even when it also occurs in the history (a repeated
-      purchase): it keeps its own score and is ranked against the other non-history items.
+      padding, repeats count once) are removed from the candidates: the paper's "history items
+      excluded". The target itself is never removed, even when it also occurs in the history (a
+      repeated purchase): it keeps its own score and is ranked against the other non-history
+      items.
     * With ``history_value`` set (ICLRec's code: ``0.0``) the history items stay candidates with
-      their score replaced by that value. This mode reproduces the public code exactly, so a target
-      that is also a history item gets ``history_value`` too, as it does there.
+      their score replaced by that value (cast to the scores' dtype, as the public code's float32
+      array does). This mode reproduces the public code exactly, so a target that is also a
+      history item gets ``history_value`` too, as it does there.
 
     Args:
         scores: ``(b, n)`` float scores of the items ``0..n-1`` (column = item id). A NaN at a
             target is rejected; NaN elsewhere never ranks above the target.
         targets: ``(b,)`` integer target ids in ``0..n-1``, none of them in ``ignore_ids``.
-        exclude: ``(b, h)`` integer ids of each row's history (0 = padding), or ``None``.
+        exclude: each row's history: a :class:`~s4rec_components.ragged.Ragged` with ``b`` rows,
+            or a padded ``(b, h)`` integer tensor (0 = padding); ``None`` for none.
         ignore_ids: item ids that are never ranked.
         history_value: ``None`` to exclude the history, or the score given to history items.
 
     Shape:
         - scores: $(b, n)$.
         - targets: $(b,)$.
-        - exclude: $(b, h)$.
+        - exclude: $(b, h)$ or ``b`` ragged rows.
         - output: $(b,)$ long, on the scores' device, in ``0..n-1``.
 
     Returns:
         The ``(b,)`` long tensor of ranks.
 
     Raises:
-        TypeError: on a non-float ``scores`` or non-integer ``targets`` / ``exclude``.
-        ValueError: on wrong shapes, mismatched batch sizes, ids out of range, a target in
-            ``ignore_ids`` or a NaN target score.
+        TypeError: on a non-float ``scores``, non-integer ``targets`` / ``exclude``, non-int
+            ``ignore_ids`` or a non-real ``history_value``.
+        ValueError: on wrong shapes or mismatched batch sizes; while value checks are on
+            (:func:`~s4rec_components.set_validate_args`), also on ids out of range, a target
+            in ``ignore_ids`` or a NaN target score.
 
     Examples:
         >>> import torch
@@ -112,79 +313,50 @@ def rank_targets(
     check_ndim(targets, 1, "targets", "(b,)")
     check_integer(targets, "targets")
     check_same_size(scores, targets, (0, 0), ("scores", "targets"))
+    ids = _check_ignore_ids(ignore_ids)
+    value = _check_history_value(history_value)
     b, n = scores.shape
-    low, high = int(targets.min()), int(targets.max())
-    if low < 0 or high >= n:
-        raise ValueError(
-            f"targets must be item ids in [0, {n - 1}] (columns of scores), got values in [{low}, {high}]"
-        )
-    ignored = _ignored_ids(ignore_ids, n)
-    if ignored and bool(torch.isin(targets, torch.tensor(ignored, device=targets.device)).any()):
-        raise ValueError(f"targets must not be ignored ids {ignored} (padding / mask), got one of them")
-    device = scores.device
-    targets = targets.to(device=device, dtype=torch.long)
-    own = targets.unsqueeze(1)  # (b, 1)
-    target_score = scores.gather(1, own).squeeze(1)  # (b,)
-    if bool(torch.isnan(target_score).any()):
-        raise ValueError("scores are NaN at some targets; the model's output is not rankable")
-
-    history, kept = None, None
     if exclude is not None:
-        check_ndim(exclude, 2, "exclude", "(b, h)")
-        check_integer(exclude, "exclude")
-        check_same_size(scores, exclude, (0, 0), ("scores", "exclude"))
-        if exclude.numel() > 0:
-            lo, hi = int(exclude.min()), int(exclude.max())
-            if lo < 0 or hi >= n:
-                raise ValueError(f"exclude must hold item ids in [0, {n - 1}], got values in [{lo}, {hi}]")
-            history, kept = _distinct_history(exclude.to(device=device, dtype=torch.long), ignored)
-            if history_value is None:
-                kept &= history != own  # the target stays a candidate
-            else:
-                target_in_history = (kept & (history == own)).any(dim=1)
-                target_score = torch.where(
-                    target_in_history, torch.full_like(target_score, float(history_value)), target_score
-                )
-    bar = target_score.unsqueeze(1)  # (b, 1)
-
-    def beaten(values: Tensor, ids: Tensor) -> Tensor:
-        """Does a column of score ``values`` and id ``ids`` rank before the target?"""
-        return (values > bar) | ((values == bar) & (ids < own))
-
-    # every column, original scores: strictly higher, plus equal ones with a smaller id
-    # (int32 sums of the bool masks are about twice as fast as the default int64 ones)
-    rank = (scores > bar).sum(dim=1, dtype=torch.int32).long()
-    target_ties = (scores.gather(1, own) == bar).squeeze(1).int()  # 0 only in the quirk mode
-    equal = (scores == bar).sum(dim=1, dtype=torch.int32) - target_ties
-    tied = torch.nonzero(equal > 0).squeeze(1)  # rows with ties besides the target: exact count
-    if tied.numel() > 0:
-        columns = torch.arange(n, device=device).unsqueeze(0)
-        before = (scores[tied] == bar[tied]) & (columns < own[tied])
-        rank = rank.index_add(0, tied, before.sum(dim=1))
-    # then correct the few columns that are not ordinary candidates
-    if ignored:
-        ids = torch.tensor(ignored, device=device).unsqueeze(0)
-        rank = rank - beaten(scores[:, ignored], ids).sum(dim=1)
-    if history is not None:
-        counted = beaten(scores.gather(1, history), history) & kept
-        rank = rank - counted.sum(dim=1)
-        if history_value is not None:
-            replaced = beaten(torch.full_like(bar, float(history_value)), history) & kept
-            rank = rank + replaced.sum(dim=1)
-    return rank
+        _check_history(exclude, b, "exclude", "scores")
+    ignored = _ignored_columns(ids, n, scores.device)
+    if validate_args_enabled():
+        _check_targets_range(targets, n, ignored)
+        if exclude is not None:
+            _check_history_range(exclude, n, "exclude")
+    pairs = None
+    if exclude is not None:
+        ragged = exclude if isinstance(exclude, Ragged) else Ragged.from_padded(exclude)
+        pairs = _history_pairs(ragged, 0, b, n, ignored, scores.device)
+    return _rank_impl(scores, targets.to(device=scores.device, dtype=torch.long), pairs, ignored, value)
 
 
-def _distinct_history(history: Tensor, ignored: list[int]) -> tuple[Tensor, Tensor]:
-    """Sorted ``(b, h)`` history and a mask of its distinct entries that are not padding / ignored."""
-    history = history.sort(dim=1).values
-    kept = history != PADDING_ID
-    if ignored:
-        kept &= ~torch.isin(history, torch.tensor(ignored, device=history.device))
-    kept[:, 1:] &= history[:, 1:] != history[:, :-1]
-    return history, kept
+# ------------------------------------------------------------------------------ metrics
+def _rank_counts(ranks: Tensor, top: int) -> Tensor:
+    """``(top + 1,)`` int64: how many ranks equal ``0..top-1``, then the number of ranks."""
+    counts = torch.zeros(top + 1, dtype=torch.long, device=ranks.device)
+    counts.index_add_(0, ranks.long().clamp(max=top), torch.ones_like(ranks, dtype=torch.long))
+    counts[top] = ranks.numel()  # the bin of ranks >= top becomes the user count
+    return counts
 
 
-def ranking_metrics(ranks: Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+def _metrics_from_counts(counts: Sequence[int], ks: tuple[int, ...]) -> dict[str, float]:
+    """HR@k / NDCG@k from ``counts`` of ranks ``0..top-1`` and the user count (last entry).
+
+    Sums of integers and one correctly rounded ``math.fsum`` per cut-off: the result depends on
+    the multiset of ranks only, never on their order or on how they were split across
+    processes.
+    """
+    total = counts[-1]
+    out: dict[str, float] = {}
+    for k in ks:
+        hits = sum(counts[:k])
+        gain = math.fsum(c / math.log2(r + 2) for r, c in enumerate(counts[:k]))
+        out[f"HR@{k}"] = hits / total
+        out[f"NDCG@{k}"] = gain / total
+    return out
+
+
+def ranking_metrics(ranks: Tensor, *, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     r"""HR@k and NDCG@k from 0-based target ranks (one relevant item per user).
 
     $$
@@ -192,20 +364,25 @@ def ranking_metrics(ranks: Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, 
     \mathrm{NDCG@}k = \operatorname{mean}_u \frac{\mathbb{1}[r_u < k]}{\log_2(r_u + 2)} .
     $$
 
+    Computed from the count of users at each rank below ``max(ks)`` with exact integer sums and
+    a correctly rounded float sum, so the value depends only on the multiset of ranks (sharded
+    evaluation gives exactly the single-process numbers).
+
     Args:
         ranks: ``(u,)`` non-negative integer ranks (from ``rank_targets``).
-        ks: cut-offs, each >= 1.
+        ks: distinct cut-offs, each >= 1.
 
     Shape:
         - ranks: $(u,)$.
 
     Returns:
         ``{"HR@5": ..., "NDCG@5": ..., "HR@10": ..., ...}`` as Python floats, in the order of
-        ``ks`` with HR before NDCG; computed in float64.
+        ``ks`` with HR before NDCG.
 
     Raises:
-        TypeError: if ``ranks`` is not an integer tensor.
-        ValueError: if ``ranks`` is not 1-D, empty or negative, or a cut-off is < 1.
+        TypeError: if ``ranks`` is not an integer tensor or a cut-off is not an int.
+        ValueError: if ``ranks`` is not 1-D or empty, a cut-off is < 1 or repeated, or (value
+            check) a rank is negative.
 
     Examples:
         >>> import torch
@@ -217,19 +394,10 @@ def ranking_metrics(ranks: Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, 
     check_ndim(ranks, 1, "ranks", "(u,)")
     check_integer(ranks, "ranks")
     check_nonempty(ranks, "ranks")
-    if int(ranks.min()) < 0:
+    cutoffs = _check_ks(ks)
+    if validate_args_enabled() and int(ranks.min()) < 0:
         raise ValueError(f"ranks must be >= 0, got a minimum of {int(ranks.min())}")
-    ks = tuple(ks)
-    if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
-        raise ValueError(f"ks must be a non-empty sequence of integers >= 1, got {ks!r}")
-    r = ranks.to(torch.float64)
-    gain = 1.0 / torch.log2(r + 2.0)
-    out: dict[str, float] = {}
-    for k in ks:
-        hit = r < k
-        out[f"HR@{k}"] = float(hit.to(torch.float64).mean())
-        out[f"NDCG@{k}"] = float(torch.where(hit, gain, torch.zeros_like(gain)).mean())
-    return out
+    return _metrics_from_counts(_rank_counts(ranks, max(cutoffs)).tolist(), cutoffs)
 
 
 @dataclass
@@ -238,7 +406,8 @@ class RankingResult:
 
     Attributes:
         metrics: ``{"HR@5": ..., "NDCG@5": ..., ...}`` over all users.
-        ranks: ``(u,)`` long 0-based rank of each user's target, on the CPU.
+        ranks: ``(u,)`` long 0-based rank of each user's target, on the CPU, in user order
+            (under ``distributed=True`` gathered from every process, the same on each).
         ks: the cut-offs of ``metrics``.
 
     Examples:
@@ -263,7 +432,7 @@ class RankingResult:
         chosen = self.ranks[mask.cpu()]
         if chosen.numel() == 0:
             raise ValueError("mask selects no user; metrics of an empty group are undefined")
-        return ranking_metrics(chosen, self.ks)
+        return ranking_metrics(chosen, ks=self.ks)
 
     def per_user(self, lengths: Tensor | None = None) -> dict[str, Tensor]:
         """Per-user columns: ``rank``, ``length`` (when given, e.g. ``split.lengths``) and each
@@ -281,47 +450,97 @@ class RankingResult:
         return out
 
 
+# ------------------------------------------------------------------------------ the driver
+def _shard(users: int, distributed: bool) -> tuple[int, int, int]:
+    """``(start, stop, world_size)``: this process's contiguous block of users."""
+    if not (distributed and dist.is_available() and dist.is_initialized()):
+        return 0, users, 1
+    world, me = dist.get_world_size(), dist.get_rank()
+    return me * users // world, (me + 1) * users // world, world
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    """A tqdm bar over users when asked, installed and stderr is a terminal; else ``None``."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    try:
+        tqdm = importlib.import_module("tqdm.auto").tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="ranking", unit="user", leave=False, dynamic_ncols=True)
+
+
 def evaluate_ranking(
     score_fn: Callable[[Tensor], Tensor],
     inputs: Tensor,
     targets: Tensor,
-    history: Tensor | None,
+    *,
+    history: History | None = None,
     batch_size: int = 1024,
-    ignore_ids: Sequence[int] = (0,),
+    ignore_ids: Sequence[int] = (PADDING_ID,),
     history_value: float | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
     ks: Sequence[int] = DEFAULT_KS,
+    memory_budget: int | None = None,
+    distributed: bool = False,
 ) -> RankingResult:
     r"""Full-ranking HR@k / NDCG@k of a scorer over many users, batch by batch.
 
-    For every batch, ``score_fn(inputs[batch])`` gives ``(b, n)`` scores of the items ``0..n-1``
-    (call it under the model's ``eval()`` mode yourself); ``rank_targets`` ranks the targets
-    on that device, and ``ranking_metrics`` averages over all users. Runs under
-    ``torch.no_grad()``.
+    For every batch of users, ``score_fn(inputs[batch])`` gives ``(b, n)`` scores of the items
+    ``0..n-1`` (call it under the model's ``eval()`` mode yourself); the targets are ranked as
+    :func:`rank_targets` does, on that device, and :func:`ranking_metrics` averages over all
+    users. Runs under ``torch.no_grad()``.
+
+    **Memory.** A users x items matrix is never built. A batch holds at most ``batch_size``
+    users and, whatever ``batch_size`` says, no more than ``memory_budget`` bytes of scores plus
+    one boolean per score (at least one user per batch). The first call of ``score_fn`` scores
+    one user to learn ``n``; the rest go in batches of that size. Peak memory is the model, the
+    inputs, the history and one batch's block: for 1M items and the default 256 MiB budget,
+    about 51 users per batch.
+
+    **Several processes.** With ``distributed=True`` and an initialised default process group
+    (``torch.distributed``), every process must pass the same ``inputs``, ``targets`` and
+    ``history`` (all users). Process ``r`` of ``W`` scores only its contiguous block of users
+    ``[r u / W, (r + 1) u / W)``; the counts of users at each rank below ``max(ks)`` and the
+    number of users are summed over the processes (one ``all_reduce``), so HR / NDCG are sums
+    over all users divided by the global count, exactly the single-process numbers (not an
+    average of per-process means). Every process also receives every user's rank (one
+    ``all_gather`` of ``u`` int64 values), so :attr:`RankingResult.ranks` is the same full
+    ``(u,)`` tensor everywhere; write results from rank 0 only. The collectives run on
+    ``device`` (a CUDA device under ``nccl``). Without a process group the flag is ignored. An
+    error raised on one process only (a NaN score in its block) leaves the others waiting in the
+    collective.
 
     Args:
-        score_fn: maps ``(b, l)`` item ids to ``(b, n)`` float scores.
-        inputs: ``(u, l)`` model inputs (e.g. ``split.inputs("test")``).
+        score_fn: maps ``(b, l)`` inputs to ``(b, n)`` float scores of the items ``0..n-1``.
+        inputs: ``(u, l)`` integer model inputs (e.g. ``split.inputs("test")``).
         targets: ``(u,)`` held-out items.
-        history: ``(u, h)`` items to exclude (0 = padding), or ``None``.
-        batch_size: users per call of ``score_fn``, >= 1.
+        history: items to exclude per user: a :class:`~s4rec_components.ragged.Ragged` with
+            ``u`` rows (e.g. ``split.history("test")``), a padded ``(u, h)`` tensor (0 =
+            padding), or ``None``.
+        batch_size: most users per call of ``score_fn``, >= 1.
         ignore_ids: ids never ranked (padding 0, and the mask id if the scorer has its column).
-        history_value: see ``rank_targets`` (``0.0`` = ICLRec's code).
-        device: where to score; default the device of ``inputs``.
-        progress: show a tqdm bar (only if tqdm is installed; silently none otherwise).
-        ks: cut-offs.
+        history_value: see :func:`rank_targets` (``0.0`` = ICLRec's code).
+        device: where to score and rank; default the device of ``inputs``.
+        progress: show a tqdm bar (only if tqdm is installed and stderr is a terminal).
+        ks: distinct cut-offs, each >= 1.
+        memory_budget: bytes for one batch's score block and its boolean buffer; default
+            :data:`DEFAULT_MEMORY_BUDGET` (256 MiB).
+        distributed: shard the users over the processes of the default process group.
 
     Shape:
-        - inputs: $(u, l)$; targets: $(u,)$; history: $(u, h)$.
+        - inputs: $(u, l)$; targets: $(u,)$; history: $(u, h)$ or ``u`` ragged rows.
 
     Returns:
-        A ``RankingResult`` whose ``ranks`` are on the CPU.
+        A ``RankingResult`` whose ``ranks`` are on the CPU, in user order.
 
     Raises:
-        TypeError: on non-integer inputs / targets / history or a non-float score.
-        ValueError: on mismatched sizes, a bad ``batch_size``, or a ``score_fn`` output that is
-            not ``(b, n)``.
+        TypeError: on non-integer inputs / targets / history, a non-float score or a bad type
+            of a hyper-parameter.
+        ValueError: on mismatched sizes, a bad ``batch_size`` / ``memory_budget`` / ``ks``, a
+            ``score_fn`` output that is not ``(b, n)`` with one ``n``, and (value checks) ids
+            out of range, targets in ``ignore_ids`` or NaN target scores.
 
     Examples:
         >>> import torch
@@ -329,10 +548,12 @@ def evaluate_ranking(
         >>> table = torch.eye(4)  # item i "predicts" item i
         >>> score_fn = lambda x: table[x[:, -1]]
         >>> inputs = torch.tensor([[1, 2], [2, 3]])
-        >>> result = evaluate_ranking(score_fn, inputs, torch.tensor([2, 1]), None, ks=(1,))
+        >>> result = evaluate_ranking(score_fn, inputs, torch.tensor([2, 1]), ks=(1,))
         >>> result.ranks.tolist(), result.metrics
         ([0, 1], {'HR@1': 0.5, 'NDCG@1': 0.5})
     """
+    if not callable(score_fn):
+        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
     check_ndim(inputs, 2, "inputs", "(u, l)")
     check_integer(inputs, "inputs")
     check_ndim(targets, 1, "targets", "(u,)")
@@ -340,41 +561,109 @@ def evaluate_ranking(
     check_same_size(inputs, targets, (0, 0), ("inputs", "targets"))
     check_nonempty(targets, "targets")
     if history is not None:
-        check_ndim(history, 2, "history", "(u, h)")
-        check_integer(history, "history")
-        check_same_size(inputs, history, (0, 0), ("inputs", "history"))
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    device = torch.device(device) if device is not None else inputs.device
+        _check_history(history, inputs.shape[0], "history", "inputs")
+    batch = check_int(batch_size, "batch_size", 1)
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else check_int(memory_budget, "memory_budget", 1)
+    ids = _check_ignore_ids(ignore_ids)
+    value = _check_history_value(history_value)
+    cutoffs = _check_ks(ks)
+    check_bool(progress, "progress")
+    check_bool(distributed, "distributed")
+    where = torch.device(device) if device is not None else inputs.device
+    if validate_args_enabled():
+        _check_targets_range(targets, None, _ignored_columns(ids, None, targets.device))
+    return _evaluate_impl(
+        score_fn, inputs, targets, history, batch, budget, ids, value, where, progress, cutoffs, distributed
+    )
+
+
+def _evaluate_impl(
+    score_fn: Callable[[Tensor], Tensor],
+    inputs: Tensor,
+    targets: Tensor,
+    history: History | None,
+    batch_size: int,
+    budget: int,
+    ignore_ids: tuple[int, ...],
+    history_value: float | None,
+    device: torch.device,
+    progress: bool,
+    ks: tuple[int, ...],
+    distributed: bool,
+) -> RankingResult:
     users = inputs.shape[0]
-    starts = range(0, users, batch_size)
-    batches = _maybe_progress(starts, math.ceil(users / batch_size), progress)
-    ranks = []
+    start, stop, world = _shard(users, distributed)
+    ragged: Ragged | None = None
+    offset = 0  # the row of user ``start`` in ``ragged``
+    if isinstance(history, Ragged):
+        ragged, offset = history, start
+    elif history is not None:
+        ragged = Ragged.from_padded(history[start:stop])
+    bar = _progress(stop - start, progress)
+    parts: list[Tensor] = []
+    n = -1
+    ignored = torch.empty(0, dtype=torch.long, device=device)
+    buffer = torch.empty(0, dtype=torch.bool, device=device)
+    rows_per_batch = 1  # the first batch is one user: it tells n, which sizes the rest
+    position = start
     with torch.no_grad():
-        for start in batches:
-            stop = start + batch_size
-            scores = score_fn(inputs[start:stop].to(device))
+        while position < stop:
+            end = min(stop, position + rows_per_batch)
+            scores = score_fn(inputs[position:end].to(device))
+            check_tensor(scores, "score_fn output")
             check_ndim(scores, 2, "score_fn output", "(b, n)")
-            if scores.shape[0] != min(stop, users) - start:
+            check_float(scores, "score_fn output")
+            if scores.shape[0] != end - position:
                 raise ValueError(
                     f"score_fn must return one row per input row: got {scores.shape[0]} rows "
-                    f"for {min(stop, users) - start} inputs"
+                    f"for {end - position} inputs"
                 )
-            batch_history = None if history is None else history[start:stop]
-            ranks.append(
-                rank_targets(scores, targets[start:stop], batch_history, ignore_ids, history_value).cpu()
+            if n < 0:
+                n = scores.shape[1]
+                check_nonempty(scores, "score_fn output")
+                ignored = _ignored_columns(ignore_ids, n, scores.device)
+                if validate_args_enabled():
+                    _check_targets_range(targets, n, ignored)
+                    if history is not None:
+                        _check_history_range(history, n, "history")
+                row_bytes = n * (scores.element_size() + _BUFFER_BYTES_PER_SCORE)
+                rows_per_batch = max(1, min(batch_size, budget // row_bytes))
+                buffer = torch.empty((rows_per_batch, n), dtype=torch.bool, device=scores.device)
+            elif scores.shape[1] != n:
+                raise ValueError(
+                    f"score_fn must return the same number of item columns for every batch: got {n} "
+                    f"then {scores.shape[1]}"
+                )
+            pairs = None
+            if ragged is not None:
+                pairs = _history_pairs(
+                    ragged, position - start + offset, end - start + offset, n, ignored, scores.device
+                )
+            batch_targets = targets[position:end].to(device=scores.device, dtype=torch.long)
+            parts.append(
+                _rank_impl(scores, batch_targets, pairs, ignored, history_value, buffer[: end - position])
             )
-    all_ranks = torch.cat(ranks)
-    ks = tuple(ks)
-    return RankingResult(ranking_metrics(all_ranks, ks), all_ranks, ks)
+            if bar is not None:
+                bar.update(end - position)
+            position = end
+    if bar is not None:
+        bar.close()
+    local_ranks = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
+    counts = _rank_counts(local_ranks, max(ks)).to(device)
+    if world > 1:
+        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+        ranks = _gather_ranks(local_ranks.to(device), users, world)
+    else:
+        ranks = local_ranks
+    return RankingResult(_metrics_from_counts(counts.tolist(), ks), ranks.cpu(), ks)
 
 
-def _maybe_progress(iterable, total: int, enabled: bool):
-    """Wrap in a tqdm bar when asked and installed (tqdm is an optional dependency)."""
-    if not enabled:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, total=total, desc="ranking", leave=False, dynamic_ncols=True)
+def _gather_ranks(local: Tensor, users: int, world: int) -> Tensor:
+    """Every process's contiguous block of ranks, concatenated in user order (padded all_gather)."""
+    sizes = [(r + 1) * users // world - r * users // world for r in range(world)]
+    longest = max(sizes)
+    padded = torch.zeros(longest, dtype=torch.long, device=local.device)
+    padded[: local.numel()] = local
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
