@@ -275,3 +275,28 @@ def test_forward_validates_once_and_never_the_scale(monkeypatch):
     z = torch.randn(3, 4, requires_grad=True)
     adversary(z, torch.tensor([0, 1, 1])).loss.backward()
     assert calls == {"inputs": 1, "scale": 0, "grad_reverse": 0}
+
+
+float_dtypes = st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64])
+
+
+@st.composite
+def mixed_dtype_cases(draw):
+    b, d = draw(st.integers(1, 8)), draw(st.integers(1, 6))
+    z = draw(float_tensors((b, d), low=-100.0, high=100.0)).to(draw(float_dtypes))
+    labels = draw(long_tensors((b,), 0, 1))
+    return z, labels, draw(float_dtypes)
+
+
+@given(case=mixed_dtype_cases())
+def test_any_dtype_pair_is_promoted_and_finite(case):
+    z, labels, module_dtype = case
+    torch.manual_seed(0)
+    adversary = HeadTailAdversary(z.shape[1]).to(module_dtype)
+    expected = torch.promote_types(torch.promote_types(z.dtype, module_dtype), torch.float32)
+    z = z.clone().requires_grad_(True)
+    out = adversary(z, labels)
+    assert out.loss.dtype == out.logits.dtype == expected
+    assert bool(torch.isfinite(out.loss))
+    out.loss.backward()
+    assert z.grad.dtype == z.dtype

@@ -313,3 +313,27 @@ def test_module_checks_hyperparameters_once(monkeypatch):
     module(S, MU, H)
     module(S, MU, H)
     assert calls == {"hyper": 1, "inputs": 2}
+
+
+float_dtypes = st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64])
+
+
+@st.composite
+def mixed_dtype_problems(draw):
+    student, prototypes, h = draw(problems())
+    return student.to(draw(float_dtypes)), prototypes.to(draw(float_dtypes)), h
+
+
+@given(problem=mixed_dtype_problems(), temperature=st.sampled_from([1e-3, 0.1, 5.0]))
+def test_any_dtype_pair_gives_a_finite_loss_in_the_promoted_dtype(problem, temperature):
+    student, prototypes, h = problem
+    expected = torch.promote_types(
+        torch.promote_types(student.dtype, prototypes.dtype), torch.float32
+    )
+    loss = prototype_distillation(student, prototypes, h, temperature=temperature)
+    assert loss.dtype == expected and bool(torch.isfinite(loss)) and float(loss) >= -ROUNDING
+    # The same numbers as float64 on the (rounded) inputs.
+    exact = prototype_distillation(
+        student.double(), prototypes.double(), h, temperature=temperature
+    )
+    torch.testing.assert_close(loss.double(), exact, rtol=1e-4, atol=1e-3)
