@@ -48,6 +48,10 @@ _EXPORTS: dict[str, str] = {
     "ICLRecShapes": "iclrec",
     "iclrec_to_encoder_state_dict": "iclrec",
     "encoder_to_iclrec_state_dict": "iclrec",
+    # kmeans.py: offline k-means (ICLRec's intents)
+    "KMeans": "kmeans",
+    "KMeansResult": "kmeans",
+    "k_means": "kmeans",
     # clustering.py
     "OnlineIntentClustering": "clustering",
     "ClusteringOutput": "clustering",
@@ -120,6 +124,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         encoder_to_iclrec_state_dict,
         iclrec_to_encoder_state_dict,
     )
+    from .kmeans import KMeans, KMeansResult, k_means
     from .evaluation import (
         RankingResult,
         evaluate_ranking,
