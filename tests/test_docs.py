@@ -267,3 +267,56 @@ def test_formulas_render_offline_in_chromium_at_phone_width(site: Path, tmp_path
             f"{page} overflows a {PHONE_WIDTH}px screen: {result['scrollWidth']} > {result['clientWidth']}"
         )
     assert with_math >= len(api_pages(site)) // 2, "most API pages should have formulas"
+
+
+# ---------------------------------------------------------------- the tutorial's script
+
+TUTORIAL = ROOT / "examples" / "gru4rec" / "train.py"
+
+
+def load_tutorial():
+    spec = importlib.util.spec_from_file_location("gru4rec_train", TUTORIAL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [["--pieces"], ["--no-pieces"], ["--encoder", "transformer"]])
+def test_tutorial_script_prints_one_json_line_of_metrics_last(flags, capsys):
+    import s4rec_components
+
+    tutorial = load_tutorial()
+    try:
+        assert tutorial.main(["--epochs", "1", "--num-users", "200", "--threads", "1", *flags]) == 0
+    finally:
+        s4rec_components.set_validate_args(True)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    metrics = json.loads(last)
+    assert list(metrics) == ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
+    assert metrics["HR@5"] <= metrics["HR@10"] <= metrics["HR@20"]
+    assert all(metrics[f"NDCG@{k}"] <= metrics[f"HR@{k}"] for k in (5, 10, 20))
+
+
+def test_tutorial_pieces_train_the_prototypes_and_never_predict_padding_or_mask():
+    import torch
+
+    tutorial = load_tutorial()
+    torch.manual_seed(0)
+    n = 30
+    model, pieces = tutorial.GRU4Rec(n, hidden_size=16), tutorial.Pieces(n, 16, num_prototypes=4)
+    optimizer = torch.optim.Adam([*model.parameters(), *pieces.parameters()], lr=0.1)
+    items = torch.randint(1, n + 1, (8, 6))
+    items[:4, :2] = 0                                            # left padding
+    before = pieces.clusters.prototypes.detach().clone()
+    loss = pieces.loss(model, items, model(items), torch.Generator().manual_seed(0))
+    loss.backward()
+    optimizer.step()
+    assert not torch.equal(before, pieces.clusters.prototypes.detach())
+    assert model.item_embeddings.num_embeddings == n + 2       # padding, items, mask token
+    targets = torch.randint(1, n + 1, (8, 6))
+    rows, cols = targets.nonzero(as_tuple=True)
+    hidden = model(items).detach().requires_grad_()
+    never = torch.tensor([0, n + 1])
+    logits_loss = tutorial.next_item_loss(model, hidden, rows, cols, targets[rows, cols], never)
+    assert torch.isfinite(logits_loss)

@@ -46,9 +46,20 @@ def test_readme_names_the_test_command_that_ci_runs():
 
 
 def test_every_exported_name_resolves():
+    import importlib
+    import types
+
     import s4rec_components
 
     for name in s4rec_components.__all__:
         assert getattr(s4rec_components, name) is not None, name
+    # Also after every submodule is imported: a submodule named like one of its functions
+    # (``kmeans``) must not shadow the function on the package.
+    for module in set(s4rec_components._EXPORTS.values()):
+        importlib.import_module(f"s4rec_components.{module}")
+    for name, module in s4rec_components._EXPORTS.items():
+        value = getattr(s4rec_components, name)
+        assert not isinstance(value, types.ModuleType), f"s4rec_components.{name} is a module"
+        assert value is getattr(importlib.import_module(f"s4rec_components.{module}"), name), name
     with pytest.raises(AttributeError, match="no attribute"):
         s4rec_components.not_a_name  # noqa: B018

@@ -9,6 +9,7 @@ cannot silently fall behind ``__all__``.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any
 
@@ -40,7 +41,9 @@ def api_index() -> str:
             "|---|---|",
         ]
         for name in sorted(by_module[module], key=str.lower):
-            value = getattr(s4rec_components, name)
+            # From the defining module: a package attribute can be shadowed by a submodule of the
+            # same name (``s4rec_components.kmeans`` the module vs ``kmeans`` the function).
+            value = getattr(importlib.import_module(f"s4rec_components.{module}"), name)
             identifier = f"s4rec_components.{module}.{name}"
             if inspect.isclass(value) or inspect.isroutine(value):
                 link = f"[`{name}`][{identifier}]"      # autorefs: fails the strict build if missing

@@ -23,7 +23,7 @@ def results_table(folder: Path) -> str:
     if not files:
         return (
             "!!! warning \"Not yet measured\"\n"
-            "    No Beauty run of the tutorial has finished yet (there is no file in\n"
+            "    No run of the tutorial has finished yet (there is no file in\n"
             "    `docs/tutorial-results/`). Run the commands above; this table is generated\n"
             "    from the files they write.\n"
         )
@@ -32,7 +32,9 @@ def results_table(folder: Path) -> str:
         record = json.loads(path.read_text())
         record["_file"] = path.name
         config = record["config"]
-        name = f"{config['encoder']} + pieces" if config["pieces"] else f"{config['encoder']} alone"
+        data = Path(config["data"]).stem if config.get("data") else "generated"
+        run = "GRU4Rec" if config["encoder"] == "gru" else "own Transformer"
+        name = f"{data}: {run} + pieces" if config["pieces"] else f"{data}: {run} alone"
         rows.append((name, int(config["seed"]), record))
     header = "| run | seed | " + " | ".join(KEYS) + " | best epoch / run | file |"
     lines = [header, "|" + "---|" * (len(KEYS) + 4)]

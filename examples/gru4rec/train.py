@@ -194,9 +194,9 @@ def evaluate(model: nn.Module, split: LeaveOneOutSplit, which: str, device: torc
 # --8<-- [end:evaluate]
 
 
-def load(data: str | None, seed: int, data_root: str):
+def load(data: str | None, num_users: int, data_root: str):
     if data is None:
-        return generate_synthetic(seed=0)
+        return generate_synthetic(num_users=num_users, seed=0)
     if data in DATASET_NAMES:
         from s4rec_components import download_dataset
 
@@ -208,7 +208,7 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dataset = load(args.data, args.seed, args.data_root)
+    dataset = load(args.data, args.num_users, args.data_root)
     split = dataset.split(max_len=args.max_len)
     n = split.num_items
     if args.encoder == "gru":
@@ -291,6 +291,7 @@ def parser() -> argparse.ArgumentParser:
                    help="one-line-per-user file, or a dataset name (" + ", ".join(DATASET_NAMES)
                         + "); default: generated data (generate_synthetic)")
     p.add_argument("--data-root", default="data", help="where named datasets are downloaded")
+    p.add_argument("--num-users", type=int, default=3000, help="users of the generated data (without --data)")
     p.add_argument("--pieces", action=argparse.BooleanOptionalAction, default=True,
                    help="add the augmenter, clustering, intent InfoNCE and distillation")
     p.add_argument("--encoder", choices=("gru", "transformer"), default="gru",
@@ -312,7 +313,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    for name in ("epochs", "patience", "threads", "batch_size", "max_len", "hidden_size", "num_prototypes"):
+    for name in ("epochs", "patience", "threads", "batch_size", "max_len", "hidden_size", "num_prototypes", "num_users"):
         if getattr(args, name) < 1:
             parser().error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     record = train(args)
