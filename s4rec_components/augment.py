@@ -47,6 +47,7 @@ Operation = Literal["mask", "crop", "reorder", "insert"]
 """The name of one augmentation."""
 
 OPERATIONS: tuple[str, ...] = get_args(Operation)
+"""The operation names in their canonical order: ``("mask", "crop", "reorder", "insert")``."""
 
 # Offsets are drawn as a big random integer modulo the number of choices; with choices
 # bounded by the sequence length the modulo bias is below l / 2**62.

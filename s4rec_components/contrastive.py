@@ -42,6 +42,7 @@ Similarity = Literal["dot", "cosine"]
 """How two vectors are scored: their dot product or their cosine."""
 
 SIMILARITIES: tuple[str, ...] = get_args(Similarity)
+"""The allowed values of ``similarity``: ``("dot", "cosine")``."""
 
 # Guard of F.normalize against division by zero for all-zero vectors (cosine similarity).
 NORMALIZE_EPS = 1e-12
