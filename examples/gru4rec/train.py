@@ -113,7 +113,8 @@ class OwnTransformer(nn.Module):
         positions = torch.arange(l, device=item_ids.device)
         x = self.dropout(self.norm(self.item_embeddings(item_ids) + self.positions(positions)))
         causal = torch.ones(l, l, dtype=torch.bool, device=item_ids.device).tril()
-        allowed = (causal & (item_ids != 0)[:, None, :]) | torch.eye(l, dtype=torch.bool, device=item_ids.device)
+        eye = torch.eye(l, dtype=torch.bool, device=item_ids.device)
+        allowed = (causal & (item_ids != 0)[:, None, :]) | eye      # (b, l, l)
         blocked = (~allowed).repeat_interleave(self.num_heads, dim=0)  # (b * heads, l, l)
         return self.layers(x, mask=blocked)
 
@@ -151,7 +152,8 @@ class Pieces(nn.Module):
         # Student and teacher both unit-norm; a sharp temperature so the teacher is not uniform.
         self.distill = PrototypeDistillation(temperature=0.1)
 
-    def loss(self, model: nn.Module, item_ids: Tensor, hidden: Tensor, generator: torch.Generator) -> Tensor:
+    def loss(self, model: nn.Module, item_ids: Tensor, hidden: Tensor,
+             generator: torch.Generator) -> Tensor:
         view1 = self.augment(item_ids, generator=generator)
         view2 = self.augment(item_ids, generator=generator)
         z = mean_over_real(hidden, item_ids)             # the sequence itself: what is clustered
@@ -171,7 +173,7 @@ class Pieces(nn.Module):
 # --8<-- [start:loss]
 def next_item_loss(model: nn.Module, hidden: Tensor, rows: Tensor, cols: Tensor, labels: Tensor,
                    never: Tensor) -> Tensor:
-    """Full-softmax cross-entropy at the real positions ``(rows, cols)``; ``never`` = ids 0, n + 1."""
+    """Full-softmax cross-entropy at the real positions ``(rows, cols)``; ``never``: 0, n + 1."""
     logits = model.score(hidden[rows, cols])             # (p, n + 2)
     logits = logits.index_fill(1, never, -math.inf)      # padding and mask are never predicted
     return F.cross_entropy(logits, labels)
@@ -179,7 +181,8 @@ def next_item_loss(model: nn.Module, hidden: Tensor, rows: Tensor, cols: Tensor,
 
 
 # --8<-- [start:evaluate]
-def evaluate(model: nn.Module, split: LeaveOneOutSplit, which: str, device: torch.device) -> dict[str, float]:
+def evaluate(model: nn.Module, split: LeaveOneOutSplit, which: str,
+             device: torch.device) -> dict[str, float]:
     model.eval()
 
     def score_fn(item_ids: Tensor) -> Tensor:
@@ -217,9 +220,14 @@ def train(args: argparse.Namespace) -> dict:
         model = OwnTransformer(n, hidden_size=args.hidden_size, max_len=args.max_len)
     model.to(device)
 # --8<-- [start:optimizer]
-    pieces = Pieces(n, args.hidden_size, num_prototypes=args.num_prototypes, weight=args.weight).to(device) if args.pieces else None
+    pieces = None
+    if args.pieces:
+        pieces = Pieces(n, args.hidden_size, num_prototypes=args.num_prototypes,
+                        weight=args.weight).to(device)
     # The prototypes are parameters too: they must be in the optimiser.
-    parameters = list(model.parameters()) + (list(pieces.parameters()) if pieces is not None else [])
+    parameters = list(model.parameters())
+    if pieces is not None:
+        parameters += list(pieces.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.lr)
 # --8<-- [end:optimizer]
 
@@ -255,8 +263,9 @@ def train(args: argparse.Namespace) -> dict:
         set_validate_args(True)
         valid = evaluate(model, split, "valid", device)
         curve.append({"epoch": epoch, "loss": total / max(steps, 1), **valid})
-        print(f"epoch {epoch:3d}  loss {total / max(steps, 1):.4f}  valid NDCG@20 {valid['NDCG@20']:.4f}"
-              f"  HR@20 {valid['HR@20']:.4f}  {time.time() - started:.0f}s", file=sys.stderr, flush=True)
+        print(f"epoch {epoch:3d}  loss {total / max(steps, 1):.4f}"
+              f"  valid NDCG@20 {valid['NDCG@20']:.4f}  HR@20 {valid['HR@20']:.4f}"
+              f"  {time.time() - started:.0f}s", file=sys.stderr, flush=True)
         if valid["NDCG@20"] > best:
             best, best_epoch = valid["NDCG@20"], epoch
             best_state = copy.deepcopy(model.state_dict())
@@ -291,36 +300,47 @@ def parser() -> argparse.ArgumentParser:
                    help="one-line-per-user file, or a dataset name (" + ", ".join(DATASET_NAMES)
                         + "); default: generated data (generate_synthetic)")
     p.add_argument("--data-root", default="data", help="where named datasets are downloaded")
-    p.add_argument("--num-users", type=int, default=3000, help="users of the generated data (without --data)")
+    p.add_argument("--num-users", type=int, default=3000,
+                   help="users of the generated data (without --data)")
     p.add_argument("--pieces", action=argparse.BooleanOptionalAction, default=True,
                    help="add the augmenter, clustering, intent InfoNCE and distillation")
     p.add_argument("--encoder", choices=("gru", "transformer"), default="gru",
                    help="GRU4Rec, or your own Transformer (torch.nn.TransformerEncoder)")
-    p.add_argument("--epochs", type=int, default=30, help="most epochs (early stopping may end sooner)")
-    p.add_argument("--patience", type=int, default=10, help="epochs without a better valid NDCG@20 before stopping")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model, the batches and the views")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads); 1 avoids oversubscription on a shared machine")
+    p.add_argument("--epochs", type=int, default=30,
+                   help="most epochs (early stopping may end sooner)")
+    p.add_argument("--patience", type=int, default=10,
+                   help="epochs without a better valid NDCG@20 before stopping")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the model, the batches and the views")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads; 1 avoids oversubscription on a shared machine")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--batch-size", type=int, default=256, help="users per step")
-    p.add_argument("--max-len", type=int, default=50, help="model length l (last l items of a user)")
+    p.add_argument("--max-len", type=int, default=50,
+                   help="model length l (last l items of a user)")
     p.add_argument("--hidden-size", type=int, default=64, help="d")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--num-prototypes", type=int, default=64, help="k, intents of the clustering head")
+    p.add_argument("--num-prototypes", type=int, default=64,
+                   help="k, intents of the clustering head")
     p.add_argument("--weight", type=float, default=0.1, help="weight of each self-supervised term")
-    p.add_argument("--output", default=None, help="also write the full record (config, curve, test) as JSON here")
+    p.add_argument("--output", default=None,
+                   help="also write the full record (config, curve, test) as JSON here")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    for name in ("epochs", "patience", "threads", "batch_size", "max_len", "hidden_size", "num_prototypes", "num_users"):
+    for name in ("epochs", "patience", "threads", "batch_size", "max_len", "hidden_size",
+                 "num_prototypes", "num_users"):
         if getattr(args, name) < 1:
             parser().error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     record = train(args)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        full = {"config": vars(args), "command": " ".join(["python", "examples/gru4rec/train.py", *(argv if argv is not None else sys.argv[1:])]),
+        given = argv if argv is not None else sys.argv[1:]
+        full = {"config": vars(args),
+                "command": " ".join(["python", "examples/gru4rec/train.py", *given]),
                 "git_commit": git_commit(), "torch": torch.__version__, **record}
         tmp = out.with_suffix(out.suffix + ".tmp")
         tmp.write_text(json.dumps(full, indent=1) + "\n")
