@@ -320,3 +320,24 @@ def test_tutorial_pieces_train_the_prototypes_and_never_predict_padding_or_mask(
     never = torch.tensor([0, n + 1])
     logits_loss = tutorial.next_item_loss(model, hidden, rows, cols, targets[rows, cols], never)
     assert torch.isfinite(logits_loss)
+
+
+@needs_docs_extras
+def test_tutorial_table_shows_only_finished_runs(tmp_path: Path):
+    sys.path.insert(0, str(DOCS / "hooks"))
+    try:
+        import tutorial_results
+    finally:
+        sys.path.pop(0)
+    assert "Not yet measured" in tutorial_results.results_table(tmp_path)
+    metrics = dict.fromkeys(tutorial_results.KEYS, 0.0)
+    for seed, ndcg in ((0, 0.25), (1, 0.35)):
+        record = {
+            "config": {"data": "x/Beauty.txt", "encoder": "gru", "pieces": True, "seed": seed},
+            "test": {**metrics, "NDCG@20": ndcg}, "best_epoch": 3, "epochs_run": 14,
+        }
+        (tmp_path / f"beauty-gru-pieces-s{seed}.json").write_text(json.dumps(record))
+    table = tutorial_results.results_table(tmp_path)
+    assert "Not yet measured" not in table
+    assert table.count("| Beauty: GRU4Rec + pieces |") == 3            # two runs and the mean
+    assert "0.3000 ± 0.0707" in table and "3 / 14" in table
