@@ -49,13 +49,13 @@ AUGMENT_OPERATIONS = ("crop", "mask", "reorder", "insert")
 COMPUTE_PATHS = ("auto", "dense", "packed")
 
 # The terms of the s4rec family, on the same base: online clustering (Eq. 7-11) on the mean
-# over real positions, the intent-aware InfoNCE (Eq. 14) written as the paper does (both
-# directions summed, Eq. 13), prototype distillation summed over the two views (Eq. 16) and
-# the head/tail adversary (Eq. 17).
+# over real positions, the intent-aware InfoNCE (Eq. 14) with ICLRec's NT-Xent scale (the mean
+# over the 2b rows; ``--cl-reduction two-way`` is Eq. 13's sum of both directions, twice that),
+# prototype distillation summed over the two views (Eq. 16) and the head/tail adversary (Eq. 17).
 _S4REC_BASE: dict[str, Any] = dict(
     view_pooling="mean",
     z_pooling="mean",
-    cl_reduction="two-way",
+    cl_reduction="mean",
     cl_intent_negatives=True,
     padding_attention="masked",
 )
