@@ -285,12 +285,16 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit, with ``+dirty`` when the library has uncommitted changes."""
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=here, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "../../s4rec_components"],
+                               capture_output=True, text=True, cwd=here, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return (head + ("+dirty" if dirty else "")) or None
 
 
 def parser() -> argparse.ArgumentParser:
