@@ -13,7 +13,7 @@ attention ``h`` heads and ``e`` the head size ``d / h``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, cast, get_args
 
 import torch
 import torch.nn.functional as F
@@ -143,7 +143,7 @@ class _Bucket(NamedTuple):
 
 
 class _PackedLayout(NamedTuple):
-    index: Tensor  # (m,) flat positions of the real tokens in the (b, l) input
+    token_index: Tensor  # (m,) flat positions of the real tokens in the (b, l) input
     buckets: list[_Bucket]
 
 
@@ -205,7 +205,8 @@ class _SelfAttention(nn.Module):
         p = self.attention_dropout if self.training else 0.0
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         context = rearrange(context, "b h l e -> b l (h e)")
-        return self.LayerNorm(self.out_dropout(self.dense(context)) + x)
+        out: Tensor = self.LayerNorm(self.out_dropout(self.dense(context)) + x)
+        return out
 
     def forward_packed(self, x: Tensor, layout: _PackedLayout) -> Tensor:
         """The same block on the m real tokens only; ``x``: (m, d). Returns (m, d).
@@ -230,7 +231,8 @@ class _SelfAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bucket.mask, dropout_p=p)
             out = rearrange(out, "b h l e -> (b l) (h e)").index_select(0, bucket.grid_index)
             context = context.index_copy(0, bucket.tokens, out)
-        return self.LayerNorm(self.out_dropout(self.dense(context)) + x)
+        result: Tensor = self.LayerNorm(self.out_dropout(self.dense(context)) + x)
+        return result
 
 
 class _FeedForward(nn.Module):
@@ -246,7 +248,8 @@ class _FeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x``: (b, l, d). Returns (b, l, d)."""
         hidden = self.dense_2(F.gelu(self.dense_1(x), approximate="none"))
-        return self.LayerNorm(self.dropout(hidden) + x)
+        out: Tensor = self.LayerNorm(self.dropout(hidden) + x)
+        return out
 
 
 class _Layer(nn.Module):
@@ -260,11 +263,13 @@ class _Layer(nn.Module):
         self.intermediate = _FeedForward(hidden_size, dropout, eps)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        return self.intermediate(self.attention(x, mask))
+        out: Tensor = self.intermediate(self.attention(x, mask))
+        return out
 
     def forward_packed(self, x: Tensor, layout: _PackedLayout) -> Tensor:
         """``x``: (m, d) real tokens only; see ``_SelfAttention.forward_packed``."""
-        return self.intermediate(self.attention.forward_packed(x, layout))
+        out: Tensor = self.intermediate(self.attention.forward_packed(x, layout))
+        return out
 
 
 class _Encoder(nn.Module):
@@ -273,6 +278,10 @@ class _Encoder(nn.Module):
     def __init__(self, layers: list[_Layer]) -> None:
         super().__init__()
         self.layer = nn.ModuleList(layers)
+
+    def layers(self) -> list[_Layer]:
+        """The blocks, typed."""
+        return cast("list[_Layer]", list(self.layer))
 
 
 
@@ -513,9 +522,9 @@ class SASRecEncoder(nn.Module):
         mask = _attention_mask(item_ids, self.padding_attention)
         mask = rearrange(mask, "b i j -> b 1 i j")  # shared by the heads
         positions = torch.arange(item_ids.shape[1], device=item_ids.device)
-        x = self.item_embeddings(item_ids) + self.position_embeddings(positions)
+        x: Tensor = self.item_embeddings(item_ids) + self.position_embeddings(positions)
         x = self.dropout(self.LayerNorm(x))
-        for layer in self.item_encoder.layer:
+        for layer in self.item_encoder.layers():
             x = layer(x, mask)
         if self.padding_attention == "masked":
             x = x * rearrange(item_ids != PADDING_ID, "b l -> b l 1").to(x.dtype)
@@ -525,13 +534,14 @@ class SASRecEncoder(nn.Module):
         """Forward pass over the m real tokens only; zeros at padding positions."""
         b, l = item_ids.shape
         layout = _packed_layout(item_ids)
-        index = layout.index  # (m,) flat positions of the real tokens
+        index = layout.token_index  # (m,) flat positions of the real tokens
         x = self.item_embeddings(item_ids.flatten()[index]) + self.position_embeddings(index % l)
         x = self.dropout(self.LayerNorm(x))  # (m, d)
-        for layer in self.item_encoder.layer:
+        for layer in self.item_encoder.layers():
             x = layer.forward_packed(x, layout)
         out = x.new_zeros(b * l, x.shape[1]).index_copy(0, index, x)
-        return rearrange(out, "(b l) d -> b l d", b=b)
+        grid: Tensor = rearrange(out, "(b l) d -> b l d", b=b)
+        return grid
 
     # ------------------------------------------------------------------ pooling
     def represent(
@@ -642,7 +652,8 @@ class SASRecEncoder(nn.Module):
         check_tensor(item_ids, "item_ids")
         check_integer(item_ids, "item_ids")
         check_range(item_ids, PADDING_ID, self.mask_id, "item_ids")
-        return self.item_embeddings(item_ids)
+        vectors: Tensor = self.item_embeddings(item_ids)
+        return vectors
 
     def score_items(self, h: Tensor) -> Tensor:
         r"""Dot-product scores of representations against every item id, $h E^\top$.

@@ -94,15 +94,17 @@ def _unwrap_state_dict(state_dict: object) -> Mapping[str, Any]:
         raise TypeError(
             f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}"
         )
+    state: Mapping[str, Any] = state_dict
     flat_keys = ("item_embeddings.weight", f"{DATA_PARALLEL_PREFIX}item_embeddings.weight")
-    if not any(key in state_dict for key in flat_keys):
+    if not any(key in state for key in flat_keys):
         for key in NESTING_KEYS:
-            if isinstance(state_dict.get(key), Mapping):
-                state_dict = state_dict[key]
+            nested = state.get(key)
+            if isinstance(nested, Mapping):
+                state = nested
                 break
-    if state_dict and all(str(key).startswith(DATA_PARALLEL_PREFIX) for key in state_dict):
-        state_dict = {key[len(DATA_PARALLEL_PREFIX) :]: value for key, value in state_dict.items()}
-    return state_dict
+    if state and all(str(key).startswith(DATA_PARALLEL_PREFIX) for key in state):
+        state = {key[len(DATA_PARALLEL_PREFIX) :]: value for key, value in state.items()}
+    return state
 
 
 def iclrec_to_encoder_state_dict(
@@ -173,9 +175,9 @@ def iclrec_to_encoder_state_dict(
     }
     expected["item_embeddings.weight"] = tuple(items.shape)
     expected["position_embeddings.weight"] = tuple(positions.shape)
-    for index in range(num_layers):
+    for layer in range(num_layers):
         for name, shape in _layer_shapes(d).items():
-            expected[f"{_LAYER_PREFIX}{index}.{name}"] = shape
+            expected[f"{_LAYER_PREFIX}{layer}.{name}"] = shape
     missing = [key for key in expected if key not in state]
     if missing:
         raise ValueError(f"state_dict is missing the SASRec keys {missing}")

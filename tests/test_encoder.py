@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import hypothesis.strategies as st
 import pytest
 import torch
 from hypothesis import given, settings
-from strategies import left_padded_sequences, seeds
+from strategies import left_padded_sequences, long_tensors, seeds
+from torch.overrides import TorchFunctionMode
 
-from s4rec_components import SASRecEncoder
+import s4rec_components.encoder as encoder_module
+from s4rec_components import POOLINGS, SASRecEncoder, set_validate_args
 from s4rec_components.encoder import sasrec_attention_mask
 
 REFERENCE_MASK_VALUE = -10000.0  # the additive mask of the public S3-Rec / CoSeRec / ICLRec code
@@ -136,7 +139,8 @@ def encoder_cases(draw, max_layers=2):
     b = draw(st.integers(1, 3))
     layers = draw(st.integers(1, max_layers))
     state = random_iclrec_state(num_items, d, layers, max_len, draw(seeds))
-    ids = random_ids(b, l, num_items, draw(seeds), pad_prob=draw(st.sampled_from([0.0, 0.3, 0.7])))
+    # ids drawn by hypothesis (they shrink towards padding); padding anywhere, mask id included
+    ids = draw(long_tensors((b, l), 0, num_items + 1))
     return state, h, ids
 
 
@@ -315,14 +319,28 @@ def test_no_nan_for_all_padding_rows_and_padding_queries(training):
     assert all(torch.isfinite(p.grad).all() for p in encoder.parameters() if p.grad is not None)
 
 
-def test_attention_mask_is_causal_and_key_padding_plus_diagonal():
-    ids = random_ids(5, 6, 9, seed=1, pad_prob=0.5)
-    mask = sasrec_attention_mask(ids)
-    for s in range(5):
-        for i in range(6):
-            for j in range(6):
-                expected = (j <= i and int(ids[s, j]) > 0) or i == j
-                assert bool(mask[s, i, j]) == expected
+@settings(max_examples=30)
+@given(ids=st.integers(1, 6).flatmap(lambda l: long_tensors((3, l), 0, 3)))
+def test_attention_masks_against_loops(ids):
+    masked = sasrec_attention_mask(ids)
+    iclrec = sasrec_attention_mask(ids, padding_attention="iclrec")
+    b, l = ids.shape
+    for s in range(b):
+        for i in range(l):
+            visible = [j <= i and int(ids[s, j]) > 0 for j in range(l)]
+            for j in range(l):
+                assert bool(masked[s, i, j]) == (visible[j] or i == j)
+                # ICLRec: a row with no visible key sees every key (-10000 added to all scores)
+                assert bool(iclrec[s, i, j]) == (visible[j] or not any(visible))
+
+
+def test_attention_mask_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="padding_attention must be one of"):
+        sasrec_attention_mask(torch.ones(2, 3, dtype=torch.long), padding_attention="none")
+    with pytest.raises(TypeError, match="integer tensor"):
+        sasrec_attention_mask(torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"\(b, l\)"):
+        sasrec_attention_mask(torch.ones(3, dtype=torch.long))
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,3 +539,214 @@ def test_helpers_reject_bad_inputs():
         encoder.score_items(torch.zeros(3, 8, dtype=torch.long))
     with pytest.raises(TypeError, match="h must be a torch.Tensor"):
         encoder.score_items([0.0] * 8)
+
+
+# --------------------------------------------------------------------------------------------
+# New pooling modes, embed_items, dtype promotion, right padding
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("padding_attention", ["masked", "iclrec"])
+@settings(max_examples=15)
+@given(seq=left_padded_sequences(max_batch=4, max_len=6, max_items=12))
+def test_mean_all_and_flatten_match_loops(seq, padding_attention):
+    ids, n = seq
+    encoder = SASRecEncoder(n, hidden_size=4, num_heads=2, max_len=6,
+                            padding_attention=padding_attention).double().eval()
+    with torch.no_grad():
+        hidden = encoder(ids)
+        mean_all = encoder.represent(ids, pooling="mean_all")
+        flat = encoder.represent(ids, pooling="flatten", hidden=hidden)
+    b, l = ids.shape
+    assert flat.shape == (b, l * 4)
+    for s in range(b):
+        torch.testing.assert_close(mean_all[s], sum(hidden[s, t] for t in range(l)) / l)
+        for t in range(l):
+            torch.testing.assert_close(flat[s, 4 * t : 4 * t + 4], hidden[s, t])
+
+
+def test_poolings_are_public_and_complete():
+    assert POOLINGS == ("last", "mean", "mean_all", "flatten")
+    encoder = small_encoder().eval()
+    ids = torch.tensor([[0, 0, 0, 3, 4, 5, 6]])
+    for pooling in POOLINGS:
+        assert encoder.represent(ids, pooling=pooling).shape[0] == 1
+
+
+def test_last_pooling_rejects_right_padding_behind_the_switch():
+    encoder = small_encoder().eval()
+    right = torch.tensor([[0, 0, 2, 3, 4, 5, 6], [1, 2, 3, 0, 0, 0, 0]])
+    with pytest.raises(ValueError, match=r"left-padded for pooling='last'.*row 1"):
+        encoder.represent(right)
+    with pytest.raises(ValueError, match="row 1"):
+        encoder.represent(right, hidden=encoder(right))
+    # mean pooling and the encoder itself accept zeros anywhere (ICLRec masks items to 0)
+    assert encoder.represent(right, pooling="mean").shape == (2, 8)
+    all_padding = torch.zeros(1, 7, dtype=torch.long)
+    assert torch.equal(encoder.represent(all_padding), torch.zeros(1, 8))
+    set_validate_args(False)
+    try:
+        assert encoder.represent(right).shape == (2, 8)  # trusted
+    finally:
+        set_validate_args(True)
+
+
+@settings(max_examples=20)
+@given(ids=st.integers(1, 3).flatmap(lambda r: long_tensors((2,) * r, 0, 13)))
+def test_embed_items_reads_the_tied_table(ids):
+    encoder = small_encoder()
+    vectors = encoder.embed_items(ids)
+    assert vectors.shape == (*ids.shape, 8)
+    flat_ids, flat = ids.flatten(), vectors.reshape(-1, 8)
+    for i in range(flat_ids.numel()):
+        assert torch.equal(flat[i], encoder.item_embeddings.weight[int(flat_ids[i])])
+    vectors.sum().backward()
+    assert encoder.item_embeddings.weight.grad is not None
+
+
+def test_embed_items_rejects_bad_ids():
+    encoder = small_encoder()
+    with pytest.raises(ValueError, match=r"item_ids must lie in \[0, 13\]"):
+        encoder.embed_items(torch.tensor([1, 14]))
+    with pytest.raises(TypeError, match="integer tensor"):
+        encoder.embed_items(torch.tensor([1.0]))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        encoder.embed_items([1, 2])
+
+
+@pytest.mark.parametrize(
+    ("h_dtype", "table_dtype", "expected"),
+    [
+        (torch.float64, torch.float32, torch.float64),
+        (torch.float32, torch.float64, torch.float64),
+        (torch.float16, torch.float32, torch.float32),
+        (torch.bfloat16, torch.float32, torch.float32),
+        (torch.float32, torch.float32, torch.float32),
+    ],
+)
+def test_score_items_promotes_dtypes(h_dtype, table_dtype, expected):
+    encoder = small_encoder().to(table_dtype)
+    h = torch.linspace(-1, 1, 24).reshape(3, 8).to(h_dtype)
+    scores = encoder.score_items(h)
+    assert scores.dtype == expected and scores.shape == (3, 13)
+    reference = h.double() @ encoder.item_embeddings.weight.detach().double()[:13].T
+    tol = 1e-12 if expected == torch.float64 else 1e-5
+    torch.testing.assert_close(scores.double(), reference, rtol=tol, atol=tol)
+
+
+# --------------------------------------------------------------------------------------------
+# Compute paths: no host reads on the dense path, the "auto" rule
+# --------------------------------------------------------------------------------------------
+
+_HOST_READS = {
+    "item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero",
+    "unique", "masked_select", "argwhere",
+}
+
+
+class _HostReads(TorchFunctionMode):
+    """Records every torch call that reads tensor values on the host (a GPU sync)."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        if name in _HOST_READS:
+            self.reads.append(name)
+        if name == "__getitem__" and any(
+            isinstance(a, torch.Tensor) and a.dtype == torch.bool
+            for a in (args[1] if isinstance(args[1], tuple) else (args[1],))
+        ):
+            self.reads.append("boolean index")
+        if name == "repeat_interleave" and "output_size" not in kwargs:
+            self.reads.append(name)
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def count_host_reads():
+    with _HostReads() as mode:
+        yield mode.reads
+
+
+def _one_step(encoder, ids):
+    hidden = encoder(ids)
+    z = [encoder.represent(ids, pooling=p, hidden=hidden) for p in POOLINGS]
+    scores = encoder.score_items(z[0])
+    loss = scores.logsumexp(-1).mean() + sum(t.pow(2).mean() for t in z)
+    loss = loss + (hidden * encoder.embed_items(ids)).sum()
+    loss.backward()
+
+
+@pytest.mark.parametrize("padding_attention", ["masked", "iclrec"])
+def test_dense_path_reads_nothing_from_the_device_with_validation_off(padding_attention):
+    encoder = small_encoder(compute_path="dense", padding_attention=padding_attention)
+    ids = torch.tensor([[0, 0, 0, 3, 4, 5, 6], [0, 1, 0, 2, 9, 13, 7]])
+    set_validate_args(False)
+    try:
+        with count_host_reads() as reads:
+            _one_step(encoder, ids)
+    finally:
+        set_validate_args(True)
+    assert reads == []
+    with count_host_reads() as reads:  # the detector works: value checks read
+        _one_step(encoder, ids)
+    assert reads
+    packed = small_encoder(compute_path="packed")
+    set_validate_args(False)
+    try:
+        with count_host_reads() as reads:  # the packed path reads by design
+            packed(ids)
+    finally:
+        set_validate_args(True)
+    assert "nonzero" in reads
+
+
+def test_auto_path_rule_on_the_cpu(monkeypatch):
+    encoder = small_encoder()
+    assert encoder.compute_path == "auto"
+    taken = []
+    dense, packed = encoder._forward_dense, encoder._forward_packed
+    monkeypatch.setattr(encoder, "_forward_dense", lambda ids: taken.append("dense") or dense(ids))
+    monkeypatch.setattr(encoder, "_forward_packed", lambda ids: taken.append("packed") or packed(ids))
+    sparse = torch.tensor([[0, 0, 0, 0, 0, 5, 6]] * 4)  # 2/7 real
+    full = torch.tensor([[1, 2, 3, 4, 5, 5, 6]] * 4)
+    threshold = encoder_module.AUTO_PACKED_MAX_REAL_FRACTION
+    encoder(sparse)
+    encoder(full)
+    assert taken == ["packed", "dense"] and 2 / 7 <= threshold < 1
+    iclrec = small_encoder(padding_attention="iclrec")
+    assert iclrec.compute_path == "dense"  # forced: packed computes no padding outputs
+
+
+def test_auto_path_is_dense_off_the_cpu():
+    """On a device other than the CPU (meta stands in for a GPU) "auto" takes the dense path,
+    which needs no tensor values at all: the packed path's nonzero would fail on meta."""
+    encoder = small_encoder().to("meta")
+    ids = torch.zeros(3, 7, dtype=torch.long, device="meta")
+    set_validate_args(False)
+    try:
+        out = encoder(ids)
+        z = encoder.represent(ids, pooling="mean", hidden=out)
+    finally:
+        set_validate_args(True)
+    assert out.shape == (3, 7, 8) and out.device.type == "meta" and z.shape == (3, 8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("padding_attention", ["masked", "iclrec"])
+def test_no_host_sync_on_cuda_under_sync_debug_mode(padding_attention):
+    encoder = small_encoder(padding_attention=padding_attention).cuda()
+    ids = torch.tensor([[0, 0, 0, 3, 4, 5, 6], [0, 1, 0, 2, 9, 13, 7]], device="cuda")
+    _one_step(encoder, ids)  # warm-up (lazy initialisations may sync)
+    torch.cuda.synchronize()
+    set_validate_args(False)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        _one_step(encoder, ids)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        set_validate_args(True)
