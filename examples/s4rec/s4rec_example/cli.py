@@ -78,6 +78,7 @@ _PRESET_FLAGS: dict[str, tuple[Any, str]] = {
     "intent_weight": (common.nonnegative_float, "weight of ICLRec's k-means intent term (intent_cf_weight)"),
     "num_intents": (common.positive_int, "k-means clusters per epoch (ICLRec: 256)"),
     "kmeans_iters": (common.positive_int, "k-means iterations"),
+    "kmeans_redo": (common.positive_int, "k-means restarts, the best kept (faiss nredo; ICLRec: 5)"),
     "intent_pooling": (None, "representation clustered by k-means and contrasted with the intents"),
     "intent_views": (None, "separate: the views are encoded again for the intent term (ICLRec Hybrid); "
                            "shared: reuse the contrastive term's forward"),

@@ -121,6 +121,7 @@ class TrainConfig:
     intent_weight: float = 0.0
     num_intents: int = 256
     kmeans_iters: int = 20
+    kmeans_redo: int = 5  # faiss nredo: best of this many k-means runs (ICLRec: 5)
     intent_pooling: str = "mean_all"
     intent_denoise: bool = False  # ICLRec --de_noise (off in its Beauty script)
     intent_views: str = "separate"  # separate: views re-encoded for the intent term (ICLRec)

@@ -141,13 +141,9 @@ class TrainData:
         return self.split.num_users
 
 
-def _as_ragged(rows: Ragged | Tensor) -> Ragged:
-    return rows if isinstance(rows, Ragged) else Ragged.from_padded(rows)
-
-
 def prepare(dataset: SequenceDataset, config: TrainConfig, device: torch.device) -> TrainData:
     """Split ``dataset`` for ``config`` and move what training needs to ``device``."""
     split = dataset.split(max_len=config.max_len).to(device)
     heads = head_labels(split.train_lengths, config.head_quantile).to(device)
-    sampler = NegativeSampler(_as_ragged(split.user_items).to(device), split.num_items)
+    sampler = NegativeSampler(split.user_items, split.num_items)
     return TrainData(dataset=dataset, split=split, heads=heads, sampler=sampler)

@@ -9,7 +9,6 @@ rather than excluded, and the padding and mask-id columns are ranked like items.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import time
@@ -52,9 +51,6 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-_EVALUATOR_TAKES_RAGGED = "Ragged" in str(inspect.signature(evaluate_ranking).parameters["history"].annotation)
-
-
 @torch.no_grad()
 def score_split(
     encoder: SASRecEncoder,
@@ -88,8 +84,6 @@ def score_split(
         ignore_ids = (0, encoder.mask_id)
         history_value = None
     history = split.history(which)
-    if not _EVALUATOR_TAKES_RAGGED and not isinstance(history, torch.Tensor):  # until the library takes Ragged
-        history = history.pad_rows(torch.arange(history.num_rows, device=history.device))
     try:
         return evaluate_ranking(
             score_fn,

@@ -44,14 +44,14 @@ LOG = logging.getLogger("s4rec.headtail")
 
 @torch.no_grad()
 def cluster_assignments(model: S4RecModel, inputs: torch.Tensor, *, batch_size: int, seed: int,
-                        num_intents: int, kmeans_iters: int) -> torch.Tensor | None:
+                        num_intents: int, kmeans_iters: int, num_redo: int = 1) -> torch.Tensor | None:
     """``(u,)`` intent of every training sequence, or None for a preset without intents."""
     if model.clustering is not None:
         z = encode_sequences(model, inputs, model.z_pooling, batch_size)
         return torch.cat([model.clustering.assign(z[s : s + batch_size]) for s in range(0, z.shape[0], batch_size)])
     if model.uses_intents:
         intents = fit_intents(model, inputs, num_intents=num_intents, num_iters=kmeans_iters, seed=seed,
-                              batch_size=batch_size)
+                              batch_size=batch_size, num_redo=num_redo)
         z = encode_sequences(model, inputs, model.intent_pooling, batch_size)
         return intents.kmeans.assign(z)  # type: ignore[attr-defined]
     return None
@@ -74,7 +74,8 @@ def study_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
     heads = data.heads.cpu()
     result: dict[str, Any] = {"run": str(run_dir), "preset": config.preset, "data": config.data}
     assign = cluster_assignments(model, data.split.train_inputs, batch_size=config.eval_batch_size, seed=config.seed,
-                                 num_intents=config.num_intents, kmeans_iters=config.kmeans_iters)
+                                 num_intents=config.num_intents, kmeans_iters=config.kmeans_iters,
+                                 num_redo=config.kmeans_redo)
     if assign is not None:
         k = config.num_prototypes if model.clustering is not None else config.num_intents
         rates, sizes = head_rates(assign.cpu(), heads, k)

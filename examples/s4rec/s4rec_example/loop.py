@@ -233,6 +233,7 @@ def run_training(
                 data.split.train_inputs,
                 num_intents=config.num_intents,
                 num_iters=config.kmeans_iters,
+                num_redo=config.kmeans_redo,
                 seed=config.seed,
                 batch_size=config.eval_batch_size,
             )
