@@ -1,4 +1,4 @@
-"""Time ``SequenceAugmenter`` against per-sample loops (run: ``python benchmarks/bench_augment.py``).
+"""Time ``SequenceAugmenter`` against per-sample loops: ``python benchmarks/bench_augment.py``.
 
 Two loop baselines at b=2048, l=50 on the CPU (one thread for all, best of ``--repeats``):
 
@@ -93,7 +93,9 @@ def torch_loop(
     return out
 
 
-def python_loop(rows: list[list[int]], aug: SequenceAugmenter, rng: random.Random) -> list[list[int]]:
+def python_loop(
+    rows: list[list[int]], aug: SequenceAugmenter, rng: random.Random
+) -> list[list[int]]:
     """Per-sample loop on Python lists with ``random``, as in the CL4SRec / ICLRec recipes."""
     out = []
     weights = aug.operation_weights.tolist()

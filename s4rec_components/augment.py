@@ -146,7 +146,8 @@ class _Draws:
     """The random numbers of one call, shared by the operations (each row uses one of them).
 
     ``keys``: ``(b, l)`` distinct random sort keys per row, padding slots set to ``bound``;
-    ``ranked``: ``keys`` sorted per row; ``start``: ``(b,)`` raw window offsets; ``new``:
+    ``ranked`` / ``order``: ``keys`` sorted per row and the slots in that order (one sort
+    serves mask, insert and reorder); ``start``: ``(b,)`` raw window offsets; ``new``:
     ``(b, l)`` candidate items to insert.
     """
 
@@ -154,6 +155,7 @@ class _Draws:
     lengths: Tensor
     keys: Tensor | None = None
     ranked: Tensor | None = None
+    order: Tensor | None = None
     bound: int = 0
     start: Tensor | None = None
     new: Tensor | None = None
@@ -178,8 +180,7 @@ def _draw(
         draw = torch.randint(0, high, item_ids.shape, generator=generator, device=device)
         draws.bound = high * length
         draws.keys = (draw * length + _positions(item_ids)).masked_fill(~real, draws.bound)
-        if "mask" in kinds or "insert" in kinds:
-            draws.ranked = draws.keys.sort(dim=1).values
+        draws.ranked, draws.order = draws.keys.sort(dim=1)
     if "crop" in kinds or "reorder" in kinds:
         draws.start = torch.randint(
             0, _RANDOM_INT_HIGH, (batch,), generator=generator, device=device
@@ -191,7 +192,9 @@ def _draw(
             )
         else:
             pool = pool.to(device)
-            pick = torch.randint(0, pool.numel(), item_ids.shape, generator=generator, device=device)
+            pick = torch.randint(
+                0, pool.numel(), item_ids.shape, generator=generator, device=device
+            )
             draws.new = pool[pick]
     return draws
 
@@ -243,11 +246,13 @@ def _reorder(item_ids: Tensor, draws: _Draws, ratio: float) -> Tensor:
     first = (length - lengths + start).unsqueeze(1)  # first window slot
     slot = _positions(item_ids)
     inside = (slot >= first) & (slot < first + width.unsqueeze(1))
-    # Sort key slot * bound outside the window, first * bound + (distinct random key < bound)
-    # inside: the window stays in place and comes out in a uniformly random order.
-    bound = draws.bound + 1
-    order_keys = torch.where(inside, first * bound + _drawn(draws.keys), slot * bound)
-    return item_ids.gather(1, order_keys.argsort(dim=1))
+    # Walk the slots in the order of their random keys: the j-th window slot met goes to
+    # window position j, so the window comes out in a uniformly random order; every other
+    # slot stays where it is.
+    order = _drawn(draws.order)
+    met = inside.gather(1, order)
+    target = torch.where(met, first + met.long().cumsum(dim=1) - 1, order)
+    return torch.empty_like(item_ids).scatter_(1, target, item_ids.gather(1, order))
 
 
 def _insert(item_ids: Tensor, draws: _Draws, ratio: float) -> Tensor:

@@ -528,7 +528,9 @@ def test_bad_item_ids(item_ids: Any, error: type[Exception], match: str) -> None
         ({"operation_probs": "abcd"}, TypeError, "operation_probs must be a sequence"),
     ],
 )
-def test_bad_constructor_arguments(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
+def test_bad_constructor_arguments(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
     kwargs = {"num_items": 5, **kwargs}
     with pytest.raises(error, match=match):
         SequenceAugmenter(**kwargs)

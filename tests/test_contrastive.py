@@ -283,7 +283,9 @@ def test_cosine_ignores_norms(batch: Batch, scale: float) -> None:
 @given(batch=batches())
 def test_groups_of_singletons_change_nothing(batch: Batch) -> None:
     distinct = torch.arange(batch.z1.shape[0])
-    torch.testing.assert_close(call(replace(batch, groups=distinct)), call(replace(batch, groups=None)))
+    torch.testing.assert_close(
+        call(replace(batch, groups=distinct)), call(replace(batch, groups=None))
+    )
 
 
 # ----------------------------------------------------------------------------- closed forms
