@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+from unittest import mock
 
 import hypothesis.strategies as st
 import pytest
@@ -24,6 +25,7 @@ from s4rec_components import (
     ranking_metrics,
     set_validate_args,
 )
+from s4rec_components import evaluation
 from s4rec_components.evaluation import DEFAULT_MEMORY_BUDGET
 from s4rec_components.ragged import Ragged
 
@@ -470,3 +472,30 @@ def test_evaluate_ranking_errors():
         evaluate_ranking(lambda x: fn(x) * NAN, users, targets)
     with pytest.raises(TypeError):
         evaluate_ranking(fn, users, targets, history)  # history is keyword-only
+
+
+@given(problem=ranking_problems(max_items=9), width=st.integers(1, 4))
+@settings(max_examples=60)
+def test_column_blocks_of_the_counts_are_exact(problem, width):
+    """The int16 counts go per block of columns; small blocks (padding included) change nothing."""
+    scores, targets, history, ignore, history_value = problem
+    if nan_target(scores, targets, history, ignore, history_value):
+        return
+    args = (torch.tensor(scores), torch.tensor(targets))
+    kwargs = dict(exclude=as_history(history, "ragged"), ignore_ids=ignore, history_value=history_value)
+    with mock.patch.object(evaluation, "_INT16_COUNT", width):
+        got = rank_targets(*args, **kwargs)
+    assert got.tolist() == reference_ranks(scores, targets, history, ignore, history_value)
+
+
+@pytest.mark.slow
+def test_counts_beyond_the_int16_range():
+    """70,001 columns (three int16 blocks): counts above 32,767 and 65,535 stay exact."""
+    n = 70_001
+    scores = torch.zeros(3, n)
+    scores[0, 1:] = 1.0  # target 5 of row 0 scores 1 like every other real item: ties only
+    scores[1] = torch.arange(n, dtype=torch.float32)  # target 10: everything above beats it
+    scores[2] = -torch.arange(n, dtype=torch.float32)  # target n - 1: last
+    targets = torch.tensor([5, 10, n - 1])
+    assert rank_targets(scores, targets).tolist() == [4, n - 11, n - 2]
+    assert rank_targets(scores.double(), targets, ignore_ids=()).tolist() == [4, n - 11, n - 1]
