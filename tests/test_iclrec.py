@@ -115,3 +115,40 @@ def test_from_state_dict_errors():
         SASRecEncoder.from_iclrec_state_dict(state, num_heads=3)
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# The functions behind the wrappers
+# --------------------------------------------------------------------------------------------
+
+
+def test_iclrec_to_encoder_state_dict_reads_shapes_and_drops_extra_keys():
+    state = random_iclrec_state(num_items=6, d=4, num_layers=2, max_len=5, seed=0)
+    checkpoint = {"model": {**state, "projection.0.weight": torch.zeros(2, 2)}, "epoch": 7}
+    converted, shapes = iclrec_to_encoder_state_dict(checkpoint)
+    assert shapes == ICLRecShapes(num_items=6, hidden_size=4, num_layers=2, max_len=5)
+    assert set(converted) == set(state)
+    assert all(converted[key] is state[key] for key in state)  # no copies
+    encoder = SASRecEncoder(6, hidden_size=4, num_layers=2, max_len=5).double()
+    encoder.load_state_dict(converted)  # strict: exactly the encoder's keys
+
+
+def test_encoder_to_iclrec_state_dict_is_the_wrappers_result():
+    encoder = small_encoder()
+    direct = encoder_to_iclrec_state_dict(encoder)
+    wrapped = encoder.to_iclrec_state_dict()
+    assert set(direct) == set(wrapped)
+    for key in direct:
+        assert torch.equal(direct[key], wrapped[key])
+    with pytest.raises(TypeError, match="encoder must be an nn.Module"):
+        encoder_to_iclrec_state_dict({"item_embeddings.weight": torch.zeros(3, 2)})
+
+
+def test_from_iclrec_state_dict_keeps_compute_options():
+    state = small_encoder().to_iclrec_state_dict()
+    encoder = SASRecEncoder.from_iclrec_state_dict(state, padding_attention="iclrec")
+    assert encoder.padding_attention == "iclrec" and encoder.compute_path == "dense"
+    encoder = SASRecEncoder.from_iclrec_state_dict(state, compute_path="packed")
+    assert encoder.compute_path == "packed"
+    with pytest.raises(TypeError, match="positional"):
+        SASRecEncoder.from_iclrec_state_dict(state, 2)
