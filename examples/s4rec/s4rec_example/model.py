@@ -166,8 +166,10 @@ class S4RecModel(nn.Module):
         if self.loss == "ce":
             # the (m, n) logits exist for the m real positions only (one host read on a GPU)
             h = hidden[real]
-            logits = self.encoder.score_items(h)[..., 1 : self.num_items + 1]  # items 1..n
-            return F.cross_entropy(logits.float(), targets[real] - 1)
+            # items 1..n only (no padding, no mask id); scoring the (n, d) rows directly avoids
+            # slicing the (m, n + 2) logits, whose backward would allocate and copy them again
+            items = self.encoder.embed_items(torch.arange(1, self.num_items + 1, device=h.device))
+            return F.cross_entropy(h @ items.T, targets[real] - 1)
         if negatives is None:
             raise ValueError("the bce loss needs one sampled negative per position")
         pos_logit = (hidden * self.encoder.embed_items(targets)).sum(-1)
