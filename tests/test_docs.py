@@ -253,8 +253,9 @@ def browse(site: Path, pages: list[str], tmp_path: Path) -> list[dict]:
 
 
 def test_formulas_render_offline_in_chromium_at_phone_width(site: Path, tmp_path: Path):
-    pages = [p.relative_to(site).as_posix() for p in api_pages(site)] + ["index.html", "scaling-out/index.html"]
-    pages = [p for p in pages if (site / p).exists()]
+    pages = [p.relative_to(site).as_posix() for p in api_pages(site)]
+    pages += sorted(p.relative_to(site).as_posix() for p in site.glob("*/index.html") if p.parent.name != "api")
+    pages.append("index.html")
     results = browse(site, pages, tmp_path)
     assert len(results) == len(pages)
     with_math = 0
