@@ -13,8 +13,11 @@ centroid. This module does the same in torch, without faiss:
 - :class:`KMeans`: the same as an ``nn.Module`` holding the centroids in a buffer (saved in
   ``state_dict``), with ``fit(x)`` and a sync-free, chunked ``assign(x)``.
 
-ICLRec's use, per epoch (the intents in its loss are the L2-normalised centroids, while the
-assignment uses the raw ones):
+ICLRec's use: once per epoch, ``fit`` on the eval-mode ``represent(ids, pooling="mean_all")``
+of every training sequence (an encoder with ``padding_attention="iclrec"`` gives its padding
+values); then, in each training step, ``assign`` the training-mode ``mean_all`` of the batch
+(ICLRec queries with the same forward pass that feeds its next-item loss). The intents in its
+loss are the L2-normalised centroids, while the search uses the raw ones:
 
 >>> import torch
 >>> import torch.nn.functional as F
@@ -317,12 +320,14 @@ def k_means(
       symmetric relative perturbation of $1/1024$ (even coordinates $\times(1 \pm
       \epsilon)$, odd ones $\times(1 \mp \epsilon)$).
     - **Restarts**: ``num_redo`` runs from different random initialisations; the one with the
-      lowest final inertia is kept (faiss compares the objective of the last assignment step;
-      ICLRec uses ``nredo=5``).
+      lowest final inertia is kept (ICLRec uses ``nredo=5``).
     - **Subsampling**: with ``max_points_per_centroid=m``, at most $k m$ random points train
       the centroids (faiss' default 256, ICLRec's 4096); all points are assigned at the end.
       ``None`` trains on all points.
     - Not spherical (ICLRec normalises the centroids afterwards, for its loss only).
+    - Differences: faiss seeds its split choices with a fixed 1234 and draws the
+      initialisation and the sample from two permutations; here both come from
+      ``generator``, and the restart kept is the one whose final inertia is lowest.
 
     Returned ``assignments`` and ``inertia`` are those of the final centroids (one assignment
     step after the last update), so ``assignments`` are exactly the nearest centroids.
