@@ -346,3 +346,30 @@ def test_tutorial_table_shows_only_finished_runs(tmp_path: Path):
     assert "Not yet measured" not in table
     assert table.count("| Beauty: GRU4Rec + pieces |") == 3            # two runs and the mean
     assert "0.3000 ± 0.0707" in table and "3 / 14" in table
+
+
+def test_design_notes_layout_table_matches_the_imports():
+    """The 'imports from the package' column of the design notes is what the code imports."""
+    package = ROOT / "s4rec_components"
+    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"} | {"data"}
+    ignored = {"constants", "_validation"}
+
+    def imports(paths: list[Path]) -> set[str]:
+        found: set[str] = set()
+        for path in paths:
+            for match in re.finditer(r"^\s*from \.+([a-z_]+)?[\w.]* import", path.read_text(), re.M):
+                name = match.group(1)
+                if name in modules:
+                    found.add(name)
+        return found
+
+    rows = re.findall(r"^\| `([\w/]+)` \| .*? \| ([^|]*) \|$", (DOCS / "design.md").read_text(), re.M)
+    assert len(rows) >= 15, rows
+    for module, documented in rows:
+        if module == "data/":
+            actual = imports(sorted((package / "data").glob("*.py"))) - {"dataset", "readers", "public", "synthetic"}
+        else:
+            actual = imports([package / f"{module}.py"]) - {module}
+        documented = documented.replace("torch.distributed", "")
+        listed = {word for word in re.findall(r"[a-z_]+", documented) if word in modules}
+        assert actual - ignored == listed - ignored, (module, sorted(actual), documented)
