@@ -129,6 +129,11 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
 
     Without an initialised process group (or with one process) it returns ``x`` itself.
 
+    Both passes are collectives: every rank must call it in the same order, and every rank
+    must backpropagate through its result (a rank whose loss ignores the gathered rows would
+    leave the others waiting in the backward all-reduce). The sizes are exchanged with one
+    small ``all_gather`` and read on the host (``world_size`` integers) to pad and trim.
+
     Args:
         x: this rank's rows; any dtype and trailing shape, the same trailing shape and dtype
             on every rank.
