@@ -257,6 +257,8 @@ def test_fit_does_not_track_gradients():
 # --------------------------------------------------------------------------------------------
 
 SHARDS = (23, 14)  # unequal on purpose
+FAR_INIT = torch.tensor([[0.0, 0.0, 0.0], [1e3, 1e3, 1e3], [-1e3, -1e3, -1e3]], dtype=torch.float64)
+"""Two centroids far from every point: both clusters are empty and get split (random choices)."""
 WORLD_SIZE = len(SHARDS)
 
 
@@ -275,9 +277,11 @@ def _distributed_worker(rank: int, init_file: str, out_dir: str, x: torch.Tensor
         sampled = k_means(local, 5, num_iters=4, generator=seeded(200 + rank),
                           distributed=True, max_points_per_centroid=3)
         km = KMeans(5, num_iters=6, seed=4, distributed=True).fit(local)
+        split = k_means(local, 3, num_iters=3, init=FAR_INIT, generator=seeded(300 + rank),
+                        distributed=True)
         torch.save(
             {"result": tuple(result), "sampled": tuple(sampled), "module": km.centroids,
-             "assign": km.assign(local)},
+             "assign": km.assign(local), "split": split.centroids},
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
     finally:
@@ -297,7 +301,9 @@ def test_distributed_equals_the_concatenated_data():
     expected = k_means(x, 5, num_iters=8, num_redo=2, generator=seeded(100))
     sampled = k_means(x, 5, num_iters=4, generator=seeded(200), max_points_per_centroid=3)
     module = KMeans(5, num_iters=6, seed=4).fit(x)
+    split = k_means(x, 3, num_iters=3, init=FAR_INIT, generator=seeded(300))
     for part in parts:  # identical on every rank ...
+        assert torch.equal(part["split"], split.centroids)
         assert torch.equal(part["result"][0], expected.centroids)  # ... and = one process
         torch.testing.assert_close(part["result"][2], expected.inertia, rtol=1e-12, atol=0)
         assert torch.equal(part["sampled"][0], sampled.centroids)
