@@ -1,0 +1,780 @@
+"""Fuzzing every public callable of ``s4rec_components`` (issue 9, "Fuzzing").
+
+Each public name of ``s4rec_components.__all__`` that can be called has at least one
+hypothesis test here (``test_every_public_callable_has_a_fuzz_entry`` fails for a new
+public name without one). Each test draws an input that is either valid or broken in one
+place (one argument of the wrong type, rank, size or dtype, empty, NaN / inf / huge values,
+ids out of range, a bad hyper-parameter: NaN, inf, bool, str, None, negative) and holds
+the call to the contract:
+
+* a valid input gives a correct result: shapes as documented, losses in
+  ``constants.loss_dtype`` of the inputs, finite wherever the math is finite (fp16 / bf16
+  included), and the law the entry checks (rows summing to 1, ids in range, ...);
+* a broken input gives a ``ValueError`` / ``TypeError`` whose message names the argument
+  (or, where an input is marked "either", a result that passes the same checks);
+* never a raw ``RuntimeError`` / ``IndexError`` / ``AssertionError`` / ``ZeroDivisionError``,
+  a crash, or a silent NaN.
+
+Non-finite inputs: the losses (contrastive, distillation, adversary) follow
+``torch.nn.functional`` and propagate a NaN / inf of their input (a non-finite output from a
+non-finite input is not silent); everything whose output is a discrete choice
+(Sinkhorn, clustering, k-means, ranking) refuses them while value checks are on, since an
+argmax over NaN would be a silent wrong answer.
+
+With ``set_validate_args(False)`` value checks (ids out of range, non-finite values) are
+skipped by design; ``test_validation_off_out_of_range_ids_need_not_raise`` documents that
+such inputs then need not raise (they may give any result or a raw indexing error).
+
+Figures (inputs tried, clear errors, results, wrong results) are counted per entry and
+written, when the module finishes, to ``fuzz-figures.json`` in pytest's base temporary
+folder (or the path in ``S4REC_FUZZ_FIGURES``) and printed (visible with ``-s``)::
+
+    S4REC_FUZZ_FIGURES=fuzz-figures.json python -m pytest -p no:cacheprovider -q -s \
+        tests/test_fuzz.py --hypothesis-profile=ci
+
+Known open bugs are separate tests marked ``xfail(strict=True)`` with a minimal reproducer;
+they flip to failures (so the mark must be removed) once fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import typing
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+
+import s4rec_components as s4
+from s4rec_components import set_validate_args
+from s4rec_components.constants import loss_dtype
+
+from strategies import float_tensors, long_tensors
+
+FUZZ = settings(deadline=None)
+"""Per-test settings: no deadline, and no ``max_examples`` so the loaded profile's applies
+(40 by default, 200 under ``--hypothesis-profile=ci``)."""
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+HUGE = {torch.float16: 6.0e4, torch.bfloat16: 2.0**50, torch.float32: 2.0**50, torch.float64: 2.0**50}
+"""Largest magnitude drawn per dtype: fp16 near its maximum; 2**50 (about 1e15) elsewhere, whose
+products (about 1e31 over a few dimensions, divided by a temperature >= 1e-3) fit in float32."""
+
+# --------------------------------------------------------------------------------------
+# Registry and figures
+# --------------------------------------------------------------------------------------
+
+ENTRIES: dict[str, list[str]] = defaultdict(list)
+"""Public name -> fuzz tests that cover it."""
+
+FIGURES: dict[str, Counter[str]] = defaultdict(Counter)
+"""Per entry: ``inputs`` tried, ``clear_errors``, ``results`` checked, ``wrong``."""
+
+
+def fuzzes(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated test as the fuzz entry of the public ``names``."""
+
+    def register(test: Callable[..., Any]) -> Callable[..., Any]:
+        for name in names:
+            ENTRIES[name].append(test.__name__)
+        return test
+
+    return register
+
+
+@dataclass(frozen=True)
+class Bad:
+    """What a broken input must give.
+
+    ``names``: the error message must name one of these (the broken argument).
+    ``must_raise``: False where a result is acceptable too (it must then pass the checks).
+    ``finite``: False where a non-finite result is acceptable (non-finite inputs of a loss).
+    ``errors``: the documented exception types.
+    """
+
+    names: tuple[str, ...]
+    must_raise: bool = True
+    finite: bool = True
+    errors: tuple[type[BaseException], ...] = (ValueError, TypeError)
+
+
+def bad(*names: str, must_raise: bool = True, finite: bool = True) -> Bad:
+    return Bad(names, must_raise=must_raise, finite=finite)
+
+
+def _names(error: BaseException, names: tuple[str, ...]) -> bool:
+    text = str(error)
+    return any(re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", text) for name in names)
+
+
+def attempt(
+    entry: str,
+    call: Callable[[], Any],
+    check: Callable[[Any, bool, bool], None],
+    broken: Bad | None,
+) -> Any:
+    """Run ``call`` once and hold it to the contract; count the outcome under ``entry``.
+
+    ``check(result, finite, valid)`` asserts the result's laws; ``finite`` tells whether it
+    must be finite, ``valid`` whether the input was valid (shapes, dtypes and laws are held
+    exactly only then; an accepted broken input must give a well-formed, finite result). Returns the result, or None where a documented error was raised.
+    """
+    figures = FIGURES[entry]
+    figures["inputs"] += 1
+    try:
+        result = call()
+    except (ValueError, TypeError) as error:
+        if broken is None:
+            figures["wrong"] += 1
+            raise AssertionError(
+                f"{entry}: a valid input was refused: {type(error).__name__}: {error}"
+            ) from error
+        if not isinstance(error, broken.errors) or not _names(error, broken.names):
+            figures["wrong"] += 1
+            raise AssertionError(
+                f"{entry}: the error does not name {broken.names}: {type(error).__name__}: {error}"
+            ) from error
+        figures["clear_errors"] += 1
+        return None
+    except Exception as error:  # the contract: never a raw error
+        if broken is not None and isinstance(error, broken.errors) and _names(error, broken.names):
+            figures["clear_errors"] += 1
+            return None
+        figures["wrong"] += 1
+        raise AssertionError(f"{entry}: raw {type(error).__name__}: {error}") from error
+    if broken is not None and broken.must_raise:
+        figures["wrong"] += 1
+        raise AssertionError(f"{entry}: a broken input ({broken.names}) was accepted: {result!r}"[:2000])
+    try:
+        check(result, broken is None or broken.finite, broken is None)
+    except AssertionError:
+        figures["wrong"] += 1
+        raise
+    figures["results"] += 1
+    return result
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_figures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Write and print the figures when the module is done."""
+    yield
+    entries = {name: dict(counts) for name, counts in sorted(FIGURES.items())}
+    total = Counter[str]()
+    for counts in FIGURES.values():
+        total.update(counts)
+    report = {
+        "profile": settings.default.max_examples,
+        "total": {key: total.get(key, 0) for key in ("inputs", "clear_errors", "results", "wrong")},
+        "entries": entries,
+        "known_open_bugs": [name for name, reason in KNOWN_BUGS.items()],
+    }
+    path = os.environ.get("S4REC_FUZZ_FIGURES") or str(
+        tmp_path_factory.getbasetemp() / "fuzz-figures.json"
+    )
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1)
+    print(f"\nfuzz figures ({path}): {json.dumps(report['total'])}")
+
+
+KNOWN_BUGS: dict[str, str] = {}
+"""xfail'd reproducer test -> reason (reported in /work/plan/requests-G.md)."""
+
+
+def known_bug(reason: str) -> Callable[[Callable[..., Any]], Any]:
+    def mark(test: Callable[..., Any]) -> Any:
+        KNOWN_BUGS[test.__name__] = reason
+        return pytest.mark.xfail(strict=True, reason=reason)(test)
+
+    return mark
+
+
+@pytest.fixture(autouse=True)
+def _validation_on() -> Iterator[None]:
+    """Every test starts with value checks on (the default) and restores them."""
+    set_validate_args(True)
+    yield
+    set_validate_args(True)
+
+
+# --------------------------------------------------------------------------------------
+# Shared strategies
+# --------------------------------------------------------------------------------------
+
+dtypes = st.sampled_from(FLOAT_DTYPES)
+SCALES = ("unit", "huge", "zero", "tiny")
+
+
+@st.composite
+def values(draw: st.DrawFn, shape: tuple[int, ...], dtype: torch.dtype, scale: str | None = None) -> torch.Tensor:
+    """A float tensor of ``shape`` and ``dtype`` with values on a drawn scale."""
+    scale = scale or draw(st.sampled_from(SCALES))
+    if scale == "zero":
+        return torch.zeros(shape, dtype=dtype)
+    high = {"unit": 3.0, "huge": HUGE[dtype], "tiny": 2.0**-10}[scale]
+    # reshape: numpy turns a drawn 0-d array into shape (1,) on its way to torch
+    return draw(float_tensors(shape, low=-high, high=high, dtype=dtype)).reshape(shape)
+
+
+def poison(x: torch.Tensor, value: float, index: int) -> torch.Tensor:
+    """``x`` with one entry (flat ``index`` modulo its size) set to ``value``."""
+    x = x.clone()
+    if x.numel():
+        x.view(-1)[index % x.numel()] = value
+    return x
+
+
+REAL_POOL: tuple[Any, ...] = (
+    math.nan, math.inf, -math.inf, True, False, "0.5", None, -1, -0.5, 0, 0.0, 1e-3, 0.5, 1,
+    2.5, 1e3, [0.5], torch.tensor([0.5, 0.5]),
+)
+INT_POOL: tuple[Any, ...] = (-1, 0, 1, 2, 3, True, 2.0, "2", None, math.nan, math.inf, 10**30)
+
+
+def is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def positive_real(value: Any) -> bool | None:
+    """Hyper-parameters documented as a finite real > 0 (inf: refused or accepted)."""
+    if not is_real(value) or math.isnan(value) or value <= 0:
+        return False
+    if math.isinf(value):
+        return None
+    return True
+
+
+def probability(value: Any) -> bool | None:
+    return is_real(value) and 0 <= value <= 1
+
+
+def int_at_least(minimum: int, maximum: int | None = None) -> Callable[[Any], bool | None]:
+    def accept(value: Any) -> bool | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+        return ok and (maximum is None or value <= maximum)
+
+    return accept
+
+
+def is_bool(value: Any) -> bool | None:
+    return isinstance(value, bool)
+
+
+@st.composite
+def hyper(
+    draw: st.DrawFn, name: str, accept: Callable[[Any], bool | None], pool: tuple[Any, ...] = REAL_POOL
+) -> tuple[Any, Bad | None]:
+    """A value for the hyper-parameter ``name`` from ``pool`` and what it must give."""
+    value = draw(st.sampled_from(pool))
+    verdict = accept(value)
+    if verdict is True:
+        return value, None
+    return value, bad(name, must_raise=verdict is False)
+
+
+@st.composite
+def broken_float(
+    draw: st.DrawFn, x: torch.Tensor, name: str, *, loss: bool = True
+) -> tuple[Any, Bad]:
+    """``x`` broken in one way, and what that must give.
+
+    ``loss``: non-finite values may propagate to a non-finite result (losses); otherwise
+    they must be refused.
+    """
+    kind = draw(st.sampled_from(("int", "bool", "ndim_up", "ndim_down", "list", "nan", "inf", "none", "empty")))
+    if kind == "int":
+        return x.long(), bad(name, must_raise=False)
+    if kind == "bool":
+        return x > 0, bad(name, must_raise=False)
+    if kind == "ndim_up":
+        return x.unsqueeze(0), bad(name)
+    if kind == "ndim_down":
+        return x.reshape(-1) if x.dim() > 1 else x.reshape(()) if x.numel() == 1 else x[None, None], bad(name)
+    if kind == "list":
+        return x.tolist(), bad(name, must_raise=False)
+    if kind == "none":
+        return None, bad(name)
+    if kind == "empty":
+        return x[:0], bad(name, must_raise=False)
+    value = math.nan if kind == "nan" else draw(st.sampled_from((math.inf, -math.inf)))
+    index = draw(st.integers(0, 10**6))
+    return poison(x, value, index), bad(name, must_raise=not loss, finite=False)
+
+
+@st.composite
+def broken_ids(draw: st.DrawFn, ids: torch.Tensor, name: str, high: int) -> tuple[Any, Bad]:
+    """Integer ``ids`` (valid range ``[0, high]``) broken in one way."""
+    kind = draw(st.sampled_from(("float", "ndim_up", "list", "negative", "above", "none")))
+    if kind == "float":
+        return ids.double(), bad(name, must_raise=False)
+    if kind == "ndim_up":
+        return ids.unsqueeze(0), bad(name)
+    if kind == "list":
+        return ids.tolist(), bad(name, must_raise=False)
+    if kind == "none":
+        return None, bad(name)
+    if ids.numel() == 0:
+        return ids.unsqueeze(0), bad(name)
+    value = -draw(st.integers(1, 2**62)) if kind == "negative" else high + draw(st.integers(1, 2**62))
+    return poison(ids, value, draw(st.integers(0, 10**6))), bad(name)
+
+
+def finite(x: torch.Tensor) -> bool:
+    return bool(torch.isfinite(x).all())
+
+
+def check_tensor(
+    out: Any, must_be_finite: bool, valid: bool, shape: tuple[int, ...], dtype: torch.dtype
+) -> None:
+    """A tensor; of ``shape`` and ``dtype`` for a valid input; finite where it must be."""
+    assert isinstance(out, torch.Tensor), type(out)
+    if valid:
+        assert tuple(out.shape) == shape, (tuple(out.shape), shape)
+        assert out.dtype == dtype, (out.dtype, dtype)
+    if must_be_finite and out.is_floating_point():
+        assert finite(out), out
+
+
+@st.composite
+def pick(
+    draw: st.DrawFn,
+    tensors: dict[str, st.SearchStrategy[tuple[Any, Bad]]],
+    hypers: dict[str, tuple[Callable[[Any], bool | None], tuple[Any, ...]]],
+) -> tuple[str | None, Any, Bad | None]:
+    """Break at most one argument: ``(name or None, new value, what it must give)``.
+
+    About a third of the cases are left valid.
+    """
+    names = list(tensors) + list(hypers)
+    target = draw(st.sampled_from([None] * max(2, len(names) // 2) + names))
+    if target is None:
+        return None, None, None
+    if target in tensors:
+        value, broken = draw(tensors[target])
+        return target, value, broken
+    accept, pool = hypers[target]
+    value, broken = draw(hyper(target, accept, pool))
+    return target, value, broken
+
+
+BOOL_POOL: tuple[Any, ...] = (True, False, 0, 1, "True", None, math.nan)
+CHOICE_EXTRA: tuple[Any, ...] = ("", "MEAN", None, 1, True, "bogus")
+
+
+def choice(allowed: tuple[str, ...]) -> tuple[Callable[[Any], bool | None], tuple[Any, ...]]:
+    return (lambda value: isinstance(value, str) and value in allowed), allowed + CHOICE_EXTRA
+
+
+def apply(args: dict[str, Any], hypers: dict[str, Any], target: str | None, value: Any) -> None:
+    """Put the broken ``value`` in place of ``target`` (in whichever dict holds it)."""
+    if target is None:
+        return
+    (args if target in args else hypers)[target] = value
+
+
+# --------------------------------------------------------------------------------------
+# sinkhorn
+# --------------------------------------------------------------------------------------
+
+
+@fuzzes("sinkhorn_knopp", "SinkhornKnopp")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_sinkhorn(data: st.DataObject) -> None:
+    b, k = data.draw(st.integers(1, 8), "b"), data.draw(st.integers(1, 8), "k")
+    dtype = data.draw(dtypes, "dtype")
+    args = {"scores": data.draw(values((b, k), dtype), "scores")}
+    hypers: dict[str, Any] = {
+        "num_iters": data.draw(st.integers(1, 5)),
+        "epsilon": data.draw(st.sampled_from((0.01, 0.05, 1.0, 10.0))),
+        "distributed": False,
+    }
+    target, value, broken = data.draw(
+        pick(
+            {"scores": broken_float(args["scores"], "scores", loss=False)},
+            {
+                "num_iters": (int_at_least(1), INT_POOL),
+                "epsilon": (positive_real, REAL_POOL),
+                "distributed": (is_bool, BOOL_POOL),
+            },
+        ),
+        "broken",
+    )
+    apply(args, hypers, target, value)
+    as_module = data.draw(st.booleans(), "module")
+
+    def call() -> torch.Tensor:
+        if as_module:
+            return s4.SinkhornKnopp(**hypers)(args["scores"])
+        return s4.sinkhorn_knopp(args["scores"], **hypers)
+
+    def check(q: Any, must_be_finite: bool, valid: bool) -> None:
+        check_tensor(q, must_be_finite, valid, (b, k), torch.float32)
+        if valid:
+            assert bool((q >= 0).all())
+            torch.testing.assert_close(q.sum(1), torch.ones(b), atol=1e-3, rtol=0)
+
+    attempt("SinkhornKnopp" if as_module else "sinkhorn_knopp", call, check, broken)
+
+
+# --------------------------------------------------------------------------------------
+# gradient_reversal
+# --------------------------------------------------------------------------------------
+
+SCALE_POOL: tuple[Any, ...] = REAL_POOL + (
+    torch.tensor(0.5), torch.tensor(math.nan), torch.tensor(1), torch.tensor(0.5, dtype=torch.float16),
+)
+
+
+def real_or_scalar_tensor(value: Any) -> bool | None:
+    """``scale``: a finite real or a finite 0-d floating tensor (negative and 0 allowed)."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0 and value.is_floating_point():
+            return bool(torch.isfinite(value))
+        return False
+    return is_real(value) and math.isfinite(value)
+
+
+@fuzzes("grad_reverse", "GradientReversal")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_grad_reverse(data: st.DataObject) -> None:
+    shape = tuple(data.draw(st.lists(st.integers(0, 4), max_size=3), "shape"))
+    dtype = data.draw(dtypes, "dtype")
+    args = {"x": data.draw(values(shape, dtype), "x")}
+    hypers: dict[str, Any] = {"scale": data.draw(st.sampled_from((0.0, 1.0, -2.0, 0.5)))}
+    kind = data.draw(st.sampled_from(("int", "bool", "list", "none")))
+    broken_x = {
+        "int": (args["x"].long(), bad("x")), "bool": (args["x"] > 0, bad("x")),
+        "list": (args["x"].tolist(), bad("x")), "none": (None, bad("x")),
+    }[kind]
+    target, value, broken = data.draw(
+        pick({"x": st.just(broken_x)}, {"scale": (real_or_scalar_tensor, SCALE_POOL)}), "broken"
+    )
+    apply(args, hypers, target, value)
+    mode = data.draw(st.sampled_from(("function", "module", "set_scale")), "mode")
+
+    def call() -> tuple[torch.Tensor, torch.Tensor]:
+        x = args["x"]
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            x = x.clone().requires_grad_(True)
+        if mode == "function":
+            y = s4.grad_reverse(x, **hypers)
+        elif mode == "module":
+            y = s4.GradientReversal(**hypers)(x)
+        else:
+            module = s4.GradientReversal()
+            module.set_scale(hypers["scale"])
+            y = module(x)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+        return y, grad
+
+    def check(out: Any, must_be_finite: bool, valid: bool) -> None:
+        y, grad = out
+        check_tensor(y, must_be_finite, valid, shape, dtype)
+        if valid:
+            assert torch.equal(y, args["x"])
+            scale = float(hypers["scale"])
+            torch.testing.assert_close(grad, torch.full_like(grad, -scale))
+
+    name = {"function": "grad_reverse", "module": "GradientReversal", "set_scale": "GradientReversal"}[mode]
+    attempt(name, call, check, broken)
+
+
+@fuzzes("dann_schedule")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_dann_schedule(data: st.DataObject) -> None:
+    progress: Any = data.draw(st.floats(0.0, 1.0), "progress")
+    hypers: dict[str, Any] = {"gamma": data.draw(st.floats(1e-3, 1e3), "gamma")}
+    args = {"progress": progress}
+    target, value, broken = data.draw(
+        pick({}, {"progress": (probability, REAL_POOL), "gamma": (positive_real, REAL_POOL)}), "broken"
+    )
+    apply(args, hypers, target, value)
+
+    def check(out: Any, must_be_finite: bool, valid: bool) -> None:
+        # [0, 1): mathematically below 1, but 1 - 2 / (1 + e^{gamma p}) rounds to 1.0 for gamma p > 37
+        assert isinstance(out, float) and 0.0 <= out <= 1.0, out
+        if valid:
+            expected = 2.0 / (1.0 + math.exp(-hypers["gamma"] * args["progress"])) - 1.0
+            assert math.isclose(out, expected, rel_tol=1e-9, abs_tol=1e-12)
+
+    attempt("dann_schedule", lambda: s4.dann_schedule(args["progress"], **hypers), check, broken)
+
+
+# --------------------------------------------------------------------------------------
+# losses: contrastive, distillation, adversary; clustering
+# --------------------------------------------------------------------------------------
+
+TEMPERATURES = (1e-3, 0.05, 0.5, 1.0, 20.0)
+
+
+def assert_close_to_float64(out: torch.Tensor, reference: torch.Tensor, magnitude: float) -> None:
+    """``out`` (computed in float32 or float64) against the float64 computation: the error
+    allowed grows with the largest logit ``magnitude`` (cancellation in log-sum-exp)."""
+    atol = 1e-4 * (1.0 + magnitude) if out.dtype != torch.float64 else 1e-9 * (1.0 + magnitude)
+    torch.testing.assert_close(out.double(), reference, atol=atol, rtol=1e-4)
+
+
+@st.composite
+def embedding_batches(draw: st.DrawFn, with_prototypes: bool) -> dict[str, Any]:
+    """``b, d, k``, one scale and up to three float dtypes, and the tensors drawn with them."""
+    b, d, k = draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(1, 5))
+    scale = draw(st.sampled_from(SCALES))
+    first = draw(dtypes)
+    mixed = draw(st.booleans())
+    other = draw(dtypes) if mixed else first
+    out: dict[str, Any] = {"b": b, "d": d, "k": k, "scale": scale}
+    out["z1"] = draw(values((b, d), first, scale))
+    out["z2"] = draw(values((b, d), other, scale))
+    if with_prototypes:
+        out["prototypes"] = draw(values((k, d), draw(dtypes) if mixed else first, scale))
+        out["assignments"] = draw(long_tensors((b,), 0, k - 1))
+    return out
+
+
+@fuzzes("intent_info_nce", "IntentInfoNCE")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_intent_info_nce(data: st.DataObject) -> None:
+    with_prototypes = data.draw(st.booleans(), "with_prototypes")
+    batch = data.draw(embedding_batches(with_prototypes), "batch")
+    b, k = batch["b"], batch["k"]
+    args: dict[str, Any] = {"z1": batch["z1"], "z2": batch["z2"], "prototypes": None, "assignments": None}
+    if with_prototypes:
+        args["prototypes"], args["assignments"] = batch["prototypes"], batch["assignments"]
+    if data.draw(st.booleans(), "with_groups"):
+        args["groups"] = data.draw(long_tensors((b,), 0, 3), "groups")
+    hypers: dict[str, Any] = {
+        "temperature": data.draw(st.sampled_from(TEMPERATURES), "temperature"),
+        "similarity": data.draw(st.sampled_from(("dot", "cosine")), "similarity"),
+        "reduction": data.draw(st.sampled_from(("mean", "sum", "none")), "reduction"),
+        "gather_distributed": False,
+    }
+    breakers: dict[str, st.SearchStrategy[tuple[Any, Bad]]] = {
+        "z1": broken_float(args["z1"], "z1"),
+        "z2": broken_float(args["z2"], "z2"),
+    }
+    if with_prototypes:
+        breakers["prototypes"] = broken_float(args["prototypes"], "prototypes")
+        breakers["assignments"] = broken_ids(args["assignments"], "assignments", k - 1)
+    if "groups" in args:
+        breakers["groups"] = st.sampled_from(
+            ((args["groups"].double(), bad("groups", must_raise=False)), (args["groups"][:-1], bad("groups")),
+             (args["groups"][None], bad("groups")), (args["groups"].tolist(), bad("groups", must_raise=False)))
+        )
+    target, value, broken = data.draw(
+        pick(
+            breakers,
+            {
+                "temperature": (positive_real, REAL_POOL),
+                "similarity": choice(("dot", "cosine")),
+                "reduction": choice(("mean", "sum", "none")),
+                "gather_distributed": (is_bool, BOOL_POOL),
+            },
+        ),
+        "broken",
+    )
+    apply(args, hypers, target, value)
+    if target == "z2" and broken is not None and not broken.must_raise and isinstance(value, torch.Tensor):
+        if value.shape != args["z1"].shape:  # an emptied z2 no longer matches z1
+            broken = bad("z1", "z2")
+    as_module = data.draw(st.booleans(), "module")
+
+    def run(arguments: dict[str, Any]) -> torch.Tensor:
+        if as_module:
+            return s4.IntentInfoNCE(**hypers)(**arguments)
+        return s4.intent_info_nce(**arguments, **hypers)
+
+    def check(loss: Any, must_be_finite: bool, valid: bool) -> None:
+        shape = (2 * b,) if hypers["reduction"] == "none" else ()
+        floats = [t.dtype for t in (args["z1"], args["z2"], args["prototypes"]) if t is not None]
+        check_tensor(loss, must_be_finite, valid, shape, loss_dtype(*floats))
+        if valid:
+            assert bool((loss >= -1e-3 * (1 + loss.abs())).all()), loss  # -log of a probability
+            as64 = {key: (t.double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t)
+                    for key, t in args.items()}
+            reference = run(as64)
+            if hypers["similarity"] == "dot":
+                largest = max(float(t.double().abs().max()) for t in (args["z1"], args["z2"]))
+                magnitude = largest**2 * batch["d"] / hypers["temperature"]
+            else:
+                magnitude = 1.0 / hypers["temperature"]
+            assert_close_to_float64(loss, reference, magnitude)
+
+    attempt("IntentInfoNCE" if as_module else "intent_info_nce", lambda: run(args), check, broken)
+
+
+@fuzzes("prototype_distillation", "PrototypeDistillation")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_prototype_distillation(data: st.DataObject) -> None:
+    batch = data.draw(embedding_batches(True), "batch")
+    b, k = batch["b"], batch["k"]
+    args: dict[str, Any] = {
+        "student": batch["z1"], "prototypes": batch["prototypes"], "assignments": batch["assignments"]
+    }
+    hypers: dict[str, Any] = {
+        "temperature": data.draw(st.sampled_from(TEMPERATURES), "temperature"),
+        "detach_teacher": data.draw(st.booleans(), "detach_teacher"),
+        "reduction": data.draw(st.sampled_from(("mean", "sum", "none")), "reduction"),
+    }
+    target, value, broken = data.draw(
+        pick(
+            {
+                "student": broken_float(args["student"], "student"),
+                "prototypes": broken_float(args["prototypes"], "prototypes"),
+                "assignments": broken_ids(args["assignments"], "assignments", k - 1),
+            },
+            {
+                "temperature": (positive_real, REAL_POOL),
+                "detach_teacher": (is_bool, BOOL_POOL),
+                "reduction": choice(("mean", "sum", "none")),
+            },
+        ),
+        "broken",
+    )
+    apply(args, hypers, target, value)
+    if target == "prototypes" and broken is not None and not broken.must_raise:
+        if isinstance(value, torch.Tensor) and value.shape[0] == 0:  # assignments now out of range
+            broken = bad("prototypes", "assignments")
+    if target == "student" and broken is not None and isinstance(value, torch.Tensor) and value.shape[:1] == (0,):
+        broken = bad("student", "assignments")
+    as_module = data.draw(st.booleans(), "module")
+
+    def run(arguments: dict[str, Any]) -> torch.Tensor:
+        if as_module:
+            return s4.PrototypeDistillation(**hypers)(**arguments)
+        return s4.prototype_distillation(**arguments, **hypers)
+
+    def check(loss: Any, must_be_finite: bool, valid: bool) -> None:
+        shape = (b,) if hypers["reduction"] == "none" else ()
+        check_tensor(loss, must_be_finite, valid, shape, loss_dtype(args["student"].dtype, args["prototypes"].dtype))
+        if valid:
+            assert bool((loss >= -1e-3 * (1 + loss.abs())).all()), loss
+            as64 = {key: (t.double() if t.is_floating_point() else t) for key, t in args.items()}
+            largest = max(float(t.double().abs().max()) for t in (args["student"], args["prototypes"]))
+            assert_close_to_float64(loss, run(as64), largest**2 * batch["d"] / hypers["temperature"])
+
+    attempt("PrototypeDistillation" if as_module else "prototype_distillation", lambda: run(args), check, broken)
+
+
+@fuzzes("head_tail_adversarial_loss", "HeadTailAdversary", "AdversaryOutput")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_head_tail_adversary(data: st.DataObject) -> None:
+    batch = data.draw(embedding_batches(True), "batch")
+    b, d, c = batch["b"], batch["d"], batch["k"] + 1
+    mode = data.draw(st.sampled_from(("function", "module")), "mode")
+    weight = data.draw(values((c, d), data.draw(dtypes), batch["scale"]), "weight")
+    args: dict[str, Any] = {"z": batch["z1"], "labels": data.draw(long_tensors((b,), 0, c - 1), "labels")}
+    if mode == "function":
+        args["weight"] = weight
+        args["bias"] = data.draw(st.one_of(st.none(), values((c,), weight.dtype, "unit")), "bias")
+    hypers: dict[str, Any] = {"scale": data.draw(st.sampled_from((0.0, 1.0, -0.5, 2.0)), "scale")}
+    breakers = {
+        "z": broken_float(args["z"], "z"),
+        "labels": broken_ids(args["labels"], "labels", c - 1),
+    }
+    if mode == "function":
+        breakers["weight"] = broken_float(args["weight"], "weight")
+    target, value, broken = data.draw(
+        pick(breakers, {"scale": (real_or_scalar_tensor, SCALE_POOL)}), "broken"
+    )
+    apply(args, hypers, target, value)
+    if target == "z" and broken is not None and isinstance(value, torch.Tensor) and value.shape[:1] == (0,):
+        broken = bad("z", "labels", must_raise=False)
+    if target == "weight" and broken is not None and isinstance(value, torch.Tensor) and value.shape[:1] == (0,):
+        broken = bad("weight", "labels", "bias")
+    if target == "weight" and broken is not None and args.get("bias") is not None and not broken.must_raise:
+        broken = bad("weight", "bias", must_raise=False, finite=broken.finite)
+
+    def run() -> Any:
+        if mode == "module":
+            return s4.HeadTailAdversary(d, c, **hypers)(**args)
+        return s4.head_tail_adversarial_loss(**args, **hypers)
+
+    def check(out: Any, must_be_finite: bool, valid: bool) -> None:
+        assert isinstance(out, s4.AdversaryOutput), type(out)
+        if mode == "function":
+            floats = [t.dtype for t in (args["z"], args["weight"], args["bias"]) if t is not None]
+        else:
+            floats = [args["z"].dtype, torch.float32]
+        check_tensor(out.loss, must_be_finite, valid, (), loss_dtype(*floats))
+        assert isinstance(out.logits, torch.Tensor)
+        if valid:
+            assert tuple(out.logits.shape) == (b, c)
+            assert out.loss >= -1e-6
+
+    attempt("HeadTailAdversary" if mode == "module" else "head_tail_adversarial_loss", run, check, broken)
+
+
+@fuzzes("online_clustering", "OnlineIntentClustering", "ClusteringOutput")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_online_clustering(data: st.DataObject) -> None:
+    batch = data.draw(embedding_batches(True), "batch")
+    b, d, k = batch["b"], batch["d"], batch["k"]
+    mode = data.draw(st.sampled_from(("function", "module", "assign")), "mode")
+    args: dict[str, Any] = {"z": batch["z1"]}
+    if mode == "function":
+        args["prototypes"] = batch["prototypes"]
+    hypers: dict[str, Any] = {
+        "temperature": data.draw(st.sampled_from((0.05, 0.1, 1.0)), "temperature"),
+        "epsilon": data.draw(st.sampled_from((0.01, 0.05, 1.0)), "epsilon"),
+        "num_iters": data.draw(st.integers(1, 4), "num_iters"),
+        "normalize": data.draw(st.booleans(), "normalize"),
+        "assign_from": data.draw(st.sampled_from(("targets", "probs")), "assign_from"),
+    }
+    breakers = {"z": broken_float(args["z"], "z", loss=False)}
+    if mode == "function":
+        breakers["prototypes"] = broken_float(args["prototypes"], "prototypes", loss=False)
+    target, value, broken = data.draw(
+        pick(
+            breakers,
+            {
+                "temperature": (positive_real, REAL_POOL),
+                "epsilon": (positive_real, REAL_POOL),
+                "num_iters": (int_at_least(1), INT_POOL),
+                "normalize": (is_bool, BOOL_POOL),
+                "assign_from": choice(("targets", "probs")),
+            },
+        ),
+        "broken",
+    )
+    apply(args, hypers, target, value)
+
+    def run() -> Any:
+        if mode == "function":
+            return s4.online_clustering(**args, **hypers)
+        module = s4.OnlineIntentClustering(d, k, **hypers)
+        out = module(args["z"])
+        if mode == "assign":
+            assignments = module.assign(args["z"])
+            assert torch.equal(assignments, out.assignments), (assignments, out.assignments)
+        return out
+
+    def check(out: Any, must_be_finite: bool, valid: bool) -> None:
+        assert isinstance(out, s4.ClusteringOutput), type(out)
+        protos = args["prototypes"].dtype if mode == "function" else torch.float32
+        dtype = loss_dtype(args["z"].dtype, protos) if valid else out.loss.dtype
+        check_tensor(out.loss, must_be_finite, valid, (), dtype)
+        check_tensor(out.probs, must_be_finite, valid, (b, k), dtype)
+        check_tensor(out.targets, must_be_finite, valid, (b, k), dtype)
+        check_tensor(out.assignments, True, valid, (b,), torch.long)
+        if valid:
+            assert bool(((out.assignments >= 0) & (out.assignments < k)).all())
+            for rows in (out.probs, out.targets):
+                torch.testing.assert_close(rows.sum(1).double(), torch.ones(b, dtype=torch.float64), atol=1e-3, rtol=0)
+            assert out.loss >= -1e-3
+
+    attempt("online_clustering" if mode == "function" else "OnlineIntentClustering", run, check, broken)
