@@ -22,6 +22,15 @@ KEYS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 NUM_ITEMS, MAX_LEN = 40, 10
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: these tiny models gain nothing from two, and a shared machine loses a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A finished s4rec run on a dataset file (so evaluate.py can read the same data)."""

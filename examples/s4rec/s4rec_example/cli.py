@@ -38,7 +38,7 @@ from .config import (
     TrainConfig,
 )
 from .data import dataset_label, load_dataset, prepare, resolve_data_path
-from .evaluate import format_table
+from .evaluate import check_compatible, format_table
 from .loop import RunFiles, run_training
 
 __all__ = ["build_parser", "main", "train"]
@@ -276,6 +276,7 @@ def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None
                 raise common.UsageError(f"--resume {folder}: the run is finished")
             config = TrainConfig.from_dict(saved)
             config = dataclasses.replace(config, device=args.device)
+            checkpoint = None
             if (folder / "last.pt").exists():
                 checkpoint = load_checkpoint(folder / "last.pt")  # tensor-only; a bad file stops here
                 if not checkpoint.resumable:
@@ -284,6 +285,7 @@ def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None
             if _given(argv, "eval_batch_size"):
                 config = dataclasses.replace(config, eval_batch_size=args.eval_batch_size)
         else:
+            checkpoint = None
             config = config_from_args(args)
             folder = Path(args.output or f"runs/{dataset_label(config.data)}-{config.preset}-{config.loss}-s{config.seed}")
             empty_folder = _check_folder(folder, args.overwrite)
@@ -292,6 +294,9 @@ def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None
         dataset = load_dataset(config)
         if dataset.num_users < 1:
             raise common.UsageError(f"--data {config.data}: no users")
+        if args.resume is not None and checkpoint is not None:  # the data file may have changed since
+            check_compatible(checkpoint.num_items, checkpoint.item_ids, dataset, f"{folder / 'last.pt'}",
+                             str(config.data))
         return config, folder, device, dataset, empty_folder
 
     config, folder, device, dataset, empty_folder = common.run_guarded(validate, debug=args.debug)

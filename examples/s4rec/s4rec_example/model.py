@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s4rec_components import (
+    PADDING_ID,
     HeadTailAdversary,
     IntentInfoNCE,
     OnlineIntentClustering,
@@ -39,7 +40,6 @@ from s4rec_components import (
     SASRecEncoder,
     SequenceAugmenter,
 )
-from s4rec_components.constants import PADDING_ID
 
 from .config import TrainConfig
 
