@@ -173,13 +173,8 @@ def check_config(c: TrainConfig) -> None:
     prototype_views = c.beta2 > 0 or (c.beta1 > 0 and c.cl_intent_negatives)
     if prototype_views and c.view_pooling == "flatten":
         raise common.UsageError("the prototype terms need d-dimensional views: --view-pooling mean, mean_all or last")
-    if c.intent_weight > 0 and c.intent_pooling == "flatten" and c.num_intents < 1:
-        raise common.UsageError("--num-intents must be >= 1")
     if c.padding_attention == "iclrec" and c.compute_path == "packed":
         raise common.UsageError("--padding-attention iclrec needs --compute-path dense or auto")
-    for name in ("view_pooling", "intent_pooling"):
-        if getattr(c, name) in ("flatten", "mean_all") and c.padding_attention == "masked" and c.uses_views:
-            LOG.debug("%s=%s with masked padding outputs differs from ICLRec", name, getattr(c, name))
 
 
 # ---------------------------------------------------------------------------- provenance

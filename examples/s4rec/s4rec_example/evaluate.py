@@ -72,14 +72,14 @@ def score_split(
         table = encoder.embed_items(torch.arange(encoder.num_items + 2, device=device))  # all n + 2 rows
 
         def score_fn(item_ids: torch.Tensor) -> torch.Tensor:
-            return encoder.represent(item_ids, pooling=pooling) @ table.T  # type: ignore[arg-type]
+            return encoder.represent(item_ids, pooling=pooling) @ table.T
 
         ignore_ids: tuple[int, ...] = ()
         history_value: float | None = ICLREC_HISTORY_SCORE
     else:
 
         def score_fn(item_ids: torch.Tensor) -> torch.Tensor:
-            return encoder.score_items(encoder.represent(item_ids, pooling=pooling))  # type: ignore[arg-type]
+            return encoder.score_items(encoder.represent(item_ids, pooling=pooling))
 
         ignore_ids = (0, encoder.mask_id)
         history_value = None

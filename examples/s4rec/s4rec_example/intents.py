@@ -20,7 +20,7 @@ def encode_sequences(model: S4RecModel, inputs: Tensor, pooling: str, batch_size
     model.eval()
     try:
         chunks = [
-            model.encoder.represent(inputs[start : start + batch_size], pooling=pooling)  # type: ignore[arg-type]
+            model.encoder.represent(inputs[start : start + batch_size], pooling=pooling)
             for start in range(0, inputs.shape[0], batch_size)
         ]
     finally:

@@ -23,14 +23,14 @@ from typing import Any
 import torch
 
 import s4rec_components
-from s4rec_components import validate_args_enabled
+from s4rec_components import RankingResult, validate_args_enabled
 
 from .checkpoint import atomic_write_text, load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig
 from .data import TrainData
 from .evaluate import round_metrics, score_split
 from .intents import fit_intents
-from .model import Intents, S4RecModel
+from .model import Intents, S4RecModel, build_model
 
 __all__ = ["RunFiles", "RunState", "evaluate_split", "run_training", "train_epoch"]
 
@@ -97,7 +97,7 @@ def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, to
 
 def _restore_rng(rng: dict[str, torch.Tensor], generator: torch.Generator, device: torch.device) -> None:
     torch.set_rng_state(rng["torch"].cpu())
-    generator.set_state(rng["generator"].cpu() if device.type == "cpu" else rng["generator"])
+    generator.set_state(rng["generator"].cpu())
     if device.type == "cuda" and "cuda" in rng:
         torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
 
@@ -157,7 +157,9 @@ def train_epoch(
     return {key: float(value) / steps for key, value in sums.items()}
 
 
-def evaluate_split(model: S4RecModel, data: TrainData, which: str, config: TrainConfig, progress: bool):
+def evaluate_split(
+    model: S4RecModel, data: TrainData, which: str, config: TrainConfig, progress: bool
+) -> RankingResult:
     """Full ranking of the ``valid`` or ``test`` split with the last position's output."""
     return score_split(model.encoder, data.split, which, batch_size=config.eval_batch_size, progress=progress)  # type: ignore[arg-type]
 
@@ -179,8 +181,6 @@ def run_training(
     interruption, for tests). Returns the content of ``results.json``.
     """
     torch.manual_seed(config.seed)
-    from .model import build_model
-
     model = build_model(config, data.num_items).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator(device=device).manual_seed(config.seed)

@@ -179,7 +179,7 @@ class S4RecModel(nn.Module):
         return (per_position * weight).sum() / weight.sum().clamp(min=1.0)
 
     def _pool(self, ids: Tensor, hidden: Tensor, pooling: str) -> Tensor:
-        return self.encoder.represent(ids, pooling=pooling, hidden=hidden)  # type: ignore[arg-type]
+        return self.encoder.represent(ids, pooling=pooling, hidden=hidden)
 
     def forward(
         self,
@@ -290,8 +290,8 @@ def build_model(config: TrainConfig, num_items: int) -> S4RecModel:
         num_heads=c.num_heads,
         max_len=c.max_len,
         dropout=c.dropout,
-        compute_path=c.compute_path,  # type: ignore[arg-type]
-        padding_attention=c.padding_attention,  # type: ignore[arg-type]
+        compute_path=c.compute_path,
+        padding_attention=c.padding_attention,
     )
     augmenter = None
     if c.uses_views:
@@ -306,7 +306,7 @@ def build_model(config: TrainConfig, num_items: int) -> S4RecModel:
         )
     contrastive = None
     if c.beta1 > 0 or c.intent_weight > 0:
-        contrastive = IntentInfoNCE(temperature=c.cl_temperature, similarity=c.cl_similarity)  # type: ignore[arg-type]
+        contrastive = IntentInfoNCE(temperature=c.cl_temperature, similarity=c.cl_similarity)
     clustering = None
     if c.uses_prototypes:
         clustering = OnlineIntentClustering(
