@@ -43,7 +43,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from s4rec_components import Ragged, evaluate_ranking
+from s4rec_components.evaluation import evaluate_ranking
+from s4rec_components.ragged import Ragged
 
 ROOT = Path(__file__).resolve().parents[1]
 BEAUTY = ROOT.parent / "shared" / "data" / "Beauty.txt"
