@@ -35,6 +35,7 @@ def results_table(folder: Path) -> str:
         data = Path(config["data"]).stem if config.get("data") else "generated"
         run = "GRU4Rec" if config["encoder"] == "gru" else "own Transformer"
         name = f"{data}: {run} + pieces" if config["pieces"] else f"{data}: {run} alone"
+        name += f", at most {config['epochs']} epochs"
         rows.append((name, int(config["seed"]), record))
     header = "| run | seed | " + " | ".join(KEYS) + " | best epoch / run | file |"
     lines = [header, "|" + "---|" * (len(KEYS) + 4)]
