@@ -216,3 +216,43 @@ def test_negatives_avoid_the_users_items_and_padding(tiny):
 def test_prototype_terms_refuse_flattened_views():
     with pytest.raises(ValueError, match="view_pooling"):
         build_model(TrainConfig.from_preset("s4rec", view_pooling="flatten", **SMALL), NUM_ITEMS)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("preset", ["sasrec", "cl4srec", "iclrec", "s4rec"])
+def test_bce_training_steps_never_synchronise_on_cuda(preset):
+    """With value checks off, a training step (sampling, augmenting, all losses, backward, Adam) syncs nothing."""
+    import s4rec_components
+
+    device = torch.device("cuda")
+    dataset = generate_synthetic(num_users=64, num_items=NUM_ITEMS, seed=3)
+    config = TrainConfig.from_preset(preset, **SMALL)
+    data = prepare(dataset, config, device)
+    torch.manual_seed(0)
+    model = build_model(config, data.num_items).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    intents = None
+    if model.uses_intents:
+        intents = fit_intents(model, data.split.train_inputs, num_intents=4, num_iters=5, seed=0, batch_size=64)
+    generator = torch.Generator(device=device).manual_seed(0)
+    idx = torch.arange(16, device=device)
+
+    def step():
+        inputs = data.split.train_inputs[idx]
+        terms = model(inputs, data.split.train_targets[idx], data.sampler(idx, inputs.shape[1], generator),
+                      data.heads[idx], intents, generator)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+
+    model.train()
+    step()  # first step: value checks on, may read the device
+    previous = s4rec_components.validate_args_enabled()
+    s4rec_components.set_validate_args(False)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+        step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        s4rec_components.set_validate_args(previous)

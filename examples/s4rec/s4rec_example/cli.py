@@ -294,7 +294,7 @@ def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None
                              str(config.data))
         return config, folder, device, dataset, empty_folder
 
-    config, folder, device, dataset, empty_folder = common.run_guarded(validate, debug=args.debug)
+    config, folder, device, dataset, empty_folder = common.run_guarded(validate, debug=args.debug, prog="train.py")
     if empty_folder:  # --overwrite, and every argument is valid
         shutil.rmtree(folder)
 

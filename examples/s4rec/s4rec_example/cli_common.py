@@ -204,7 +204,7 @@ def setup_console_logging(quiet: bool) -> None:
     root.addHandler(stream)
 
 
-def run_guarded(body: Callable[[], T], *, debug: bool) -> T:
+def run_guarded(body: Callable[[], T], *, debug: bool, prog: str) -> T:
     """Run ``body``; a user error becomes one line on stderr and exit status 2 (``--debug``: traceback)."""
     from .checkpoint import CheckpointError
 
@@ -218,5 +218,5 @@ def run_guarded(body: Callable[[], T], *, debug: bool) -> T:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if isinstance(err, (ValueError, TypeError)) and not isinstance(err, (UsageError, CheckpointError)):
             message = f"{type(err).__name__}: {message}"
-        print(f"error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> str:
     args = build_parser().parse_args(argv)
     if not args.quiet:
         common.setup_console_logging(quiet=False)
-    return common.run_guarded(lambda: _run(args), debug=args.debug)
+    return common.run_guarded(lambda: _run(args), debug=args.debug, prog="report.py")
 
 
 
