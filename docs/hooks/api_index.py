@@ -46,6 +46,8 @@ def api_index() -> str:
             value = getattr(importlib.import_module(f"s4rec_components.{module}"), name)
             identifier = f"s4rec_components.{module}.{name}"
             if inspect.isclass(value) or inspect.isroutine(value):
+                # The defining module (e.g. data.dataset for what data re-exports).
+                identifier = f"{value.__module__}.{name}"
                 link = f"[`{name}`][{identifier}]"      # autorefs: fails the strict build if missing
             else:                                         # constants may have no entry of their own
                 link = f"[`{name}`]({page}.md#{identifier})"

@@ -22,11 +22,13 @@ def identifier_for(target: str) -> str | None:
 
     if target.startswith("s4rec_components"):
         return target
-    head = target.split(".")[0]
-    module = s4rec_components._EXPORTS.get(head)
-    if module is not None:
-        return f"s4rec_components.{module}.{target}"
-    return None
+    head, _, rest = target.partition(".")
+    if head not in s4rec_components._EXPORTS:
+        return None
+    defining = getattr(getattr(s4rec_components, head), "__module__", None)
+    if not isinstance(defining, str) or not defining.startswith("s4rec_components"):
+        defining = f"s4rec_components.{s4rec_components._EXPORTS[head]}"
+    return f"{defining}.{target}"
 
 
 def link_roles(content: str) -> str:
