@@ -201,8 +201,11 @@ def test_a_malicious_last_pt_is_refused_not_executed(tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_every_flag_has_help_and_a_shown_default():
-    parser = cli.build_parser()
+@pytest.mark.parametrize("module", ["cli", "evaluate", "report", "headtail"])
+def test_every_flag_has_help_and_a_shown_default(module):
+    import importlib
+
+    parser = importlib.import_module(f"s4rec_example.{module}").build_parser()
     for action in parser._actions:
         if not action.option_strings or action.dest == "help":
             continue
@@ -257,3 +260,13 @@ def test_killed_at_random_moments_every_resume_finishes(tmp_path):
     assert results["status"] == "finished" and kills == 4 and mid_write >= 1
     assert results["test"] == reference["test"]
     assert [h["losses"] for h in results["history"]] == [h["losses"] for h in reference["history"]]
+
+
+def test_train_and_evaluate_share_flag_names():
+    from s4rec_example import evaluate
+
+    def flags(parser):
+        return {s for a in parser._actions for s in a.option_strings}
+
+    shared = {"--data", "--data-root", "--device", "--threads", "--quiet", "--debug", "--eval-batch-size", "--max-len"}
+    assert shared <= flags(cli.build_parser()) & flags(evaluate.build_parser())
