@@ -237,6 +237,9 @@ REAL_POOL: tuple[Any, ...] = (
     2.5, 1e3, [0.5], torch.tensor([0.5, 0.5]),
 )
 INT_POOL: tuple[Any, ...] = (-1, 0, 1, 2, 3, True, 2.0, "2", None, math.nan, math.inf, 10**30)
+SIZE_POOL: tuple[Any, ...] = (-1, 0, 1, 2, 3, 4, True, 2.0, "2", None, math.nan, math.inf)
+"""Sizes of tensors a constructor allocates: no 10**30 (a size beyond memory gives torch's own
+allocation error, which is not this library's to catch)."""
 
 
 def is_real(value: Any) -> bool:
@@ -967,3 +970,205 @@ def test_fuzz_sequence_augmenter(data: st.DataObject) -> None:
                     assert bool((probs[chosen] > 0).all()), (chosen, probs)
 
     attempt("SequenceAugmenter", run, check, broken)
+
+
+# --------------------------------------------------------------------------------------
+# encoder, attention mask, ICLRec conversion
+# --------------------------------------------------------------------------------------
+
+
+def positive_or_either(value: Any) -> bool | None:
+    verdict = positive_real(value)
+    return verdict
+
+
+def dropout_ok(value: Any) -> bool | None:
+    return is_real(value) and 0 <= value <= 1
+
+
+@fuzzes("SASRecEncoder")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_sasrec_encoder(data: st.DataObject) -> None:
+    ids, n = data.draw(padded_ids(), "ids")
+    b, l = ids.shape
+    heads = data.draw(st.sampled_from((1, 2)), "num_heads")
+    hypers: dict[str, Any] = {
+        "hidden_size": heads * data.draw(st.integers(1, 4), "head_size"),
+        "num_layers": data.draw(st.integers(1, 2), "num_layers"),
+        "num_heads": heads,
+        "max_len": l + data.draw(st.integers(0, 2), "extra_len"),
+        "dropout": data.draw(st.sampled_from((0.0, 0.5)), "dropout"),
+        "compute_path": data.draw(st.sampled_from(("auto", "dense", "packed")), "compute_path"),
+        "padding_attention": "masked",
+    }
+    if hypers["compute_path"] != "packed":
+        hypers["padding_attention"] = data.draw(st.sampled_from(("masked", "iclrec")), "padding_attention")
+    size = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1 and v % heads == 0, SIZE_POOL)
+    target, value, broken = data.draw(
+        pick(
+            {"item_ids": broken_ids(ids, "item_ids", n + 1)},
+            {
+                "hidden_size": size,
+                "num_layers": (int_at_least(1), SIZE_POOL),
+                "dropout": (dropout_ok, REAL_POOL),
+                "layer_norm_eps": (positive_real, REAL_POOL),
+                "initializer_range": (positive_real, REAL_POOL),
+                "compute_path": choice(("auto", "dense", "packed")),
+            },
+        ),
+        "broken",
+    )
+    args = {"item_ids": ids}
+    apply(args, hypers, target, value)
+    if target == "compute_path" and value == "packed" and hypers["padding_attention"] == "iclrec":
+        broken = bad("compute_path", "padding_attention")
+    if target == "hidden_size" and broken is not None and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        broken = bad("hidden_size", "num_heads")  # not divisible by num_heads
+    if target == "item_ids" and isinstance(value, torch.Tensor) and value.dim() == 3:
+        broken = bad("item_ids")
+    if target is None and data.draw(st.integers(0, 3), "too_long") == 0:
+        args["item_ids"] = torch.cat([ids, ids], 1)
+        target, broken = "item_ids", (bad("item_ids") if 2 * l > hypers["max_len"] else None)
+    method = data.draw(st.sampled_from(("forward", "represent", "embed_items", "score_items")), "method")
+    pooling = data.draw(st.sampled_from(("last", "mean", "mean_all", "flatten")), "pooling")
+    h_dtype = data.draw(dtypes, "h_dtype")
+    if method == "represent" and pooling == "last" and target is None and data.draw(st.booleans(), "right_pad"):
+        moved = right_padded(ids)
+        if moved is not None:
+            args["item_ids"], target, broken = moved, "item_ids", bad("item_ids")
+    d = hypers["hidden_size"] if isinstance(hypers["hidden_size"], int) else 1
+    h = data.draw(values((b, d), h_dtype), "h") if method == "score_items" else None
+    if method == "score_items" and target == "item_ids":
+        target, broken = None, None  # item_ids is not an argument of score_items
+
+    def run() -> Any:
+        torch.manual_seed(0)
+        encoder = s4.SASRecEncoder(n, **hypers).eval()
+        x = args["item_ids"]
+        if method == "forward":
+            return encoder(x)
+        if method == "represent":
+            return encoder.represent(x, pooling=pooling)
+        if method == "embed_items":
+            return encoder.embed_items(x)
+        return encoder.score_items(h)
+
+    def check(out: Any, must_be_finite: bool, valid: bool) -> None:
+        x = args["item_ids"]
+        length = x.shape[1] if isinstance(x, torch.Tensor) and x.dim() == 2 else l
+        shape, dtype = {
+            "forward": ((b, length, d), torch.float32),
+            "represent": ((b, length * d) if pooling == "flatten" else (b, d), torch.float32),
+            "embed_items": ((b, length, d), torch.float32),
+            "score_items": ((b, n + 1), torch.promote_types(h_dtype, torch.float32)),
+        }[method]
+        check_tensor(out, True, valid, shape, dtype)
+        if valid and method == "forward" and hypers["padding_attention"] == "masked":
+            assert bool((out[x == 0] == 0).all())  # padding outputs are zero
+
+    attempt("SASRecEncoder", run, check, broken)
+
+
+@fuzzes("sasrec_attention_mask")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_sasrec_attention_mask(data: st.DataObject) -> None:
+    ids, n = data.draw(padded_ids(), "ids")
+    b, l = ids.shape
+    args: dict[str, Any] = {"item_ids": ids}
+    hypers: dict[str, Any] = {"padding_attention": data.draw(st.sampled_from(("masked", "iclrec")), "padding_attention")}
+    kind = data.draw(st.sampled_from(("float", "1d", "3d", "list", "none")))
+    broken_x = {
+        "float": (ids.double(), bad("item_ids")), "1d": (ids[0], bad("item_ids")),
+        "3d": (ids[None], bad("item_ids")), "list": (ids.tolist(), bad("item_ids", must_raise=False)),
+        "none": (None, bad("item_ids")),
+    }[kind]
+    target, value, broken = data.draw(
+        pick({"item_ids": st.just(broken_x)}, {"padding_attention": choice(("masked", "iclrec"))}), "broken"
+    )
+    apply(args, hypers, target, value)
+
+    def check(mask: Any, must_be_finite: bool, valid: bool) -> None:
+        check_tensor(mask, True, valid, (b, l, l), torch.bool)
+        if valid:
+            causal = torch.ones(l, l, dtype=torch.bool).tril()
+            real = ids != 0
+            expected = causal & real[:, None, :] & real[:, :, None]
+            rows_real = real[:, :, None].expand(b, l, l)
+            # real queries: causal over real keys, whatever the padding mode
+            assert torch.equal(mask[rows_real], expected[rows_real])
+
+    attempt("sasrec_attention_mask", lambda: s4.sasrec_attention_mask(args["item_ids"], **hypers), check, broken)
+
+
+@fuzzes("iclrec_to_encoder_state_dict", "encoder_to_iclrec_state_dict", "ICLRecShapes")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_iclrec_conversion(data: st.DataObject) -> None:
+    n, heads = data.draw(st.integers(1, 9), "n"), data.draw(st.sampled_from((1, 2)), "heads")
+    d, layers, max_len = heads * data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2)), data.draw(st.integers(1, 6))
+    torch.manual_seed(0)
+    encoder = s4.SASRecEncoder(n, hidden_size=d, num_layers=layers, num_heads=heads, max_len=max_len)
+    state = s4.encoder_to_iclrec_state_dict(encoder)
+    direction = data.draw(st.sampled_from(("to_encoder", "to_iclrec")), "direction")
+    broken: Bad | None = None
+    if direction == "to_iclrec":
+        # a module that is not an encoder: test_bug_iclrec_export_accepts_any_module
+        kind = data.draw(st.sampled_from(("valid", "valid", "dict", "none")), "kind")
+        argument: Any = {"valid": encoder, "linear": torch.nn.Linear(2, 2), "dict": state, "none": None}[kind]
+        broken = None if kind == "valid" else bad("encoder")
+        if kind == "dict":
+            broken = bad("encoder", "Module", must_raise=True)
+
+        def run() -> Any:
+            return s4.encoder_to_iclrec_state_dict(argument)
+
+        def check(out: Any, must_be_finite: bool, valid: bool) -> None:
+            assert isinstance(out, dict) and all(isinstance(v, torch.Tensor) for v in out.values())
+            assert set(out) == set(state)
+
+        attempt("encoder_to_iclrec_state_dict", run, check, broken)
+        return
+    mangled: Any = dict(state)
+    keys = sorted(state)
+    kind = data.draw(st.sampled_from(("valid", "valid", "drop", "reshape", "list", "not_mapping", "float_to_int", "extra")), "kind")
+    key = data.draw(st.sampled_from(keys), "key")
+    if kind == "drop":
+        del mangled[key]
+        broken = bad(key, "state_dict", must_raise=False)
+    elif kind == "reshape":
+        mangled[key] = state[key].reshape(-1)[:-1] if state[key].numel() > 1 else state[key].reshape(1, 1, 1)
+        broken = bad(key, "state_dict", must_raise=False)
+    elif kind == "list":
+        mangled[key] = state[key].tolist()
+        broken = bad(key, "state_dict", must_raise=False)
+    elif kind == "float_to_int":
+        mangled[key] = state[key].long()
+        broken = bad(key, "state_dict", must_raise=False)
+    elif kind == "not_mapping":
+        mangled = list(state.items())
+        broken = bad("state_dict")
+    elif kind == "extra":
+        mangled["optimizer.step"] = torch.zeros(())
+
+    def convert() -> Any:
+        converted, shapes = s4.iclrec_to_encoder_state_dict(mangled)
+        # the result must load into the encoder the shapes describe
+        torch.manual_seed(1)
+        target = s4.SASRecEncoder(
+            shapes.num_items, hidden_size=shapes.hidden_size, num_layers=shapes.num_layers,
+            num_heads=heads, max_len=shapes.max_len,
+        )
+        target.load_state_dict(converted)
+        return converted, shapes, target
+
+    def check(out: Any, must_be_finite: bool, valid: bool) -> None:
+        converted, shapes, target = out
+        assert isinstance(shapes, s4.ICLRecShapes)
+        if valid:
+            assert tuple(shapes) == (n, d, layers, max_len), shapes
+            for name, tensor in encoder.state_dict().items():
+                assert torch.equal(target.state_dict()[name], tensor), name
+
+    attempt("iclrec_to_encoder_state_dict", convert, check, broken)
