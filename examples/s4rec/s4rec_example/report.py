@@ -45,11 +45,12 @@ DATASET_ORDER = ("Beauty", "Sports", "Toys", "ML-1M")
 
 
 def results_name(results: dict[str, Any]) -> str:
-    """``<dataset>-<preset>-<loss>-s<seed>.json`` of a run."""
+    """``<dataset>-<preset>-<loss>-s<seed>.json`` of a run (``+key-value`` for each setting off its preset)."""
     from .data import dataset_label
 
     c = results["config"]
-    return f"{dataset_label(c.get('data'))}-{c['preset']}-{c['loss']}-s{c['seed']}.json"
+    variant = "".join(f"+{part.replace('=', '-')}" for part in _variant(results).split(", ") if part)
+    return f"{dataset_label(c.get('data'))}-{c['preset']}-{c['loss']}-s{c['seed']}{variant}.json"
 
 
 def add_run(run: Path, results_dir: Path) -> Path:
