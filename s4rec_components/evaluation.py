@@ -16,9 +16,9 @@ The public ICLRec code does not exclude the history but sets its scores to 0
 How the ranking is computed, and why it costs no more than a hand-written loop. The
 ``(b, n)`` score block is read twice, by two comparisons with the target's score (``>`` and
 ``==``) written into one reused boolean buffer and counted per row; nothing else touches the
-block, and it is never modified. The counts are byte sums into int16 per block of at most
-32,767 columns (exact), the vectorised reduction on a CPU, instead of a bool-to-int64 sum, which
-costs more than the comparison itself. The columns that are not ordinary candidates (the
+block, and it is never modified. The counts are native int64 sums of the buffer read as words
+(in blocks, so the byte lanes never carry; exact), instead of a bool-to-int64 sum, which casts
+the mask first and costs more than the comparison itself. The columns that are not ordinary candidates (the
 ignored ids, each user's history) are few; they are corrected afterwards from their gathered
 scores, on flat ``(row, item)`` pairs (CSR), never on a ``(b, longest history)`` padding, so a
 batch is a handful of large kernels whatever the history lengths, as in the plain ``matmul`` /
@@ -78,8 +78,9 @@ DEFAULT_MEMORY_BUDGET: int = 256 * 2**20
 _BUFFER_BYTES_PER_SCORE = 1
 """The ranking's only temporary of the block's size: one reused bool per score."""
 
-_INT16_COUNT = 2**15 - 1
-"""Most columns whose count of true entries fits an int16 sum."""
+_WORDS_PER_BLOCK = 255
+"""int64 words of a boolean buffer summed at once: each of a word's 8 byte lanes then counts at
+most 255 ones, so the lanes never carry into each other."""
 
 History = Ragged | Tensor
 """A user history: CSR rows (:class:`~s4rec_components.ragged.Ragged`) or a padded ``(u, h)``
@@ -174,43 +175,65 @@ class _Pairs:
     valid: Tensor
 
 
-def _history_pairs(history: Ragged, start: int, stop: int, n: int, ignored: Tensor, device: torch.device) -> _Pairs:
-    """Rows ``start..stop-1`` of ``history`` as sorted pairs; padding, ignored ids and repeats invalid."""
-    rows, items = history.flat_pairs(start, stop)
-    keys = (rows.to(device) * (n + 1) + items.to(device)).sort().values
-    rows, items = keys // (n + 1), keys % (n + 1)
-    valid = items != PADDING_ID
-    if ignored.numel():
-        valid &= ~torch.isin(items, ignored)
-    valid[1:] &= keys[1:] != keys[:-1]  # a repeated (row, item) counts once
-    return _Pairs(rows, items, valid)
+@dataclass(frozen=True)
+class _History:
+    """Rows ``start..stop-1`` of a history, prepared once: sorted keys ``row * (n + 1) + item``.
+
+    Entries that are padding, ignored ids or repeats of an earlier entry of the same row are
+    marked invalid (a repeated item counts once). Sorting keeps every row's entries in its own
+    ``offsets`` range, so a batch of rows is a slice: no per-batch ``repeat_interleave`` (a
+    parallel kernel whatever its size), sort or padding.
+    """
+
+    keys: Tensor
+    valid: Tensor
+    offsets: list[int]
+    n: int
+
+    @classmethod
+    def build(cls, history: Ragged, start: int, stop: int, n: int, ignored: Tensor, device: torch.device) -> _History:
+        rows, items = history.flat_pairs(start, stop)
+        keys = (rows.to(device) * (n + 1) + items.to(device)).sort().values
+        items = keys % (n + 1)
+        valid = items != PADDING_ID
+        if ignored.numel():
+            valid &= ~torch.isin(items, ignored)
+        valid[1:] &= keys[1:] != keys[:-1]
+        offsets = history.offsets[start : stop + 1]
+        return cls(keys, valid, (offsets - offsets[0]).tolist(), n)
+
+    def pairs(self, start: int, stop: int) -> _Pairs:
+        """Rows ``start..stop-1`` (counted within this object), rows renumbered from 0."""
+        lo, hi = self.offsets[start], self.offsets[stop]
+        keys = self.keys[lo:hi]
+        return _Pairs(keys // (self.n + 1) - start, keys % (self.n + 1), self.valid[lo:hi])
 
 
 def _count_buffer(rows: int, n: int, device: torch.device) -> Tensor:
     """A reusable ``(rows, w)`` bool buffer for :func:`_count`: ``n`` columns padded with False
-    to ``w = blocks * width``, ``width <= _INT16_COUNT``."""
-    blocks = -(-n // _INT16_COUNT)
-    width = -(-n // blocks)
-    buffer = torch.empty((rows, blocks * width), dtype=torch.bool, device=device)
+    to a multiple ``w`` of ``8 * _WORDS_PER_BLOCK``."""
+    block = 8 * _WORDS_PER_BLOCK
+    buffer = torch.empty((rows, -(-n // block) * block), dtype=torch.bool, device=device)
     buffer[:, n:] = False
     return buffer
 
 
 def _count(compare: Callable[..., Tensor], scores: Tensor, threshold: Tensor, buffer: Tensor) -> Tensor:
-    """``(b,)`` int32 ``compare(scores, threshold).sum(1)``, without a new ``(b, n)`` tensor.
+    """``(b,)`` int32 ``compare(scores, threshold).sum(1)``, in one pass over a reused buffer.
 
-    The comparison is written into ``buffer`` and summed as bytes into int16 per block of at
-    most ``_INT16_COUNT`` columns (exact: a count never exceeds its block's width), then the few
-    block sums into int32. Summing bytes into int16 is the vectorised reduction; a bool or
-    int64 sum of the same mask (``(scores > t).sum(1)``) is 10-30 times slower on a CPU and
-    costs more than the comparison.
+    The comparison is written into ``buffer`` (``b`` rows), read back as int64 words and summed
+    in blocks of ``_WORDS_PER_BLOCK`` words: a native int64 reduction, no cast of the mask and
+    no new ``(b, n)`` tensor. Each byte lane of a block's sum holds the number of ones in that
+    lane (at most 255, so lanes never carry); the lanes' bytes are then added up. Exact for any
+    ``n``. (``(scores > t).sum(1)`` instead casts the whole mask to int64 first, which costs
+    more than the comparison.)
     """
     b, n = scores.shape
     rows = buffer[:b]
     compare(scores, threshold, out=rows[:, :n])
-    blocks = -(-n // _INT16_COUNT)
-    per_block = rows.view(torch.uint8).view(b, blocks, rows.shape[1] // blocks).sum(dim=2, dtype=torch.int16)
-    return per_block.sum(dim=1, dtype=torch.int32)
+    blocks = rows.shape[1] // (8 * _WORDS_PER_BLOCK)
+    words = rows.view(torch.int64).view(b, blocks, _WORDS_PER_BLOCK).sum(dim=2)
+    return words.view(torch.uint8).view(b, 8 * blocks).sum(dim=1, dtype=torch.int32)
 
 
 def _beaten(values: Tensor, ids: Tensor, bar: Tensor, own: Tensor) -> Tensor:
@@ -356,7 +379,7 @@ def rank_targets(
     pairs = None
     if exclude is not None:
         ragged = exclude if isinstance(exclude, Ragged) else Ragged.from_padded(exclude)
-        pairs = _history_pairs(ragged, 0, b, n, ignored, scores.device)
+        pairs = _History.build(ragged, 0, b, n, ignored, scores.device).pairs(0, b)
     return _rank_impl(scores, targets.to(device=scores.device, dtype=torch.long), pairs, ignored, value)
 
 
@@ -629,6 +652,7 @@ def _evaluate_impl(
         ragged, offset = history, start
     elif history is not None:
         ragged = Ragged.from_padded(history[start:stop])
+    prepared: _History | None = None
     bar = _progress(stop - start, progress)
     parts: list[Tensor] = []
     n = -1
@@ -659,16 +683,14 @@ def _evaluate_impl(
                 row_bytes = n * (scores.element_size() + _BUFFER_BYTES_PER_SCORE)
                 rows_per_batch = max(1, min(batch_size, budget // row_bytes))
                 buffer = _count_buffer(rows_per_batch, n, scores.device)
+                if ragged is not None:
+                    prepared = _History.build(ragged, offset, offset + stop - start, n, ignored, scores.device)
             elif scores.shape[1] != n:
                 raise ValueError(
                     f"score_fn must return the same number of item columns for every batch: got {n} "
                     f"then {scores.shape[1]}"
                 )
-            pairs = None
-            if ragged is not None:
-                pairs = _history_pairs(
-                    ragged, position - start + offset, end - start + offset, n, ignored, scores.device
-                )
+            pairs = None if prepared is None else prepared.pairs(position - start, end - start)
             batch_targets = targets[position:end].to(device=scores.device, dtype=torch.long)
             parts.append(
                 _rank_impl(scores, batch_targets, pairs, ignored, history_value, buffer[: end - position])

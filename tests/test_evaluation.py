@@ -477,20 +477,20 @@ def test_evaluate_ranking_errors():
 @given(problem=ranking_problems(max_items=9), width=st.integers(1, 4))
 @settings(max_examples=60)
 def test_column_blocks_of_the_counts_are_exact(problem, width):
-    """The int16 counts go per block of columns; small blocks (padding included) change nothing."""
+    """The counts go per block of columns; small blocks (padding included) change nothing."""
     scores, targets, history, ignore, history_value = problem
     if nan_target(scores, targets, history, ignore, history_value):
         return
     args = (torch.tensor(scores), torch.tensor(targets))
     kwargs = dict(exclude=as_history(history, "ragged"), ignore_ids=ignore, history_value=history_value)
-    with mock.patch.object(evaluation, "_INT16_COUNT", width):
+    with mock.patch.object(evaluation, "_WORDS_PER_BLOCK", width):
         got = rank_targets(*args, **kwargs)
     assert got.tolist() == reference_ranks(scores, targets, history, ignore, history_value)
 
 
 @pytest.mark.slow
-def test_counts_beyond_the_int16_range():
-    """70,001 columns (three int16 blocks): counts above 32,767 and 65,535 stay exact."""
+def test_counts_of_long_rows_are_exact():
+    """70,001 columns (35 blocks, byte lanes filled to 255): counts above 2**15 and 2**16 stay exact."""
     n = 70_001
     scores = torch.zeros(3, n)
     scores[0, 1:] = 1.0  # target 5 of row 0 scores 1 like every other real item: ties only
