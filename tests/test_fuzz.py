@@ -1172,3 +1172,377 @@ def test_fuzz_iclrec_conversion(data: st.DataObject) -> None:
                 assert torch.equal(target.state_dict()[name], tensor), name
 
     attempt("iclrec_to_encoder_state_dict", convert, check, broken)
+
+
+# --------------------------------------------------------------------------------------
+# k-means
+# --------------------------------------------------------------------------------------
+
+
+def nearest_check(x: torch.Tensor, centroids: torch.Tensor, assignments: torch.Tensor) -> None:
+    """Each point's assigned centroid is (within rounding) its nearest one."""
+    distances = torch.cdist(x.double(), centroids.double()) ** 2
+    chosen = distances.gather(1, assignments[:, None]).squeeze(1)
+    best = distances.min(1).values
+    scale = 1e-4 * (1.0 + float(x.double().pow(2).sum(1).max()) + float(centroids.double().pow(2).sum(1).max()))
+    assert bool((chosen <= best + scale).all()), (chosen, best)
+
+
+@fuzzes("k_means", "KMeans", "KMeansResult")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_k_means(data: st.DataObject) -> None:
+    n, d = data.draw(st.integers(1, 12), "n"), data.draw(st.integers(1, 4), "d")
+    k = data.draw(st.integers(1, n), "k")
+    dtype = data.draw(dtypes, "dtype")
+    x = data.draw(values((n, d), dtype), "x")
+    mode = data.draw(st.sampled_from(("function", "module")), "mode")
+    args: dict[str, Any] = {"x": x}
+    hypers: dict[str, Any] = {"num_iters": data.draw(st.integers(0, 5), "num_iters"), "num_redo": data.draw(st.integers(1, 2), "num_redo")}
+    checks: dict[str, tuple[Callable[[Any], bool | None], tuple[Any, ...]]] = {
+        "num_iters": (int_at_least(0), SIZE_POOL),
+        "num_redo": (int_at_least(1), SIZE_POOL),
+        "chunk_size": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), SIZE_POOL),
+        "max_points_per_centroid": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), SIZE_POOL),
+    }
+    if mode == "function":
+        hypers["generator"] = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31)))
+    else:
+        hypers["seed"] = data.draw(st.integers(0, 2**31), "seed")
+    target, value, broken = data.draw(
+        pick({"x": broken_float(x, "x", loss=False)}, checks), "broken"
+    )
+    apply(args, hypers, target, value)
+    if target == "x" and broken is not None and isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape[0] < k:
+        broken = bad("x", "num_clusters")
+    if target is None and data.draw(st.integers(0, 5), "too_many_clusters") == 0:
+        k, target, broken = n + 1, "num_clusters", bad("num_clusters", "x")
+    num_clusters = k
+
+    def run() -> Any:
+        if mode == "function":
+            return s4.k_means(args["x"], num_clusters, **hypers)
+        model = s4.KMeans(num_clusters, **hypers).fit(args["x"])
+        copy = s4.KMeans(num_clusters)
+        copy.load_state_dict(model.state_dict())
+        assignments = copy.assign(args["x"])
+        assert torch.equal(assignments, model(args["x"]))
+        return s4.KMeansResult(model.centroids, assignments, torch.zeros(()))
+
+    def check(out: Any, must_be_finite: bool, valid: bool) -> None:
+        assert isinstance(out, s4.KMeansResult)
+        check_tensor(out.centroids, True, valid, (k, d), loss_dtype(x.dtype))
+        check_tensor(out.assignments, True, valid, (n,), torch.long)
+        check_tensor(out.inertia, True, valid, (), out.inertia.dtype)
+        if valid:
+            assert bool(((out.assignments >= 0) & (out.assignments < k)).all())
+            if mode == "module" or hypers["num_iters"] >= 0:
+                nearest_check(x, out.centroids, out.assignments)
+            if mode == "function":
+                inertia = (x.double() - out.centroids.double()[out.assignments]).pow(2).sum()
+                torch.testing.assert_close(out.inertia.double(), inertia, rtol=1e-3, atol=1e-3)
+
+    attempt("KMeans" if mode == "module" else "k_means", run, check, broken)
+
+
+# --------------------------------------------------------------------------------------
+# Ragged
+# --------------------------------------------------------------------------------------
+
+rows_lists = st.lists(st.lists(st.integers(0, 9), max_size=5), max_size=6)
+
+
+@fuzzes("Ragged")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_ragged(data: st.DataObject) -> None:
+    rows = data.draw(rows_lists, "rows")
+    values_ = torch.tensor([v for row in rows for v in row], dtype=torch.long)
+    lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+    build = data.draw(st.sampled_from(("init", "from_lists", "from_lengths", "from_padded")), "build")
+    args: dict[str, Any] = {"values": values_, "offsets": offsets, "lengths": lengths}
+    target, value, broken = data.draw(
+        pick(
+            {
+                "values": st.sampled_from(((values_.double(), bad("values")), (values_[None], bad("values")), (values_.tolist(), bad("values")))),
+                "offsets": st.sampled_from((
+                    (offsets.double(), bad("offsets", "lengths")), (offsets + 1, bad("offsets", "lengths")),
+                    (offsets.flip(0), bad("offsets", "lengths", must_raise=len(rows) > 0 and int(offsets[-1]) > 0)),
+                    (offsets[None], bad("offsets", "lengths")), (offsets[:-1], bad("offsets", "lengths", must_raise=int(offsets[-1]) > 0 or len(rows) == 0)),
+                )),
+            },
+            {},
+        ),
+        "broken",
+    )
+    apply(args, {}, target, value)
+    if build in ("from_lists", "from_padded") and target is not None:
+        return  # these builders take rows only
+    if build == "from_lengths" and target is not None:
+        return  # float values / lengths are truncated: test_bug_ragged_builders_truncate_floats (G-4)
+
+    def run() -> Any:
+        if build == "init":
+            ragged = s4.Ragged(args["values"], args["offsets"])
+        elif build == "from_lists":
+            ragged = s4.Ragged.from_lists(rows)
+        elif build == "from_lengths":
+            ragged = s4.Ragged.from_lengths(args["values"], args["lengths"])
+        else:
+            width = max(lengths.tolist(), default=0)
+            padded = torch.full((len(rows), width), -1, dtype=torch.long)
+            for i, row in enumerate(rows):
+                if row:
+                    padded[i, width - len(row):] = torch.tensor(row)
+            ragged = s4.Ragged.from_padded(padded, pad=-1)
+        return ragged
+
+    def check(ragged: Any, must_be_finite: bool, valid: bool) -> None:
+        assert isinstance(ragged, s4.Ragged)
+        if not valid:
+            return
+        assert ragged.tolist() == rows and ragged.num_rows == len(rows)
+        assert ragged.lengths.tolist() == lengths.tolist()
+        for i, row in enumerate(rows):
+            assert ragged.row(i).tolist() == row
+        if rows:
+            index = torch.tensor(data.draw(st.lists(st.integers(0, len(rows) - 1), max_size=4), "index"), dtype=torch.long)
+            width = data.draw(st.one_of(st.none(), st.integers(0, 6)), "width")
+            padded = ragged.pad_rows(index, width, pad=0)
+            w = max([len(rows[i]) for i in index.tolist()], default=0) if width is None else width
+            expected = [[0] * (w - len(rows[i][-w:] if w else [])) + (rows[i][-w:] if w else []) for i in index.tolist()]
+            assert padded.tolist() == expected, (padded, expected)
+            start = data.draw(st.integers(0, len(rows)), "start")
+            stop = data.draw(st.integers(start, len(rows)), "stop")
+            pair_rows, pair_values = ragged.flat_pairs(start, stop)
+            pairs = [(r - start, v) for r in range(start, stop) for v in rows[r]]
+            assert list(zip(pair_rows.tolist(), pair_values.tolist())) == pairs
+            queries = data.draw(st.lists(st.tuples(st.integers(0, len(rows) - 1), st.integers(0, 9)), max_size=6), "queries")
+            q_rows = torch.tensor([q[0] for q in queries], dtype=torch.long)
+            q_values = torch.tensor([q[1] for q in queries], dtype=torch.long)
+            found = ragged.contains(q_rows, q_values, keys=ragged.sorted_keys(9), num_values=9)
+            assert found.tolist() == [v in rows[r] for r, v in queries]
+
+    attempt("Ragged", run, check, broken)
+
+
+# --------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------
+
+
+def reference_ranks(
+    scores: torch.Tensor, targets: list[int], history: list[list[int]] | None, ignore: list[int], history_value: float | None
+) -> list[int]:
+    """The rank formula of ``rank_targets``' docstring, one row and one item at a time."""
+    out = []
+    for row, target in enumerate(targets):
+        s = scores[row].clone()
+        candidates = set(range(s.numel())) - set(ignore)
+        if history is not None:
+            seen = {v for v in history[row] if v != 0}
+            if history_value is None:
+                candidates -= seen - {target}
+            else:
+                for v in seen:
+                    s[v] = history_value
+        st_ = s[target]
+        out.append(sum(1 for j in candidates if s[j] > st_ or (j < target and s[j] == st_)))
+    return out
+
+
+@st.composite
+def ranking_inputs(draw: st.DrawFn) -> dict[str, Any]:
+    b, n = draw(st.integers(1, 5)), draw(st.integers(2, 9))
+    dtype = draw(dtypes)
+    levels = st.sampled_from((-2.0, -1.0, 0.0, 0.5, 1.0, 3.0, math.inf, -math.inf, math.nan))
+    raw = draw(st.lists(st.lists(levels, min_size=n, max_size=n), min_size=b, max_size=b))
+    scores = torch.tensor(raw, dtype=torch.float64).to(dtype)
+    ignore = draw(st.lists(st.integers(-1, n + 1), max_size=4))
+    allowed = [j for j in range(n) if j not in ignore]
+    if not allowed:
+        ignore = []
+        allowed = list(range(n))
+    targets = draw(st.lists(st.sampled_from(allowed), min_size=b, max_size=b))
+    for row, target in enumerate(targets):
+        if math.isnan(float(scores[row, target])):
+            scores[row, target] = 0.0  # a NaN target score is an error, drawn separately
+    history = draw(st.one_of(st.none(), st.lists(st.lists(st.integers(0, n - 1), max_size=4), min_size=b, max_size=b)))
+    history_value = draw(st.sampled_from((None, None, 0.0, -1.0)))
+    return {"b": b, "n": n, "scores": scores, "targets": targets, "ignore": ignore, "history": history,
+            "history_value": history_value}
+
+
+def history_as(history: list[list[int]] | None, form: str) -> Any:
+    if history is None:
+        return None
+    if form == "ragged":
+        return s4.Ragged.from_lists(history)
+    width = max((len(h) for h in history), default=0)
+    return torch.tensor([[0] * (width - len(h)) + h for h in history], dtype=torch.long).reshape(len(history), width)
+
+
+@fuzzes("rank_targets")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_rank_targets(data: st.DataObject) -> None:
+    case = data.draw(ranking_inputs(), "case")
+    b, n = case["b"], case["n"]
+    form = data.draw(st.sampled_from(("ragged", "padded")), "form")
+    args: dict[str, Any] = {
+        "scores": case["scores"], "targets": torch.tensor(case["targets"]), "exclude": history_as(case["history"], form),
+    }
+    hypers: dict[str, Any] = {"ignore_ids": tuple(case["ignore"]), "history_value": case["history_value"]}
+    target_ids = args["targets"]
+    breakers: dict[str, st.SearchStrategy[tuple[Any, Bad]]] = {
+        "scores": st.sampled_from((
+            (case["scores"].long(), bad("scores")), (case["scores"][None], bad("scores")),
+            (case["scores"][:, :0], bad("scores", "targets")),
+            (poison(case["scores"], math.nan, b * n), bad("scores")) if False else (case["scores"].tolist(), bad("scores")),
+        )),
+        "targets": broken_ids(target_ids, "targets", n - 1),
+    }
+    if case["history"] is not None:
+        if form == "padded":
+            breakers["exclude"] = broken_ids(args["exclude"], "exclude", n - 1)
+        else:
+            breakers["exclude"] = st.just((s4.Ragged.from_lists(case["history"][:-1]), bad("exclude")))
+    target, value, broken = data.draw(
+        pick(breakers, {"ignore_ids": (lambda v: v is not None and all(isinstance(i, int) and not isinstance(i, bool) for i in v) and not set(v) & set(case["targets"]), ((0, 0), (math.nan,), ("0",), None, (True,), tuple(case["targets"][:1]), (-5, 10**6))),
+                        "history_value": (lambda v: v is None or (is_real(v) and not math.isnan(v)), (None, 0.0, math.nan, "0", True, math.inf))}),
+        "broken",
+    )
+    apply(args, hypers, target, value)
+    if target == "ignore_ids" and broken is not None:
+        broken = bad("ignore_ids", "targets")
+    if target == "history_value" and value is math.inf:
+        broken = bad("history_value", must_raise=False)
+    if target == "targets" and broken is not None and isinstance(value, torch.Tensor) and value.dim() == 1 and not value.is_floating_point():
+        if set(value.tolist()) & set(hypers["ignore_ids"]):
+            broken = bad("targets", "ignore_ids")
+    if target is None and data.draw(st.integers(0, 6), "nan_target") == 0:
+        args["scores"] = case["scores"].clone()
+        args["scores"][0, case["targets"][0]] = math.nan
+        target, broken = "scores", bad("scores")
+
+    def check(ranks: Any, must_be_finite: bool, valid: bool) -> None:
+        check_tensor(ranks, True, valid, (b,), torch.long)
+        if valid:
+            expected = reference_ranks(args["scores"], case["targets"], case["history"], list(hypers["ignore_ids"]),
+                                       None if hypers["history_value"] is None else float(torch.tensor(hypers["history_value"], dtype=args["scores"].dtype)))
+            assert ranks.tolist() == expected, (ranks.tolist(), expected)
+
+    attempt("rank_targets", lambda: s4.rank_targets(args["scores"], args["targets"], exclude=args["exclude"], **hypers), check, broken)
+
+
+def reference_metrics(ranks: list[int], ks: tuple[int, ...]) -> dict[str, float]:
+    out = {}
+    for k in ks:
+        out[f"HR@{k}"] = sum(r < k for r in ranks) / len(ranks)
+        out[f"NDCG@{k}"] = sum(1 / math.log2(r + 2) for r in ranks if r < k) / len(ranks)
+    return out
+
+
+@fuzzes("ranking_metrics")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_ranking_metrics(data: st.DataObject) -> None:
+    ranks = data.draw(st.lists(st.integers(0, 30), min_size=1, max_size=12), "ranks")
+    args: dict[str, Any] = {"ranks": torch.tensor(ranks)}
+    hypers: dict[str, Any] = {"ks": tuple(data.draw(st.lists(st.integers(1, 25), min_size=1, max_size=3, unique=True), "ks"))}
+    target, value, broken = data.draw(
+        pick(
+            {"ranks": st.sampled_from((
+                (args["ranks"].double(), bad("ranks")), (args["ranks"][None], bad("ranks")),
+                (args["ranks"][:0], bad("ranks")), (poison(args["ranks"], -1, 0), bad("ranks")), (ranks, bad("ranks")),
+            ))},
+            {"ks": (lambda v: isinstance(v, tuple) and len(v) > 0 and len(set(v)) == len(v) and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v) or None if isinstance(v, list) else isinstance(v, tuple) and len(v) > 0 and len(set(v)) == len(v) and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v), ((5, 5), (0,), (), (1.5,), (True,), None, 5, (10, 1)))},
+        ),
+        "broken",
+    )
+    apply(args, hypers, target, value)
+    if target == "ks" and value == 5:
+        broken = bad("ks")
+
+    def check(out: Any, must_be_finite: bool, valid: bool) -> None:
+        assert isinstance(out, dict)
+        if valid:
+            expected = reference_metrics(ranks, hypers["ks"])
+            assert list(out) == list(expected)
+            for key in expected:
+                assert math.isclose(out[key], expected[key], rel_tol=1e-9, abs_tol=1e-12), (key, out, expected)
+
+    attempt("ranking_metrics", lambda: s4.ranking_metrics(args["ranks"], **hypers), check, broken)
+
+
+@fuzzes("evaluate_ranking", "RankingResult")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_evaluate_ranking(data: st.DataObject) -> None:
+    case = data.draw(ranking_inputs(), "case")
+    b, n = case["b"], case["n"]
+    scores = case["scores"]
+    inputs = torch.arange(b)[:, None]
+    form = data.draw(st.sampled_from(("ragged", "padded")), "form")
+    args: dict[str, Any] = {"inputs": inputs, "targets": torch.tensor(case["targets"]), "history": history_as(case["history"], form)}
+    hypers: dict[str, Any] = {
+        "batch_size": data.draw(st.integers(1, 4), "batch_size"), "ignore_ids": tuple(case["ignore"]),
+        "history_value": case["history_value"], "ks": (1, 3),
+        "memory_budget": data.draw(st.sampled_from((None, 1, 64, 10**9)), "memory_budget"),
+    }
+    output = data.draw(st.sampled_from(("good", "good", "good", "int", "wrong_n", "1d", "list")), "output")
+
+    def score_fn(x: torch.Tensor) -> Any:
+        rows = scores[x[:, 0]]
+        if output == "int":
+            return rows.long()
+        if output == "wrong_n":
+            return rows[:, : n - 1] if x[0, 0] == 0 else rows
+        if output == "1d":
+            return rows[:, 0]
+        if output == "list":
+            return rows.tolist()
+        return rows
+
+    broken: Bad | None = None if output == "good" else bad("score_fn", "scores")
+    if output == "wrong_n":  # fewer columns: targets or history ids may now be out of range
+        broken = bad("score_fn", "scores", "targets", "history")
+    if output == "wrong_n" and b <= hypers["batch_size"] and hypers["memory_budget"] in (None, 10**9):
+        broken = bad("score_fn", "scores", "targets", "history", must_raise=False)  # one call
+    target: str | None = None
+    if broken is None:
+        target, value, broken = data.draw(
+            pick(
+                {"inputs": st.sampled_from(((inputs.double(), bad("inputs")), (inputs[:, 0], bad("inputs")))),
+                 "targets": broken_ids(args["targets"], "targets", n - 1)},
+                {"batch_size": (int_at_least(1), SIZE_POOL),
+                 "memory_budget": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), SIZE_POOL)},
+            ),
+            "broken",
+        )
+        apply(args, hypers, target, value)
+    if target == "targets" and broken is not None and isinstance(value, torch.Tensor) and value.dim() == 1 and not value.is_floating_point():
+        if set(value.tolist()) & set(hypers["ignore_ids"]):
+            broken = bad("targets", "ignore_ids")
+        if value.dim() == 1 and value.shape[0] != b:
+            broken = bad("targets", "inputs")
+    if target == "targets" and isinstance(value, torch.Tensor) and value.dim() == 2:
+        broken = bad("targets", "inputs")
+
+    def run() -> Any:
+        return s4.evaluate_ranking(score_fn, args["inputs"], args["targets"], history=args["history"], **hypers)
+
+    def check(result: Any, must_be_finite: bool, valid: bool) -> None:
+        assert isinstance(result, s4.RankingResult)
+        if not valid:
+            return
+        expected = s4.rank_targets(scores, args["targets"], exclude=args["history"], ignore_ids=hypers["ignore_ids"],
+                                   history_value=hypers["history_value"])
+        assert torch.equal(result.ranks, expected), (result.ranks, expected)
+        assert result.metrics == pytest.approx(reference_metrics(expected.tolist(), (1, 3)))
+        assert result.subset(torch.ones(b, dtype=torch.bool)) == pytest.approx(result.metrics)
+        per_user = result.per_user()
+        assert all(isinstance(v, torch.Tensor) and v.shape == (b,) for v in per_user.values())
+
+    attempt("evaluate_ranking", run, check, broken)
