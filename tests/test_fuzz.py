@@ -1546,3 +1546,293 @@ def test_fuzz_evaluate_ranking(data: st.DataObject) -> None:
         assert all(isinstance(v, torch.Tensor) and v.shape == (b,) for v in per_user.values())
 
     attempt("evaluate_ranking", run, check, broken)
+
+
+# --------------------------------------------------------------------------------------
+# data: datasets, splits, readers, synthetic data, downloads; the validation switch
+# --------------------------------------------------------------------------------------
+
+
+def left_pad(row: list[int], width: int) -> list[int]:
+    row = row[-width:] if width else []
+    return [0] * (width - len(row)) + row
+
+
+sequences_lists = st.lists(st.lists(st.integers(1, 12), min_size=3, max_size=9), min_size=1, max_size=6)
+
+
+@fuzzes("SequenceDataset", "LeaveOneOutSplit")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_sequence_dataset_and_split(data: st.DataObject) -> None:
+    sequences = data.draw(sequences_lists, "sequences")
+    items = torch.tensor([v for s in sequences for v in s])
+    offsets = torch.tensor([0] + [sum(len(s) for s in sequences[: i + 1]) for i in range(len(sequences))])
+    args: dict[str, Any] = {"items": items, "offsets": offsets}
+    hypers: dict[str, Any] = {"max_len": data.draw(st.integers(1, 10), "max_len")}
+    short = [sequences[0][:2]] + sequences[1:]
+    target, value, broken = data.draw(
+        pick(
+            {
+                "items": st.sampled_from((
+                    (items.double(), bad("items")), (items[None], bad("items")), (poison(items, 0, 0), bad("items")),
+                    (poison(items, -3, 0), bad("items")), (items.tolist(), bad("items")),
+                )),
+                "offsets": st.sampled_from((
+                    (offsets.double(), bad("offsets")), (offsets + 1, bad("offsets")), (offsets[:-1], bad("offsets")),
+                    (offsets.flip(0), bad("offsets")), (None, bad("offsets")),
+                )),
+                "sequences": st.just((short, bad("sequences", "user", "items", "offsets"))),
+            },
+            {"max_len": (int_at_least(1), SIZE_POOL)},
+        ),
+        "broken",
+    )
+    via = data.draw(st.sampled_from(("init", "from_sequences")), "via")
+    if target == "sequences":
+        via = "from_sequences"
+    elif target in ("items", "offsets"):
+        via = "init"
+    apply(args, hypers, target if target != "sequences" else None, value)
+    rows = short if target == "sequences" else sequences
+    split_name = data.draw(st.sampled_from(("valid", "test")), "split")
+
+    def run() -> Any:
+        if via == "init":
+            dataset = s4.SequenceDataset(args["items"], args["offsets"])
+        else:
+            dataset = s4.SequenceDataset.from_sequences(rows)
+        split = dataset.split(hypers["max_len"])
+        return dataset, split, split.to("cpu")
+
+    def check(out: Any, must_be_finite: bool, valid: bool) -> None:
+        dataset, split, moved = out
+        assert isinstance(dataset, s4.SequenceDataset) and isinstance(split, s4.LeaveOneOutSplit)
+        if not valid:
+            return
+        width = hypers["max_len"]
+        assert [dataset.sequence(u).tolist() for u in range(len(sequences))] == sequences
+        assert dataset.num_items == max(items.tolist())
+        train = [s[:-2] for s in sequences]
+        assert split.train_inputs.tolist() == [left_pad(t[:-1], width) for t in train]
+        assert split.train_targets.tolist() == [left_pad(t[1:], width) for t in train]
+        assert split.valid_inputs.tolist() == [left_pad(s[:-2], width) for s in sequences]
+        assert split.test_inputs.tolist() == [left_pad(s[:-1], width) for s in sequences]
+        assert split.valid_targets.tolist() == [s[-2] for s in sequences]
+        assert split.test_targets.tolist() == [s[-1] for s in sequences]
+        assert split.valid_history.tolist() == [s[:-2] for s in sequences]
+        assert split.test_history.tolist() == [s[:-1] for s in sequences]
+        assert split.user_items.tolist() == sequences
+        cut = -1 if split_name == "test" else -2
+        assert split.inputs(split_name).tolist() == [left_pad(s[:cut], width) for s in sequences]
+        assert split.targets(split_name).tolist() == [s[cut] for s in sequences]
+        assert split.history(split_name).tolist() == [s[:cut] for s in sequences]
+        assert torch.equal(moved.test_inputs, split.test_inputs)
+
+    attempt("SequenceDataset", run, check, broken)
+    bad_name = data.draw(st.sampled_from(("train", "", None, 1, "TEST")), "bad_split")
+    split = s4.SequenceDataset.from_sequences(sequences).split(3)
+    attempt("LeaveOneOutSplit", lambda: split.inputs(bad_name), lambda *a: None, bad("split"))
+
+
+@st.composite
+def sequence_files(draw: st.DrawFn) -> tuple[str, list[list[int]] | None]:
+    """Text of a one-line-per-user file and its sequences (None: the file is malformed)."""
+    sequences = draw(st.lists(st.lists(st.integers(1, 9), min_size=3, max_size=6), min_size=1, max_size=4))
+    lines = [" ".join(str(v) for v in [user + 1] + seq) for user, seq in enumerate(sequences)]
+    defect = draw(st.sampled_from((None, None, "word", "float", "zero", "short", "dup_user", "huge_user", "nul", "blank", "tabs", "negative")))
+    line = draw(st.integers(0, len(lines) - 1))
+    valid: list[list[int]] | None = None
+    if defect == "word":
+        lines[line] += " apple"
+    elif defect == "float":
+        lines[line] += " 1.5"
+    elif defect == "zero":
+        lines[line] += " 0"
+    elif defect == "negative":
+        lines[line] += " -4"
+    elif defect == "short":
+        lines[line] = lines[line].split()[0] + " 1 2"
+    elif defect == "dup_user" and len(lines) > 1:
+        lines[line] = "1" + lines[line][len(lines[line].split()[0]):]
+        if line == 0:
+            valid = sequences
+    elif defect == "huge_user":
+        lines[line] = str(2**64) + lines[line][len(lines[line].split()[0]):]
+    elif defect == "nul":
+        lines[line] += " \x00"
+    elif defect in ("blank", "tabs", None) or (defect == "dup_user" and len(lines) == 1):
+        if defect == "blank":
+            lines.insert(line, "   ")
+        if defect == "tabs":
+            lines[line] = lines[line].replace(" ", "\t")
+        valid = sequences
+    return "\n".join(lines) + "\n", valid
+
+
+@fuzzes("load_sequences")
+@FUZZ
+@given(case=sequence_files(), reindex=st.sampled_from(("auto", "always", "never")))
+def test_fuzz_load_sequences(case: tuple[str, list[list[int]] | None], reindex: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    text, sequences = case
+    path = tmp_path_factory.mktemp("seq") / "fuzz.txt"
+    path.write_text(text, encoding="utf-8")
+    broken = None if sequences is not None else bad("fuzz.txt")
+
+    def check(dataset: Any, must_be_finite: bool, valid: bool) -> None:
+        assert isinstance(dataset, s4.SequenceDataset)
+        if not valid:
+            return
+        raw = [[int(dataset.item_ids[v - 1]) if dataset.item_ids else v for v in dataset.sequence(u).tolist()]
+               for u in range(len(dataset))]
+        assert raw == sequences
+
+    attempt("load_sequences", lambda: s4.load_sequences(path, reindex=reindex), check, broken)
+
+
+@st.composite
+def inter_files(draw: st.DrawFn) -> tuple[str, dict[str, list[str]] | None]:
+    """A RecBole ``.inter`` file and each kept user's items in time order (None: malformed)."""
+    users = draw(st.lists(st.sampled_from("abcd"), min_size=1, max_size=12))
+    items = draw(st.lists(st.sampled_from(["x", "y", "z", "w", "17", "1099511627776"]), min_size=len(users), max_size=len(users)))
+    times = draw(st.lists(st.integers(0, 2**62).map(lambda t: t + 2**62), min_size=len(users), max_size=len(users), unique=True))
+    rows = [f"{u}\t{i}\t{t}" for u, i, t in zip(users, items, times)]
+    defect = draw(st.sampled_from((None, None, "inf_time", "nan_time", "fields", "empty_item", "header")))
+    line = draw(st.integers(0, len(rows) - 1))
+    header = "user_id:token\titem_id:token\ttimestamp:float"
+    if defect == "inf_time":
+        rows[line] = f"{users[line]}\t{items[line]}\tinf"
+    elif defect == "nan_time":
+        rows[line] = f"{users[line]}\t{items[line]}\tnan"
+    elif defect == "fields":
+        rows[line] += "\textra"
+    elif defect == "empty_item":
+        rows[line] = f"{users[line]}\t\t{times[line]}"
+    elif defect == "header":
+        header = "user\titem"
+    text = "\n".join([header] + rows) + "\n"
+    if defect is not None:
+        return text, None
+    per_user: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for u, i, t in zip(users, items, times):
+        per_user[u].append((t, i))
+    kept = {u: [i for _, i in sorted(v)] for u, v in per_user.items() if len(v) >= 3}
+    return text, kept
+
+
+@fuzzes("load_recbole_inter")
+@FUZZ
+@given(case=inter_files())
+def test_fuzz_load_recbole_inter(case: tuple[str, dict[str, list[str]] | None], tmp_path_factory: pytest.TempPathFactory) -> None:
+    text, kept = case
+    path = tmp_path_factory.mktemp("inter") / "fuzz.inter"
+    path.write_text(text, encoding="utf-8")
+    broken = None if kept else bad("fuzz.inter")
+
+    def check(dataset: Any, must_be_finite: bool, valid: bool) -> None:
+        assert isinstance(dataset, s4.SequenceDataset)
+        if valid:
+            got = [[dataset.item_ids[v - 1] for v in dataset.sequence(u).tolist()] for u in range(len(dataset))]
+            # timestamps above 2**62 sort exactly (issue 9: integers stay integers)
+            assert sorted(got) == sorted(kept.values()), (got, kept)
+
+    attempt("load_recbole_inter", lambda: s4.load_recbole_inter(path), check, broken)
+
+
+@fuzzes("generate_synthetic")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_generate_synthetic(data: st.DataObject) -> None:
+    hypers: dict[str, Any] = {
+        "num_users": data.draw(st.integers(1, 20), "num_users"), "num_items": data.draw(st.integers(4, 30), "num_items"),
+        "num_intents": data.draw(st.integers(1, 4), "num_intents"), "seed": data.draw(st.integers(0, 2**31), "seed"),
+        "min_length": 3, "max_length": data.draw(st.integers(3, 12), "max_length"),
+    }
+    target, value, broken = data.draw(
+        pick({}, {
+            "num_users": (int_at_least(1), SIZE_POOL), "num_intents": (int_at_least(1, 4), SIZE_POOL),
+            "min_length": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 3 <= v <= hypers["max_length"], SIZE_POOL),
+            "mean_extra_length": (positive_real, REAL_POOL), "follow_prob": (probability, REAL_POOL),
+            "switch_prob": (probability, REAL_POOL),
+            "popularity_skew": (lambda v: is_real(v) and math.isfinite(v) and v >= 1, REAL_POOL),
+        }),
+        "broken",
+    )
+    apply({}, hypers, target, value)
+    if target == "min_length" and broken is not None:
+        broken = bad("min_length", "max_length")
+
+    def check(dataset: Any, must_be_finite: bool, valid: bool) -> None:
+        assert isinstance(dataset, s4.SequenceDataset)
+        if valid:
+            assert len(dataset) == hypers["num_users"] and dataset.num_items == hypers["num_items"]
+            lengths = dataset.lengths
+            assert bool(((lengths >= hypers["min_length"]) & (lengths <= hypers["max_length"])).all())
+
+    attempt("generate_synthetic", lambda: s4.generate_synthetic(**hypers), check, broken)
+
+
+@fuzzes("download_dataset")
+@FUZZ
+@given(data=st.data())
+def test_fuzz_download_dataset(data: st.DataObject, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Offline: a ``file://`` mirror; wrong or missing checksums, bad names and types."""
+    import hashlib
+
+    folder = tmp_path_factory.mktemp("download")
+    sequences = data.draw(st.lists(st.lists(st.integers(1, 9), min_size=3, max_size=5), min_size=1, max_size=3), "sequences")
+    content = ("\n".join(" ".join(map(str, [u + 1] + s)) for u, s in enumerate(sequences)) + "\n").encode()
+    source = folder / "mirror.txt"
+    source.write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    args: dict[str, Any] = {"name": "Beauty", "root": folder / "cache", "url": source.as_uri(), "sha256": digest}
+    wrong = hashlib.sha256(content + b"x").hexdigest()
+    target = data.draw(st.sampled_from((None, None, "name", "sha256_wrong", "sha256_bad", "no_sha", "url_type", "truncate")), "target")
+    broken: Bad | None = None
+    if target == "name":
+        args["name"] = data.draw(st.sampled_from(("beauty", "", None, 3, "../Beauty")))
+        broken = bad("name")
+    elif target == "sha256_wrong":
+        args["sha256"] = wrong
+        broken = Bad(("sha256", "SHA-256", "checksum", "Beauty.txt"), errors=(RuntimeError, ValueError))
+    elif target == "sha256_bad":
+        args["sha256"] = data.draw(st.sampled_from(("abc", digest[:-1] + "g", 5, "")))
+        broken = bad("sha256")
+    elif target == "no_sha":
+        args["sha256"] = None
+        broken = bad("sha256", "allow_unverified", "url")
+    elif target == "url_type":
+        args["url"] = 5
+        broken = bad("url")
+
+    def run() -> Any:
+        path = s4.download_dataset(**args)
+        if target == "truncate":  # a cached file cut short is checked on the next use
+            path.write_bytes(content[:-2])
+            return s4.download_dataset(**args)
+        return path
+
+    if target == "truncate":
+        broken = Bad(("sha256", "SHA-256", "checksum", "Beauty.txt"), errors=(RuntimeError, ValueError))
+
+    def check(path: Any, must_be_finite: bool, valid: bool) -> None:
+        assert path.read_bytes() == content
+
+    attempt("download_dataset", run, check, broken)
+
+
+@fuzzes("set_validate_args", "validate_args_enabled")
+@FUZZ
+@given(value=st.sampled_from((True, False, 0, 1, None, "False", 1.0, torch.tensor(True))))
+def test_fuzz_validation_switch(value: Any) -> None:
+    def run() -> bool:
+        set_validate_args(value)
+        return s4.validate_args_enabled()
+
+    def check(state: Any, must_be_finite: bool, valid: bool) -> None:
+        assert state is value
+
+    attempt("set_validate_args", run, check, None if isinstance(value, bool) else bad("enabled"))
+    FIGURES["validate_args_enabled"]["inputs"] += 1
+    assert isinstance(s4.validate_args_enabled(), bool)
+    FIGURES["validate_args_enabled"]["results"] += 1
