@@ -82,6 +82,10 @@ _WORDS_PER_BLOCK = 255
 """int64 words of a boolean buffer summed at once: each of a word's 8 byte lanes then counts at
 most 255 ones, so the lanes never carry into each other."""
 
+_EVEN_BYTES = 0x00FF00FF00FF00FF
+_EVEN_SHORTS = 0x0000FFFF0000FFFF
+_LOW_WORD = 0x00000000FFFFFFFF
+
 History = Ragged | Tensor
 """A user history: CSR rows (:class:`~s4rec_components.ragged.Ragged`) or a padded ``(u, h)``
 tensor whose ``PADDING_ID`` (0) entries are padding."""
@@ -224,16 +228,20 @@ def _count(compare: Callable[..., Tensor], scores: Tensor, threshold: Tensor, bu
     The comparison is written into ``buffer`` (``b`` rows), read back as int64 words and summed
     in blocks of ``_WORDS_PER_BLOCK`` words: a native int64 reduction, no cast of the mask and
     no new ``(b, n)`` tensor. Each byte lane of a block's sum holds the number of ones in that
-    lane (at most 255, so lanes never carry); the lanes' bytes are then added up. Exact for any
-    ``n``. (``(scores > t).sum(1)`` instead casts the whole mask to int64 first, which costs
+    lane (at most 255, so lanes never carry); the lanes are then added up with shifts and masks
+    on the small ``(b, blocks)`` sums. Exact for any ``n``. (``(scores > t).sum(1)`` instead casts the whole mask to int64 first, which costs
     more than the comparison.)
     """
     b, n = scores.shape
     rows = buffer[:b]
     compare(scores, threshold, out=rows[:, :n])
     blocks = rows.shape[1] // (8 * _WORDS_PER_BLOCK)
-    words = rows.view(torch.int64).view(b, blocks, _WORDS_PER_BLOCK).sum(dim=2)
-    return words.view(torch.uint8).view(b, 8 * blocks).sum(dim=1, dtype=torch.int32)
+    words = rows.view(torch.int64).view(b, blocks, _WORDS_PER_BLOCK).sum(dim=2)  # (b, blocks)
+    # add up each word's 8 byte lanes in place (SWAR): pairs into 16-bit lanes, then 32, then 64
+    words = (words & _EVEN_BYTES) + ((words >> 8) & _EVEN_BYTES)
+    words = (words & _EVEN_SHORTS) + ((words >> 16) & _EVEN_SHORTS)
+    words = (words & _LOW_WORD) + ((words >> 32) & _LOW_WORD)
+    return words.sum(dim=1, dtype=torch.int32)
 
 
 def _beaten(values: Tensor, ids: Tensor, bar: Tensor, own: Tensor) -> Tensor:
