@@ -159,6 +159,26 @@ def test_tiny_epsilon_gives_hard_equipartition():
     torch.testing.assert_close(out, torch.eye(4)[perm])
 
 
+def test_rows_sum_to_one_where_scores_over_epsilon_are_large():
+    """Request G-2: at |scores / epsilon| ~ 3e4 a float32 ulp is 2e-3; rows still sum to 1."""
+    out = sinkhorn_knopp(torch.tensor([[0.0, 0.0], [328.0, 328.0]]), num_iters=1, epsilon=0.01)
+    torch.testing.assert_close(out.sum(dim=1), torch.ones(2), rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, torch.full((2, 2), 0.5), rtol=0, atol=1e-6)
+
+
+@settings(max_examples=examples(40))
+@given(
+    scores=score_matrices(low=-500.0, high=500.0),
+    num_iters=iterations,
+    epsilon=st.sampled_from([1e-3, 1e-2, 0.05]),
+)
+def test_rows_sum_to_one_at_any_magnitude(scores, num_iters, epsilon):
+    out = sinkhorn_knopp(scores.float(), num_iters=num_iters, epsilon=epsilon)
+    torch.testing.assert_close(
+        out.sum(dim=1), torch.ones(scores.shape[0]), rtol=0, atol=1e-5
+    )
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_inputs(dtype):
     g = torch.Generator().manual_seed(2)
