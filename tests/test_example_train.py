@@ -270,3 +270,22 @@ def test_train_and_evaluate_share_flag_names():
 
     shared = {"--data", "--data-root", "--device", "--threads", "--quiet", "--debug", "--eval-batch-size", "--max-len"}
     assert shared <= flags(cli.build_parser()) & flags(evaluate.build_parser())
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_train_and_only_rank_0_writes(tmp_path):
+    folder = tmp_path / "ddp"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(TRAIN), "--preset", "s4rec",
+         "--epochs", "2", "--output", str(folder), "--threads", "1", *TINY],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((folder / "results.json").read_text())
+    assert results["status"] == "finished" and results["command"].startswith("torchrun --nproc_per_node 2 ")
+    log = (folder / "train.log").read_text()
+    assert log.count(" epoch 0 |") == 1 and log.count(" epoch 1 |") == 1  # rank 0 alone logs and writes
+    assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "config.json", "last.pt", "results.json",
+                                                        "train.log"]
+    state = load_checkpoint(folder / "last.pt")
+    assert state.state["world_size"] == 2 and {"torch.r1", "generator.r1", "order"} <= set(state.rng)

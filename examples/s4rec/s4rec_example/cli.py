@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import platform
 import shlex
 import shutil
@@ -39,7 +40,7 @@ from .config import (
 )
 from .data import dataset_label, load_dataset, prepare, resolve_data_path
 from .evaluate import check_compatible, format_table
-from .loop import RunFiles, run_training
+from .loop import RunFiles, Shard, run_training
 
 __all__ = ["build_parser", "main", "train"]
 
@@ -252,9 +253,43 @@ def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     common.setup_console_logging(args.quiet)
+    shard = _init_distributed(args.device)
+    if not shard.main:
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the job
+    try:
+        return _train(argv, args, shard, stop_after_epochs)
+    finally:
+        if shard.world > 1:
+            import torch.distributed as dist
 
+            dist.destroy_process_group()
+
+
+def _init_distributed(device: str) -> Shard:
+    """A process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1): gloo on the CPU, NCCL on GPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Shard()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Shard(rank=dist.get_rank(), world=dist.get_world_size())
+
+
+def _barrier(shard: Shard) -> None:
+    if shard.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _train(argv: list[str], args: argparse.Namespace, shard: Shard, stop_after_epochs: int | None) -> dict[str, Any]:
     def validate() -> tuple[TrainConfig, Path, torch.device, Any, bool]:
         device = common.parse_device(args.device)
+        if shard.world > 1 and device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
         common.set_threads(args.threads)
         if args.resume is not None:
             extra = sorted(k for k in vars(args) if k not in _RESUME_FLAGS and _given(argv, k))
@@ -295,20 +330,24 @@ def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None
         return config, folder, device, dataset, empty_folder
 
     config, folder, device, dataset, empty_folder = common.run_guarded(validate, debug=args.debug, prog="train.py")
-    if empty_folder:  # --overwrite, and every argument is valid
-        shutil.rmtree(folder)
-
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    _barrier(shard)  # every rank has validated before rank 0 touches the folder
+    created = not folder.exists() or empty_folder
     files = RunFiles(folder)
-    handler = _file_logging(folder / "train.log")
+    handler: logging.Handler | None = None
+    if shard.main:
+        if empty_folder:  # --overwrite, and every argument is valid
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = _file_logging(folder / "train.log")
     try:
-        if args.resume is None:
+        if args.resume is None and shard.main:
             atomic_write_text(files.config, json.dumps(config.to_dict(), indent=1) + "\n")
+        _barrier(shard)
         LOG.info("run folder %s; data: %s", folder, json.dumps(dataset.statistics()))
         data = prepare(dataset, config, device)
         LOG.info("head users: %d of %d", int(data.heads.sum()), data.num_users)
-        command = "python examples/s4rec/train.py " + shlex.join(argv) if argv else "python examples/s4rec/train.py"
+        launcher = f"torchrun --nproc_per_node {shard.world}" if shard.world > 1 else "python"
+        command = f"{launcher} examples/s4rec/train.py" + (" " + shlex.join(argv) if argv else "")
         provenance = {"git_commit": git_commit(), "command": command, "machine": machine(device),
                       "threads": torch.get_num_threads(), "torch": torch.__version__}
         if args.resume is not None:
@@ -320,15 +359,16 @@ def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None
         results = run_training(
             config, data, files, device=device, resume=args.resume is not None,
             progress=common.show_progress(args.quiet), stop_after_epochs=stop_after_epochs,
-            results_extra=lambda: provenance,
+            results_extra=lambda: provenance, shard=shard,
         )
     except BaseException:
-        if created and not files.last.exists():
+        if shard.main and created and not files.last.exists():
             shutil.rmtree(folder, ignore_errors=True)  # a run that failed before its first epoch leaves nothing
         raise
     finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
     if results["status"] == "finished":
         print(f"\n{config.preset} ({config.loss}) on {dataset_label(config.data)}: best epoch {results['best_epoch']}, "
               f"{results['seconds_per_epoch']:.1f} s/epoch")
@@ -343,6 +383,10 @@ def _given(argv: list[str], name: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """``train.py``: bad arguments give one line on stderr and exit status 2."""
+    """``train.py``: bad arguments give one line on stderr and exit status 2.
+
+    Under ``torchrun --nproc_per_node N`` the processes share every global batch (see
+    :mod:`s4rec_example.loop`); only rank 0 writes the run folder.
+    """
     return train(argv)
 

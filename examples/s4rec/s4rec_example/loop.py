@@ -5,9 +5,11 @@ Sync-free by construction: the first step runs with the library's value checks o
 the previous setting is restored at the end); losses are summed on the device and read once
 per epoch. Only the ``ce`` loss reads the device (the count of real positions).
 
-Distributed training is not implemented; the loop is shaped for it: the epoch's permutation
-is drawn from one seeded generator (shard it per rank), and every write goes through
-:class:`RunFiles` (make it rank-0 only).
+Under ``torchrun`` (a :class:`Shard` with ``world > 1``) every process draws the same epoch
+permutation from a generator seeded alike on all ranks and trains on its slice
+``batch[rank::world]`` of every global batch, in a ``DistributedDataParallel`` model whose
+contrastive negatives and Sinkhorn marginals span all ranks; k-means and validation run on
+every rank alike (so every rank takes the same early-stopping decision), and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ LOG = logging.getLogger("s4rec.train")
 SELECTION_METRIC = "NDCG@20"
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's place in a ``torchrun`` job (``world == 1``: a plain single-process run)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
 @dataclass
 class RunState:
     """Where a run stands; stored (as JSON) in ``last.pt`` for resuming."""
@@ -48,6 +62,7 @@ class RunState:
     best_score: float = float("-inf")
     best_valid: dict[str, float] | None = None
     stopped_early: bool = False
+    world_size: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -88,22 +103,42 @@ class RunFiles:
         atomic_write_text(self.results, json.dumps(results, indent=1) + "\n")
 
 
-def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+def _rng_state(
+    generator: torch.Generator, device: torch.device, shard: Shard, order_generator: torch.Generator | None
+) -> dict[str, torch.Tensor]:
     state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
+    if shard.world == 1:
+        return state
+    import torch.distributed as dist
+
+    gathered: list[dict[str, torch.Tensor] | None] = [None] * shard.world
+    dist.all_gather_object(gathered, {k: v.cpu() for k, v in state.items()})
+    merged = {f"{key}.r{r}" if r else key: value for r, part in enumerate(gathered) if part for key, value in part.items()}
+    assert order_generator is not None
+    merged["order"] = order_generator.get_state()
+    return merged
 
 
-def _restore_rng(rng: dict[str, torch.Tensor], generator: torch.Generator, device: torch.device) -> None:
-    torch.set_rng_state(rng["torch"].cpu())
-    generator.set_state(rng["generator"].cpu())
-    if device.type == "cuda" and "cuda" in rng:
-        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
+def _restore_rng(
+    rng: dict[str, torch.Tensor],
+    generator: torch.Generator,
+    device: torch.device,
+    shard: Shard,
+    order_generator: torch.Generator | None,
+) -> None:
+    suffix = f".r{shard.rank}" if shard.rank else ""
+    torch.set_rng_state(rng["torch" + suffix].cpu())
+    generator.set_state(rng["generator" + suffix].cpu())
+    if device.type == "cuda" and "cuda" + suffix in rng:
+        torch.cuda.set_rng_state(rng["cuda" + suffix].cpu(), device)
+    if order_generator is not None:
+        order_generator.set_state(rng["order"].cpu())
 
 
 def train_epoch(
-    model: S4RecModel,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     data: TrainData,
     config: TrainConfig,
@@ -112,13 +147,23 @@ def train_epoch(
     *,
     progress: bool = False,
     description: str = "",
+    shard: Shard = Shard(),
+    order_generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """One pass over the users in a random order; returns the mean of every loss term."""
+    """One pass over the users in a random order; returns the mean of every loss term.
+
+    ``model`` is the :class:`S4RecModel` or its ``DistributedDataParallel`` wrapper; with a
+    :class:`Shard` of ``world > 1`` this process trains on ``batch[rank::world]`` of every global
+    batch (a last global batch smaller than ``world`` is dropped), the order coming from
+    ``order_generator`` (seeded alike on every rank).
+    """
     model.train()
     split = data.split
     users = split.num_users
     steps = (users + config.batch_size - 1) // config.batch_size
-    order = torch.randperm(users, device=split.device, generator=generator)
+    if shard.world > 1 and users - (steps - 1) * config.batch_size < shard.world:
+        steps -= 1
+    order = torch.randperm(users, device=split.device, generator=order_generator or generator)
     sums: dict[str, torch.Tensor] = {}
     iterator: Any = range(steps)
     if progress:
@@ -133,6 +178,8 @@ def train_epoch(
     try:
         for step in iterator:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            if shard.world > 1:
+                idx = idx[shard.rank :: shard.world]
             inputs = split.train_inputs[idx]
             negatives = data.sampler(idx, inputs.shape[1], generator) if config.loss == "bce" else None
             terms = model(
@@ -154,6 +201,13 @@ def train_epoch(
                 validated = True
     finally:
         s4rec_components.set_validate_args(previous)
+    if shard.world > 1:  # the mean over ranks, one collective per epoch
+        import torch.distributed as dist
+
+        keys = list(sums)  # the same order on every rank (the model adds terms in a fixed order)
+        stacked = torch.stack([sums[k].float() for k in keys])
+        dist.all_reduce(stacked)
+        sums = dict(zip(keys, stacked / shard.world))
     return {key: float(value) / steps for key, value in sums.items()}
 
 
@@ -174,26 +228,38 @@ def run_training(
     progress: bool = False,
     stop_after_epochs: int | None = None,
     results_extra: Callable[[], dict[str, Any]] | None = None,
+    shard: Shard = Shard(),
 ) -> dict[str, Any]:
     """Train ``config`` on ``data`` into ``files`` (resuming from ``last.pt``), then test the best model.
 
     ``stop_after_epochs`` returns after that many epochs of this call without testing (an
-    interruption, for tests). Returns the content of ``results.json``.
+    interruption, for tests). Returns the content of ``results.json`` (on ranks other than 0 of
+    a ``torchrun`` job: ``{"status": "worker"}``).
     """
     torch.manual_seed(config.seed)
-    model = build_model(config, data.num_items).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model = build_model(config, data.num_items, distributed=shard.world > 1).to(device)
+    net: torch.nn.Module = model
+    order_generator = None
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    state = RunState()
+    if shard.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        order_generator = torch.Generator(device=device).manual_seed(config.seed)
+        generator.manual_seed(config.seed + 1_000_003 * (shard.rank + 1))  # per-rank views and negatives
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = RunState(world_size=shard.world)
     item_ids = getattr(data.dataset, "item_ids", None)
     if resume and files.last.exists():
         checkpoint = load_checkpoint(files.last, map_location=device)
         if not checkpoint.resumable:
             raise ValueError(f"{files.last} holds no resume state")
+        state = RunState.from_dict(checkpoint.state)
+        if state.world_size != shard.world:
+            raise ValueError(f"{files.last} was written by {state.world_size} process(es), this job has {shard.world}")
         model.load_state_dict(checkpoint.model)
         optimizer.load_state_dict(checkpoint.optimizer)  # type: ignore[arg-type]
-        _restore_rng(checkpoint.rng, generator, device)
-        state = RunState.from_dict(checkpoint.state)
+        _restore_rng(checkpoint.rng, generator, device, shard, order_generator)
         LOG.info("resumed from %s at epoch %d", files.last, state.epoch)
 
     epochs = config.resolved_epochs
@@ -240,7 +306,8 @@ def run_training(
             record["kmeans_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         record["losses"] = train_epoch(
-            model, optimizer, data, config, generator, intents, progress=progress, description=f"epoch {epoch}"
+            net, optimizer, data, config, generator, intents, progress=progress and shard.main,
+            description=f"epoch {epoch}", shard=shard, order_generator=order_generator,
         )
         record["train_seconds"] = time.perf_counter() - t0
         validate = (epoch + 1) % config.eval_every == 0 or epoch + 1 == epochs
@@ -253,7 +320,8 @@ def run_training(
             improved = valid[SELECTION_METRIC] > state.best_score
             if improved:
                 state.best_epoch, state.best_score, state.best_valid = epoch, valid[SELECTION_METRIC], valid
-                save_checkpoint(files.best, model, config, epoch=epoch, item_ids=item_ids)
+                if shard.main:
+                    save_checkpoint(files.best, model, config, epoch=epoch, item_ids=item_ids)
             if epoch - state.best_epoch >= config.patience:
                 state.stopped_early = True
             line += (f" | valid HR@20 {valid['HR@20']:.4f} NDCG@20 {valid['NDCG@20']:.4f}{' *' if improved else ''}"
@@ -265,15 +333,19 @@ def run_training(
         LOG.info(line)
         state.history.append(record)
         state.epoch = epoch + 1
-        save_checkpoint(
-            files.last, model, config, epoch=epoch, item_ids=item_ids, optimizer=optimizer,
-            rng=_rng_state(generator, device), state=state.to_dict(),
-        )
-        files.write_results(results("running"))
+        rng = _rng_state(generator, device, shard, order_generator)  # a collective under torchrun
+        if shard.main:
+            save_checkpoint(
+                files.last, model, config, epoch=epoch, item_ids=item_ids, optimizer=optimizer,
+                rng=rng, state=state.to_dict(),
+            )
+            files.write_results(results("running"))
         done += 1
 
     if state.best_epoch < 0:
         raise RuntimeError("no validation ran, so there is no best model to test")
+    if not shard.main:
+        return {"status": "worker"}
     best_model, _ = load_model(files.best, device)
     test = evaluate_split(best_model, data, "test", config, progress)
     final = results("finished", round_metrics(test.metrics))

@@ -280,8 +280,12 @@ class S4RecModel(nn.Module):
         return (one + two) / 2
 
 
-def build_model(config: TrainConfig, num_items: int) -> S4RecModel:
-    """The model of ``config`` for a catalogue of ``num_items`` items (the ONE builder)."""
+def build_model(config: TrainConfig, num_items: int, *, distributed: bool = False) -> S4RecModel:
+    """The model of ``config`` for a catalogue of ``num_items`` items (the ONE builder).
+
+    ``distributed=True`` (under ``torchrun``) makes the contrastive negatives and the Sinkhorn
+    marginals span every process's batch.
+    """
     c = config
     encoder = SASRecEncoder(
         num_items,
@@ -306,7 +310,11 @@ def build_model(config: TrainConfig, num_items: int) -> S4RecModel:
         )
     contrastive = None
     if c.beta1 > 0 or c.intent_weight > 0:
-        contrastive = IntentInfoNCE(temperature=c.cl_temperature, similarity=c.cl_similarity)
+        contrastive = IntentInfoNCE(
+            temperature=c.cl_temperature,
+            similarity=c.cl_similarity,  # type: ignore[arg-type]
+            gather_distributed=distributed,
+        )
     clustering = None
     if c.uses_prototypes:
         clustering = OnlineIntentClustering(
@@ -316,6 +324,7 @@ def build_model(config: TrainConfig, num_items: int) -> S4RecModel:
             epsilon=c.sinkhorn_epsilon,
             num_iters=c.sinkhorn_iters,
             freeze_prototypes_steps=c.freeze_prototypes_steps,
+            distributed=distributed,
         )
     distillation = PrototypeDistillation(temperature=c.distill_temperature) if c.beta2 > 0 else None
     adversary = HeadTailAdversary(c.hidden_size, 2, scale=c.grl_scale) if c.lam > 0 else None
