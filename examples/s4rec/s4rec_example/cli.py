@@ -50,7 +50,7 @@ _RUN_FILES = ("config.json", "results.json", "best.pt", "last.pt", "train.log")
 # flag name -> (type, help); all default to the preset's value
 _PRESET_FLAGS: dict[str, tuple[Any, str]] = {
     "loss": (None, "bce: one sampled negative per position (ICLRec); ce: full softmax over the items"),
-    "epochs": (common.positive_int, "most epochs; default from --preset: 300 on real data, 20 on generated data"),
+    "epochs": (common.positive_int, "most epochs (early stopping may end the run sooner)"),
     "patience": (common.positive_int, "stop after this many epochs without a better valid NDCG@20"),
     "eval_every": (common.positive_int, "validate every N epochs (patience still counts epochs)"),
     "lr": (common.positive_float, "Adam learning rate"),
@@ -122,22 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="run folder; default: runs/<data>-<preset>-<loss>-s<seed>")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the unfinished run in DIR")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    group = p.add_argument_group("model and training (defaults from --preset)")
+    group = p.add_argument_group("model and training (defaults: ICLRec's base; the presets named override it)")
     for name, (kind, text) in _PRESET_FLAGS.items():
-        kwargs: dict[str, Any] = {"default": common.FROM_PRESET, "help": text}
+        kwargs: dict[str, Any] = {"default": common.from_preset(name), "help": text}
         if name in _CHOICES:
             kwargs["choices"] = _CHOICES[name]
         elif kind is not None:
             kwargs["type"] = kind
         group.add_argument("--" + name.replace("_", "-"), **kwargs)
-    group.add_argument("--augment-operations", default=common.FROM_PRESET,
+    group.add_argument("--augment-operations", default=common.from_preset("augment_operations"),
                        help=f"comma-separated view operations among {', '.join(AUGMENT_OPERATIONS)}")
     for name, text in (
         ("cl_intent_negatives", "add the non-assigned prototypes as negatives of the contrastive term (Eq. 14)"),
         ("intent_denoise", "same-intent rows are not each other's negatives (ICLRec --de_noise)"),
         ("normalize_z", "L2-normalise the distillation student and the adversary input"),
     ):
-        group.add_argument("--" + name.replace("_", "-"), default=common.FROM_PRESET,
+        group.add_argument("--" + name.replace("_", "-"), default=common.from_preset(name),
                            action=argparse.BooleanOptionalAction, help=text)
     common.add_runtime_arguments(p)
     return p

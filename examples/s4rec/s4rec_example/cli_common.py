@@ -44,20 +44,41 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         if "%(default)" in text or not action.option_strings or action.default is argparse.SUPPRESS:
             return text
         if isinstance(action.default, _FromPreset):
-            return text + " (default: from --preset)"
+            return text + f" (default: {action.default!r})"
         if action.nargs == 0:
             return text + (" (default: off)" if action.default in (False, None) else " (default: on)")
         return text + " (default: %(default)s)"
 
 
 class _FromPreset:
-    """Default of a flag whose value the preset decides."""
+    """Default of a flag whose value the preset decides; shows the values per preset."""
+
+    def __init__(self, text: str = "from --preset") -> None:
+        self.text = text
 
     def __repr__(self) -> str:
-        return "from --preset"
+        return self.text
 
 
 FROM_PRESET: Any = _FromPreset()
+
+
+def from_preset(field: str) -> Any:
+    """The default marker of a preset-controlled flag, e.g. ``0 (s4rec, s4rec-no-gr: 0.01)``."""
+    from .config import PRESETS, TrainConfig
+
+    base = getattr(TrainConfig(), field)
+    groups: dict[str, list[str]] = {}
+    for name in PRESETS:
+        value = getattr(TrainConfig.from_preset(name), field)
+        if value != base:
+            shown = ",".join(value) if isinstance(value, tuple) else str(value)
+            groups.setdefault(shown, []).append(name)
+    shown_base = ",".join(base) if isinstance(base, tuple) else str(base)
+    if field == "epochs":
+        shown_base = "300 on real data, 20 on generated data"
+    parts = [f"{', '.join(names)}: {value}" for value, names in groups.items()]
+    return _FromPreset(shown_base + (f"; {'; '.join(parts)}" if parts else ""))
 
 
 class _Parser(argparse.ArgumentParser):
