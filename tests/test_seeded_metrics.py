@@ -1,0 +1,112 @@
+"""Results unchanged (issue 8): a seeded tiny run gives the pinned losses and metrics.
+
+Speed work must not change what is computed. A seeded run of the reference example's
+``train.py`` (generated data, 3 epochs, CPU, 1 thread) for ``sasrec`` and ``s4rec`` is compared
+with numbers pinned from the example as it stood when they were recorded: the last epoch's
+mean loss terms (float tolerance) and the validation and test metrics (exact up to rounding:
+they are ratios of user counts).
+
+When a change is MEANT to alter the numbers (a new random stream for dropout or the
+augmentations, a different loss), re-pin: run ``python tests/test_seeded_metrics.py`` and paste
+what it prints into ``PINNED``, and say so in the commit message.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "s4rec"))
+
+from s4rec_example import cli  # noqa: E402
+
+TINY = ["--synthetic-users", "150", "--synthetic-items", "60", "--max-len", "12", "--hidden-size", "16",
+        "--batch-size", "32", "--num-prototypes", "8", "--eval-batch-size", "64", "--quiet",
+        "--threads", "1", "--device", "cpu", "--seed", "3"]
+EPOCHS = 3
+LOSS_RTOL = 1e-4  # summation order may differ between builds of torch; the values do not
+METRIC_ATOL = 2e-6  # metrics are stored rounded to 6 decimals
+
+# Pinned from the example at commit 2ab1658 (python tests/test_seeded_metrics.py).
+PINNED: dict[str, dict[str, Any]] = {'sasrec': {'losses': {'sr': 1.3672115325927734, 'loss': 1.3672115325927734},
+            'valid': {'HR@5': 0.333333,
+                      'HR@10': 0.446667,
+                      'HR@20': 0.653333,
+                      'NDCG@5': 0.254033,
+                      'NDCG@10': 0.288808,
+                      'NDCG@20': 0.341884},
+            'test': {'HR@5': 0.293333,
+                     'HR@10': 0.4,
+                     'HR@20': 0.626667,
+                     'NDCG@5': 0.213361,
+                     'NDCG@10': 0.248234,
+                     'NDCG@20': 0.306514},
+            'best_epoch': 2},
+ 's4rec': {'losses': {'sr': 1.377129364013672,
+                      'clust': 1.4909287452697755,
+                      'scl': 5.231517791748047,
+                      'ckd': 5.776126098632813,
+                      'adv': 0.601555061340332,
+                      'loss': 3.0943580627441407},
+           'valid': {'HR@5': 0.173333,
+                     'HR@10': 0.286667,
+                     'HR@20': 0.52,
+                     'NDCG@5': 0.09861,
+                     'NDCG@10': 0.134716,
+                     'NDCG@20': 0.193565},
+           'test': {'HR@5': 0.166667,
+                    'HR@10': 0.273333,
+                    'HR@20': 0.506667,
+                    'NDCG@5': 0.105253,
+                    'NDCG@10': 0.139224,
+                    'NDCG@20': 0.198861},
+           'best_epoch': 2}}
+
+
+def seeded_run(preset: str, folder: Path, *extra: str) -> dict[str, Any]:
+    """The pinned quantities of a seeded tiny run of ``preset``."""
+    threads = torch.get_num_threads()
+    try:
+        results = cli.train(["--preset", preset, "--epochs", str(EPOCHS), "--output", str(folder), *TINY, *extra])
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "losses": results["history"][-1]["losses"],
+        "valid": results["valid"],
+        "test": results["test"],
+        "best_epoch": results["best_epoch"],
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["sasrec", "s4rec"])
+def test_seeded_run_gives_the_pinned_numbers(preset: str, tmp_path: Path) -> None:
+    got = seeded_run(preset, tmp_path / preset)
+    want = PINNED[preset]
+    assert got["best_epoch"] == want["best_epoch"]
+    assert set(got["losses"]) == set(want["losses"])
+    for key, value in want["losses"].items():
+        assert got["losses"][key] == pytest.approx(value, rel=LOSS_RTOL), f"loss term {key!r} changed"
+    for split in ("valid", "test"):
+        assert set(got[split]) == set(want[split])
+        for key, value in want[split].items():
+            assert got[split][key] == pytest.approx(value, abs=METRIC_ATOL), f"{split} {key} changed"
+
+
+def test_a_changed_number_is_caught(tmp_path: Path) -> None:
+    """The comparison is sharp: a seeded run with another seed does not match the pins."""
+    got = seeded_run("sasrec", tmp_path / "other", "--seed", "4")
+    assert got["losses"]["loss"] != pytest.approx(PINNED["sasrec"]["losses"]["loss"], rel=LOSS_RTOL)
+
+
+if __name__ == "__main__":  # print fresh pins
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pins = {p: seeded_run(p, Path(tmp) / p) for p in ("sasrec", "s4rec")}
+    print(json.dumps(pins, indent=1))
