@@ -230,7 +230,9 @@ def test_bce_training_steps_never_synchronise_on_cuda(preset):
     data = prepare(dataset, config, device)
     torch.manual_seed(0)
     model = build_model(config, data.num_items).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    from s4rec_example.loop import make_optimizer
+
+    optimizer = make_optimizer(model, config, device)
     intents = None
     if model.uses_intents:
         intents = fit_intents(model, data.split.train_inputs, num_intents=4, num_iters=5, seed=0, batch_size=64)
@@ -256,3 +258,61 @@ def test_bce_training_steps_never_synchronise_on_cuda(preset):
     finally:
         torch.cuda.set_sync_debug_mode("default")
         s4rec_components.set_validate_args(previous)
+
+
+_HOST_READS = {"_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "_unique2", "unique_dim",
+               "unique_consecutive", "equal"}
+
+
+@pytest.mark.parametrize("preset", ["sasrec", "cl4srec", "iclrec", "s4rec"])
+def test_a_bce_training_step_reads_nothing_from_the_device(preset):
+    """Counted on the CPU at the dispatcher: with value checks off, the dense encoder path (what
+    ``compute_path="auto"`` takes on a GPU) and fused Adam (what the loop takes on a GPU), a
+    training step issues no op that copies a value to the host."""
+    import s4rec_components
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountHostReads(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.reads: dict[str, int] = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.__name__.split(".")[0]
+            if name in _HOST_READS or (name == "repeat_interleave" and "output_size" not in (kwargs or {})):
+                self.reads[name] = self.reads.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    dataset = generate_synthetic(num_users=64, num_items=NUM_ITEMS, seed=3)
+    config = TrainConfig.from_preset(preset, compute_path="dense", **SMALL)
+    data = prepare(dataset, config, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = build_model(config, data.num_items)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    intents = None
+    if model.uses_intents:
+        intents = fit_intents(model, data.split.train_inputs, num_intents=4, num_iters=3, seed=0, batch_size=64)
+    generator = torch.Generator().manual_seed(0)
+    idx = torch.arange(16)
+
+    def step():
+        inputs = data.split.train_inputs[idx]
+        terms = model(inputs, data.split.train_targets[idx], data.sampler(idx, inputs.shape[1], generator),
+                      data.heads[idx], intents, generator)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+
+    model.train()
+    step()
+    previous = s4rec_components.validate_args_enabled()
+    s4rec_components.set_validate_args(False)
+    try:
+        with CountHostReads() as counter:
+            step()
+    finally:
+        s4rec_components.set_validate_args(previous)
+    assert counter.reads == {}
+    with CountHostReads() as counter:  # the counter does see a read where there is one
+        torch.ones(3).sum().item()
+    assert counter.reads == {"_local_scalar_dense": 1}

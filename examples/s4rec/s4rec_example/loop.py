@@ -34,7 +34,7 @@ from .evaluate import round_metrics, score_split
 from .intents import fit_intents
 from .model import Intents, S4RecModel, build_model
 
-__all__ = ["RunFiles", "RunState", "evaluate_split", "run_training", "train_epoch"]
+__all__ = ["RunFiles", "RunState", "Shard", "evaluate_split", "make_optimizer", "run_training", "train_epoch"]
 
 LOG = logging.getLogger("s4rec.train")
 SELECTION_METRIC = "NDCG@20"
@@ -135,6 +135,13 @@ def _restore_rng(
         torch.cuda.set_rng_state(rng["cuda" + suffix].cpu(), device)
     if order_generator is not None:
         order_generator.set_state(rng["order"].cpu())
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam; the fused kernel on a GPU, whose step reads nothing back to the host (the default
+    implementation reads every parameter's step count with ``.item()``)."""
+    fused = device.type == "cuda"
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
 def train_epoch(
@@ -247,7 +254,7 @@ def run_training(
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         order_generator = torch.Generator(device=device).manual_seed(config.seed)
         generator.manual_seed(config.seed + 1_000_003 * (shard.rank + 1))  # per-rank views and negatives
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config, device)
     state = RunState(world_size=shard.world)
     item_ids = getattr(data.dataset, "item_ids", None)
     if resume and files.last.exists():
