@@ -186,6 +186,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_a_malicious_last_pt_is_refused_not_executed(tmp_path, capsys):
     part = tmp_path / "part"
     _train(part, preset="sasrec", epochs=2, stop_after_epochs=1)
