@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", action="store_true", help="also run the 1M items x 1M users memory case")
     parser.add_argument("--scale-items", type=int, default=1_000_000)
     parser.add_argument("--scale-catalogue-users", type=int, default=1_000_000)
-    parser.add_argument("--scale-users", type=int, default=10_000, help="users ranked in the scale case")
+    parser.add_argument("--scale-users", type=int, default=5_000, help="users ranked in the scale case")
     parser.add_argument("--skip-ranking", action="store_true", help="only the scale case")
     args = parser.parse_args(argv)
     if args.threads is not None:

@@ -703,6 +703,7 @@ def _evaluate_impl(
             parts.append(
                 _rank_impl(scores, batch_targets, pairs, ignored, history_value, buffer[: end - position])
             )
+            del scores  # free this block before the next one is computed: one block at a time
             if bar is not None:
                 bar.update(end - position)
             position = end

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import weakref
 from unittest import mock
 
 import hypothesis.strategies as st
@@ -499,3 +500,20 @@ def test_counts_of_long_rows_are_exact():
     targets = torch.tensor([5, 10, n - 1])
     assert rank_targets(scores, targets).tolist() == [4, n - 11, n - 2]
     assert rank_targets(scores.double(), targets, ignore_ids=()).tolist() == [4, n - 11, n - 1]
+
+
+def test_one_score_block_alive_at_a_time():
+    """The previous batch's scores are freed before ``score_fn`` computes the next batch."""
+    table = torch.randn(20, 7)
+    previous: list[weakref.ref] = []
+    alive_at_call: list[bool] = []
+
+    def score_fn(x):
+        alive_at_call.append(bool(previous) and previous[-1]() is not None)
+        out = table[x[:, 0]].clone()
+        previous.append(weakref.ref(out))
+        return out
+
+    evaluate_ranking(score_fn, torch.arange(20).unsqueeze(1), torch.randint(1, 7, (20,)),
+                     history=Ragged.from_lists([[1, 2]] * 20), batch_size=4)
+    assert len(alive_at_call) == 6 and not any(alive_at_call)
