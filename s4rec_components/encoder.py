@@ -223,14 +223,15 @@ class _SelfAttention(nn.Module):
         p = self.attention_dropout if self.training else 0.0
         context = x.new_zeros(x.shape)
         for bucket in layout.buckets:
+            # in place on fresh zeros (no grad of their own): no copy of the whole grid
             grid = qkv.new_zeros(bucket.rows * bucket.span, qkv.shape[1])
-            grid = grid.index_copy(0, bucket.grid_index, qkv.index_select(0, bucket.tokens))
+            grid.index_copy_(0, bucket.grid_index, qkv.index_select(0, bucket.tokens))
             q, k, v = rearrange(
                 grid, "(b l) (t h e) -> t b h l e", l=bucket.span, t=3, h=self.num_heads
             )
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bucket.mask, dropout_p=p)
             out = rearrange(out, "b h l e -> (b l) (h e)").index_select(0, bucket.grid_index)
-            context = context.index_copy(0, bucket.tokens, out)
+            context.index_copy_(0, bucket.tokens, out)
         result: Tensor = self.LayerNorm(self.out_dropout(self.dense(context)) + x)
         return result
 
@@ -539,7 +540,7 @@ class SASRecEncoder(nn.Module):
         x = self.dropout(self.LayerNorm(x))  # (m, d)
         for layer in self.item_encoder.layers():
             x = layer.forward_packed(x, layout)
-        out = x.new_zeros(b * l, x.shape[1]).index_copy(0, index, x)
+        out = x.new_zeros(b * l, x.shape[1]).index_copy_(0, index, x)
         grid: Tensor = rearrange(out, "(b l) d -> b l d", b=b)
         return grid
 
