@@ -18,6 +18,14 @@ MARKER = "<!-- tutorial-results -->"
 KEYS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 
 
+def commit(value: str | None) -> str:
+    """Short commit; ``+dirty`` marks a library with uncommitted changes at run time."""
+    if not value:
+        return "-"
+    head, dirty, _ = value.partition("+dirty")
+    return f"`{head[:8]}`" + (" (dirty)" if dirty else "")
+
+
 def results_table(folder: Path) -> str:
     files = sorted(folder.glob("*.json"))
     if not files:
@@ -37,13 +45,14 @@ def results_table(folder: Path) -> str:
         name = f"{data}: {run} + pieces" if config["pieces"] else f"{data}: {run} alone"
         name += f", at most {config['epochs']} epochs"
         rows.append((name, int(config["seed"]), record))
-    header = "| run | seed | " + " | ".join(KEYS) + " | best epoch / run | file |"
-    lines = [header, "|" + "---|" * (len(KEYS) + 4)]
+    header = "| run | seed | " + " | ".join(KEYS) + " | best epoch / run | seconds | commit | file |"
+    lines = [header, "|" + "---|" * (len(KEYS) + 6)]
     for name, seed, record in sorted(rows, key=lambda r: (r[0], r[1])):
         test = record["test"]
         cells = " | ".join(f"{test[k]:.4f}" for k in KEYS)
         lines.append(
             f"| {name} | {seed} | {cells} | {record['best_epoch']} / {record['epochs_run']} "
+            f"| {record.get('seconds', '-')} | {commit(record.get('git_commit'))} "
             f"| [json](tutorial-results/{record['_file']}) |"
         )
     lines.append("")
