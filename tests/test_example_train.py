@@ -71,7 +71,7 @@ def _slow_metrics(model, split, which: str) -> dict[str, float]:
 
 def test_reported_metrics_equal_a_slow_reference(finished):
     folder, results = finished
-    assert results["status"] == "finished" and results["epochs_run"] == 3
+    assert results["status"] == "finished" and results["epochs_run"] == 3 and results["stopped_by"] == "max_epochs"
     model, checkpoint = load_model(folder / "best.pt")
     assert checkpoint.epoch == results["best_epoch"]
     split = load_dataset(checkpoint.config).split(max_len=10)
@@ -106,8 +106,55 @@ def test_eval_every_validates_every_n_epochs_and_counts_patience_in_epochs(tmp_p
     assert validated in ([1, 3], [1, 3, 4])  # every 2nd epoch, and the last one
     if validated == [1, 3]:  # no gain at epoch 3: 3 - 1 >= patience 2 epochs, stop
         assert results["stopped_early"] and results["best_epoch"] == 1 and results["epochs_run"] == 4
+        assert results["stopped_by"] == "early_stopping"
     else:
+        assert results["stopped_by"] == "max_epochs"
         assert results["best_epoch"] in (3, 4) or results["history"][-1]["epoch"] == 4
+
+
+def test_max_minutes_stops_after_the_epoch_that_exceeds_it_and_tests_the_best(tmp_path):
+    results = _train(tmp_path / "run", "--max-minutes", "0", preset="sasrec", epochs=5)
+    assert results["status"] == "finished" and results["stopped_by"] == "time_budget"
+    assert results["epochs_run"] == 1 and not results["stopped_early"]
+    assert "valid" in results["history"][0] and results["test"] is not None
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["stopped_by"] == "time_budget" and on_disk["status"] == "finished"
+    roomy = _train(tmp_path / "roomy", "--max-minutes", "100", preset="sasrec", epochs=2)
+    assert roomy["stopped_by"] == "max_epochs" and roomy["epochs_run"] == 2
+
+
+def test_a_killed_run_is_finished_by_resume_with_max_minutes_0(tmp_path):
+    """A killed run (results.json still "running", best.pt there) is tested as it stands."""
+    folder = tmp_path / "part"
+    part = _train(folder, "--eval-every", "2", preset="sasrec", epochs=6, stop_after_epochs=3)
+    assert part["status"] == "interrupted"
+    on_disk = json.loads((folder / "results.json").read_text())
+    assert on_disk["status"] == "running" and on_disk["stopped_by"] is None and on_disk["best_epoch"] == 1
+    last_before = load_checkpoint(folder / "last.pt").model
+    done = cli.train(["--resume", str(folder), "--max-minutes", "0", "--quiet"])
+    assert done["status"] == "finished" and done["stopped_by"] == "time_budget"
+    assert done["epochs_run"] == 3 and done["best_epoch"] == 1  # no epoch trained
+    assert all(torch.equal(v, load_checkpoint(folder / "last.pt").model[k]) for k, v in last_before.items())
+    model, checkpoint = load_model(folder / "best.pt")
+    assert checkpoint.epoch == 1
+    split = load_dataset(checkpoint.config).split(max_len=10)
+    expected = _slow_metrics(model, split, "test")
+    assert all(done["test"][k] == pytest.approx(v, abs=2e-6) for k, v in expected.items())
+    assert json.loads((folder / "results.json").read_text())["status"] == "finished"
+
+
+def test_finishing_a_run_killed_between_best_pt_and_last_pt_uses_the_newer_best(tmp_path):
+    import shutil
+
+    folder = tmp_path / "part"
+    _train(folder, preset="sasrec", epochs=6, stop_after_epochs=2)
+    shutil.copy(folder / "last.pt", tmp_path / "last-after-epoch-1.pt")
+    cli.train(["--resume", str(folder), "--quiet"], stop_after_epochs=1)  # epoch 2: a new best
+    epoch_2 = json.loads((folder / "results.json").read_text())["history"][2]
+    assert load_checkpoint(folder / "best.pt").epoch == 2
+    shutil.copy(tmp_path / "last-after-epoch-1.pt", folder / "last.pt")  # as if killed before last.pt's write
+    done = cli.train(["--resume", str(folder), "--max-minutes", "0", "--quiet"])
+    assert done["best_epoch"] == 2 and done["valid"] == epoch_2["valid"] and done["epochs_run"] == 2
 
 
 @pytest.mark.parametrize(
@@ -124,6 +171,7 @@ def test_eval_every_validates_every_n_epochs_and_counts_patience_in_epochs(tmp_p
         (["--preset", "s4rec", "--view-pooling", "flatten"], "d-dimensional views"),
         (["--augment-operations", "crop,jump"], "choose among"),
         (["--preset", "nope"], "invalid choice"),
+        (["--max-minutes", "-1"], "--max-minutes"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line_and_no_folder(argv, message, tmp_path, capsys):

@@ -4,10 +4,13 @@ Examples:
     python examples/s4rec/train.py                       # s4rec on generated data, CPU, minutes
     python examples/s4rec/train.py --data ../shared/data/Beauty.txt --preset iclrec --threads 1
     python examples/s4rec/train.py --resume runs/Beauty-iclrec-bce-s0   # continue a run
+    python examples/s4rec/train.py --data ../shared/data/Beauty.txt --max-minutes 600   # stop after 10 h
+    python examples/s4rec/train.py --resume runs/Beauty-s4rec-bce-s0 --max-minutes 0   # finish a killed run as is
 
 A run folder holds ``config.json``, ``train.log``, ``results.json`` (config, git commit, the
 exact command, machine, per-epoch losses and valid metrics, best epoch, test metrics; rewritten
-after every epoch with ``"status": "running"``), ``best.pt`` and ``last.pt``.
+after every epoch with ``"status": "running"``; ``"stopped_by"``: ``"early_stopping"``, ``"max_epochs"``
+or ``"time_budget"``), ``best.pt`` and ``last.pt``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +115,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "z_pooling": ("mean", "mean_all", "last"),
 }
 # flags that may accompany --resume (they do not change the results)
-_RESUME_FLAGS = {"device", "threads", "quiet", "debug", "resume", "eval_batch_size"}
+_RESUME_FLAGS = {"device", "threads", "quiet", "debug", "resume", "eval_batch_size", "max_minutes"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="run folder; default: runs/<data>-<preset>-<loss>-s<seed>")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the unfinished run in DIR")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--max-minutes", type=common.nonnegative_float, default=None, metavar="M",
+                   help="wall-clock budget of this call: after the epoch during which it runs out, stop, test the "
+                        "best checkpoint (results.json: stopped_by time_budget, not converged); with --resume, 0 "
+                        "finishes a killed run as it stands; default: no budget")
     group = p.add_argument_group("model and training (defaults: ICLRec's base; the presets named override it)")
     for name, (kind, text) in _PRESET_FLAGS.items():
         kwargs: dict[str, Any] = {"default": common.from_preset(name), "help": text}
@@ -250,14 +258,16 @@ def _file_logging(path: Path) -> logging.Handler:
 
 def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None) -> dict[str, Any]:
     """Parse, validate, prepare, then train; see :func:`main` (this one does not catch errors)."""
+    started = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    deadline = None if args.max_minutes is None else started + 60.0 * args.max_minutes
     common.setup_console_logging(args.quiet)
     shard = _init_distributed(args.device)
     if not shard.main:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the job
     try:
-        return _train(argv, args, shard, stop_after_epochs)
+        return _train(argv, args, shard, stop_after_epochs, deadline)
     finally:
         if shard.world > 1:
             import torch.distributed as dist
@@ -284,7 +294,9 @@ def _barrier(shard: Shard) -> None:
         dist.barrier()
 
 
-def _train(argv: list[str], args: argparse.Namespace, shard: Shard, stop_after_epochs: int | None) -> dict[str, Any]:
+def _train(
+    argv: list[str], args: argparse.Namespace, shard: Shard, stop_after_epochs: int | None, deadline: float | None
+) -> dict[str, Any]:
     def validate() -> tuple[TrainConfig, Path, torch.device, Any, bool]:
         device = common.parse_device(args.device)
         if shard.world > 1 and device.type == "cuda":
@@ -359,7 +371,7 @@ def _train(argv: list[str], args: argparse.Namespace, shard: Shard, stop_after_e
         results = run_training(
             config, data, files, device=device, resume=args.resume is not None,
             progress=common.show_progress(args.quiet), stop_after_epochs=stop_after_epochs,
-            results_extra=lambda: provenance, shard=shard,
+            results_extra=lambda: provenance, shard=shard, deadline=deadline,
         )
     except BaseException:
         if shard.main and created and not files.last.exists():
@@ -371,6 +383,7 @@ def _train(argv: list[str], args: argparse.Namespace, shard: Shard, stop_after_e
             handler.close()
     if results["status"] == "finished":
         print(f"\n{config.preset} ({config.loss}) on {dataset_label(config.data)}: best epoch {results['best_epoch']}, "
+              f"stopped by {results['stopped_by'].replace('_', ' ')} after {results['epochs_run']} epochs, "
               f"{results['seconds_per_epoch']:.1f} s/epoch")
         print(format_table({"valid": results["valid"], "test": results["test"]}))
         print(f"results: {files.results}")

@@ -34,10 +34,13 @@ from .evaluate import round_metrics, score_split
 from .intents import fit_intents
 from .model import Intents, S4RecModel, build_model
 
-__all__ = ["RunFiles", "RunState", "Shard", "evaluate_split", "make_optimizer", "run_training", "train_epoch"]
+__all__ = ["STOP_REASONS", "RunFiles", "RunState", "Shard", "evaluate_split", "make_optimizer", "run_training", "train_epoch"]
 
 LOG = logging.getLogger("s4rec.train")
 SELECTION_METRIC = "NDCG@20"
+STOP_REASONS = ("early_stopping", "max_epochs", "time_budget")
+"""Values of ``results.json``'s ``"stopped_by"``: patience ran out, the epoch cap was reached, or
+the wall-clock budget of the call (``--max-minutes``) was exceeded (the run did not converge)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class RunState:
     best_valid: dict[str, float] | None = None
     stopped_early: bool = False
     world_size: int = 1
+    stopped_by: str | None = None  # one of STOP_REASONS once the run has stopped
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -101,6 +105,21 @@ class RunFiles:
 
     def write_results(self, results: dict[str, Any]) -> None:
         atomic_write_text(self.results, json.dumps(results, indent=1) + "\n")
+
+
+def _clock() -> float:
+    return time.monotonic()
+
+
+def _agree(flag: bool, shard: Shard, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every rank (a plain run: ``flag``)."""
+    if shard.world == 1:
+        return flag
+    import torch.distributed as dist
+
+    value = torch.tensor([int(flag)], device=device)
+    dist.broadcast(value, 0)
+    return bool(value.item())
 
 
 def _rng_state(
@@ -236,12 +255,17 @@ def run_training(
     stop_after_epochs: int | None = None,
     results_extra: Callable[[], dict[str, Any]] | None = None,
     shard: Shard = Shard(),
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` on ``data`` into ``files`` (resuming from ``last.pt``), then test the best model.
 
     ``stop_after_epochs`` returns after that many epochs of this call without testing (an
-    interruption, for tests). Returns the content of ``results.json`` (on ranks other than 0 of
-    a ``torchrun`` job: ``{"status": "worker"}``).
+    interruption, for tests). ``deadline`` (a :func:`time.monotonic` value; ``--max-minutes``)
+    ends training after the epoch during which it passes: that epoch is validated, the best
+    checkpoint tested and ``"stopped_by"`` is ``"time_budget"``. A resumed run whose deadline has
+    already passed trains no further epoch when it has a best checkpoint (``--max-minutes 0``
+    finishes a killed run as it stands). Returns the content of ``results.json`` (on ranks other
+    than 0 of a ``torchrun`` job: ``{"status": "worker"}``).
     """
     torch.manual_seed(config.seed)
     model = build_model(config, data.num_items, distributed=shard.world > 1).to(device)
@@ -282,6 +306,7 @@ def run_training(
             "device": str(device),
             "epochs_run": len(state.history),
             "stopped_early": state.stopped_early,
+            "stopped_by": state.stopped_by,
             "best_epoch": state.best_epoch,
             "valid": state.best_valid,
             "test": test,
@@ -292,10 +317,16 @@ def run_training(
         }
         return out
 
+    def out_of_time() -> bool:  # rank 0's clock decides for every rank (one broadcast per epoch)
+        return deadline is not None and _agree(_clock() >= deadline, shard, device)
+
     done = 0
-    while state.epoch < epochs and not state.stopped_early:
+    while state.epoch < epochs and state.stopped_by is None and not state.stopped_early:
         if stop_after_epochs is not None and done >= stop_after_epochs:
             return results("interrupted")
+        if state.best_epoch >= 0 and out_of_time():  # e.g. --resume DIR --max-minutes 0
+            state.stopped_by = "time_budget"
+            break
         epoch = state.epoch
         record: dict[str, Any] = {"epoch": epoch}
         intents = None
@@ -317,7 +348,8 @@ def run_training(
             description=f"epoch {epoch}", shard=shard, order_generator=order_generator,
         )
         record["train_seconds"] = time.perf_counter() - t0
-        validate = (epoch + 1) % config.eval_every == 0 or epoch + 1 == epochs
+        timed_out = out_of_time()
+        validate = (epoch + 1) % config.eval_every == 0 or epoch + 1 == epochs or timed_out
         line = f"epoch {epoch} | " + " ".join(f"{k} {v:.4f}" for k, v in record["losses"].items())
         if validate:
             t0 = time.perf_counter()
@@ -331,6 +363,7 @@ def run_training(
                     save_checkpoint(files.best, model, config, epoch=epoch, item_ids=item_ids)
             if epoch - state.best_epoch >= config.patience:
                 state.stopped_early = True
+                state.stopped_by = "early_stopping"
             line += (f" | valid HR@20 {valid['HR@20']:.4f} NDCG@20 {valid['NDCG@20']:.4f}{' *' if improved else ''}"
                      f" | {record['train_seconds']:.1f}s + {record['eval_seconds']:.1f}s")
         else:
@@ -340,6 +373,11 @@ def run_training(
         LOG.info(line)
         state.history.append(record)
         state.epoch = epoch + 1
+        if state.stopped_by is None and state.epoch >= epochs:
+            state.stopped_by = "max_epochs"
+        elif state.stopped_by is None and timed_out:
+            state.stopped_by = "time_budget"
+            LOG.info("stopped by the time budget after epoch %d (not converged)", epoch)
         rng = _rng_state(generator, device, shard, order_generator)  # a collective under torchrun
         if shard.main:
             save_checkpoint(
@@ -351,9 +389,19 @@ def run_training(
 
     if state.best_epoch < 0:
         raise RuntimeError("no validation ran, so there is no best model to test")
+    if state.stopped_by is None:  # a run stopped before this code recorded why
+        state.stopped_by = "early_stopping" if state.stopped_early else "max_epochs"
     if not shard.main:
         return {"status": "worker"}
-    best_model, _ = load_model(files.best, device)
+    best_model, best_checkpoint = load_model(files.best, device)
+    if best_checkpoint.epoch != state.best_epoch:
+        # killed between writing best.pt and last.pt, then finished without retraining the epoch:
+        # best.pt is the newer, better model; its valid metrics are recomputed (deterministic)
+        LOG.warning("best.pt is from epoch %d, last.pt's state says %d: using best.pt",
+                    best_checkpoint.epoch, state.best_epoch)
+        state.best_epoch = best_checkpoint.epoch
+        state.best_valid = round_metrics(evaluate_split(best_model, data, "valid", config, progress).metrics)
+        state.best_score = state.best_valid[SELECTION_METRIC]
     test = evaluate_split(best_model, data, "test", config, progress)
     final = results("finished", round_metrics(test.metrics))
     files.write_results(final)
