@@ -749,3 +749,61 @@ def test_no_host_sync_on_cuda_under_sync_debug_mode(padding_attention):
     finally:
         torch.cuda.set_sync_debug_mode("default")
         set_validate_args(True)
+
+
+# --------------------------------------------------------------------------------------------
+# Private CPU dropout (rand_like >= p instead of bernoulli_)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_cpu_dropout_keeps_about_one_minus_p_and_scales_by_its_inverse(p):
+    torch.manual_seed(0)
+    n = 200_000
+    y = encoder_module._dropout(torch.ones(n, dtype=torch.float64), p, True)
+    kept = y != 0
+    fraction = kept.double().mean().item()
+    sigma = math.sqrt(p * (1 - p) / n)
+    assert abs(fraction - (1 - p)) < 6 * sigma  # binomial bound, fails with prob ~2e-9
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cpu_dropout_keeps_the_dtype_and_draws_a_new_mask_per_call(dtype):
+    x = torch.ones(1000, dtype=dtype)
+    a, b = (encoder_module._dropout(x, 0.5, True) for _ in range(2))
+    assert a.dtype == dtype and not torch.equal(a, b)
+    assert set(a.unique().tolist()) <= {0.0, 2.0}
+
+
+def test_cpu_dropout_is_the_identity_in_eval_mode_or_for_p_zero():
+    x = torch.randn(5, 7)
+    assert encoder_module._dropout(x, 0.5, False) is x
+    assert encoder_module._dropout(x, 0.0, True) is x
+    assert torch.equal(encoder_module._dropout(x, 1.0, True), torch.zeros_like(x))
+
+
+def test_cpu_dropout_gradient_flows_only_through_kept_entries():
+    torch.manual_seed(1)
+    p = 0.3
+    x = torch.randn(64, 33, dtype=torch.float64, requires_grad=True)
+    y = encoder_module._dropout(x, p, True)
+    kept = (y != 0).double()
+    torch.testing.assert_close(y, x.detach() * kept / (1 - p))
+    weights = torch.randn_like(y)
+    (y * weights).sum().backward()
+    torch.testing.assert_close(x.grad, weights * kept / (1 - p))
+
+
+def test_encoder_uses_the_cpu_dropout_and_keeps_its_state_dict():
+    encoder = SASRecEncoder(10, hidden_size=8, num_heads=2, max_len=5, dropout=0.2)
+    dropouts = [m for m in encoder.modules() if isinstance(m, encoder_module._Dropout)]
+    assert len(dropouts) == 1 + 2 * encoder.num_layers
+    assert all(m.p == 0.2 for m in dropouts)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in encoder.modules())
+    assert not any("dropout" in key for key in encoder.state_dict())
+    ids = torch.tensor([[0, 1, 2, 3, 4]])
+    encoder.train()
+    assert not torch.equal(encoder(ids), encoder(ids))  # a fresh mask per call
+    encoder.eval()
+    assert torch.equal(encoder(ids), encoder(ids))
