@@ -15,7 +15,7 @@ its items in the last $n_u$ slots.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -475,7 +475,8 @@ class SequenceAugmenter(nn.Module):
     Raises:
         TypeError: if ``item_ids`` is not a long tensor, ``insert_pool`` not an integer
             tensor, ``num_items`` or ``mask_id`` not an int (bools refused), a ratio or
-            probability not a real number, or ``operations`` a single string.
+            probability not a real number, or ``operations`` a single string or not a sequence
+            (``None``, a number).
         ValueError: if ``item_ids`` is not 2-D or has ``l = 0``; with validation on, if it
             holds ids outside the range above or has a row that is not left-padded (a zero
             after its first real item; the message names the first such row, so a batch
@@ -521,9 +522,14 @@ class SequenceAugmenter(nn.Module):
     ) -> None:
         super().__init__()
         self.num_items = check_int(num_items, "num_items", 1)
-        if isinstance(operations, str):
+        if isinstance(operations, (str, bytes)):
             raise TypeError(
                 f"operations must be a sequence of names, got the string {operations!r}"
+            )
+        if not isinstance(operations, Iterable):
+            raise TypeError(
+                f"operations must be a sequence of names from {OPERATIONS}, "
+                f"got {type(operations).__name__}"
             )
         ops = tuple(operations)
         if not ops:
