@@ -212,7 +212,9 @@ class S4RecModel(nn.Module):
             views = (self.augmenter(inputs, generator=generator), self.augmenter(inputs, generator=generator))
             batch = torch.cat([inputs, *views])
         hidden = self.encoder(batch)  # (b or 3b, l, d)
-        h_orig = hidden[:b]
+        # split, not three slices: each slice's backward would allocate a zero (3b, l, d) tensor
+        parts = hidden.split(b) if views is not None else (hidden,)
+        h_orig = parts[0]
         terms: dict[str, Tensor] = {"sr": self.sr_loss(h_orig, targets, negatives)}
         total = terms["sr"]
 
@@ -228,7 +230,7 @@ class S4RecModel(nn.Module):
 
         if views is not None:
             v1, v2 = views
-            hv1, hv2 = hidden[b : 2 * b], hidden[2 * b :]
+            hv1, hv2 = parts[1], parts[2]
             if self.beta1 > 0 or self.beta2 > 0:
                 z1, z2 = self._pool(v1, hv1, self.view_pooling), self._pool(v2, hv2, self.view_pooling)
             if self.beta1 > 0:
@@ -271,8 +273,7 @@ class S4RecModel(nn.Module):
         intent = intents.kmeans.assign(query)  # type: ignore[attr-defined]
         positives = intents.centroids[intent]
         if self.separate_intent_views:  # ICLRec's Hybrid mode encodes the views a second time
-            hv = self.encoder(torch.cat([v1, v2]))
-            hv1, hv2 = hv[: v1.shape[0]], hv[v1.shape[0] :]
+            hv1, hv2 = self.encoder(torch.cat([v1, v2])).split(v1.shape[0])
         r1, r2 = self._pool(v1, hv1, self.intent_pooling), self._pool(v2, hv2, self.intent_pooling)
         groups = intent if self.intent_denoise else None
         one = self.contrastive(r1, positives, groups=groups)
