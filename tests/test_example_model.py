@@ -185,8 +185,10 @@ def test_bce_loss_equals_per_position_reference(tiny):
     assert loss.item() == pytest.approx(total / count, rel=1e-5)
 
 
-def test_ce_loss_equals_softmax_over_real_items(tiny):
+@pytest.mark.parametrize("rows", ["real", "all"])
+def test_ce_loss_equals_softmax_over_real_items(rows, tiny):
     _, model, _ = _model("sasrec", tiny, loss="ce")
+    model.ce_rows = rows
     model.eval()
     _, inputs, targets, _, _ = _batch(tiny)
     with torch.no_grad():
@@ -316,3 +318,62 @@ def test_a_bce_training_step_reads_nothing_from_the_device(preset):
     with CountHostReads() as counter:  # the counter does see a read where there is one
         torch.ones(3).sum().item()
     assert counter.reads == {"_local_scalar_dense": 1}
+
+
+@pytest.mark.parametrize("preset", ["sasrec", "s4rec"])
+def test_a_ce_training_step_scoring_all_rows_reads_nothing_from_the_device(preset):
+    """``ce_rows="all"`` (what ``"auto"`` takes on a GPU) weighs the b*l rows instead of picking the
+    real ones by a boolean index: no host read; ``"real"`` reads (the counter can fail)."""
+    import s4rec_components
+
+    dataset = generate_synthetic(num_users=64, num_items=NUM_ITEMS, seed=3)
+    config = TrainConfig.from_preset(preset, compute_path="dense", loss="ce", **SMALL)
+    data = prepare(dataset, config, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = build_model(config, data.num_items).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    generator = torch.Generator().manual_seed(0)
+    idx = torch.arange(16)
+
+    def step():
+        inputs = data.split.train_inputs[idx]
+        terms = model(inputs, data.split.train_targets[idx], None, data.heads[idx], None, generator)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+
+    step()
+    previous = s4rec_components.validate_args_enabled()
+    s4rec_components.set_validate_args(False)
+    try:
+        reads = {}
+        for rows in ("all", "real"):
+            model.ce_rows = rows
+            with _count_host_reads() as counter:
+                step()
+            reads[rows] = counter.reads
+    finally:
+        s4rec_components.set_validate_args(previous)
+    assert reads["all"] == {} and reads["real"]
+
+
+def _count_host_reads():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountHostReads(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.reads: dict[str, int] = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.__name__.split(".")[0]
+            boolean_index = name in ("index", "index_put", "index_put_") and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else ()) or ()
+            )
+            if name in _HOST_READS or boolean_index or (
+                name == "repeat_interleave" and "output_size" not in (kwargs or {})
+            ):
+                self.reads[name] = self.reads.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    return CountHostReads()

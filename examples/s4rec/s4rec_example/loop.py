@@ -3,7 +3,8 @@
 Sync-free by construction: the first step runs with the library's value checks on, then
 ``s4rec_components.set_validate_args(False)`` turns them off for the rest of the loop (and
 the previous setting is restored at the end); losses are summed on the device and read once
-per epoch. Only the ``ce`` loss reads the device (the count of real positions).
+per epoch. The ``ce`` loss picks the real positions by a boolean index on the CPU only; on a
+GPU it weighs all b*l rows instead (``S4RecModel(ce_rows=...)``), so it reads nothing there.
 
 Under ``torchrun`` (a :class:`Shard` with ``world > 1``) every process draws the same epoch
 permutation from a generator seeded alike on all ranks and trains on its slice

@@ -81,6 +81,9 @@ class S4RecModel(nn.Module):
         separate_intent_views: encode the views again for the intent term (as ICLRec's Hybrid mode).
         z_pooling: representation ``z_u`` of the original sequence (clustering, adversary).
         normalize_z: L2-normalise the distillation students and the adversary input.
+        ce_rows: which rows the ``ce`` loss scores: ``"real"`` (the real positions, picked by a
+            boolean index that reads the device), ``"all"`` (every position, weighted; reads
+            nothing: sync-free on a GPU) or ``"auto"`` (real on the CPU, all elsewhere).
     """
 
     def __init__(
@@ -106,10 +109,13 @@ class S4RecModel(nn.Module):
         separate_intent_views: bool = True,
         z_pooling: str = "mean",
         normalize_z: bool = True,
+        ce_rows: Literal["auto", "real", "all"] = "auto",
     ) -> None:
         super().__init__()
         if loss not in ("bce", "ce"):
             raise ValueError(f"loss must be 'bce' or 'ce', got {loss!r}")
+        if ce_rows not in ("auto", "real", "all"):
+            raise ValueError(f"ce_rows must be 'auto', 'real' or 'all', got {ce_rows!r}")
         needs = {
             "augmenter": (beta1 > 0 or intent_weight > 0 or beta2 > 0, augmenter),
             "contrastive": (beta1 > 0 or intent_weight > 0, contrastive),
@@ -138,6 +144,7 @@ class S4RecModel(nn.Module):
         self.separate_intent_views = separate_intent_views
         self.z_pooling = z_pooling
         self.normalize_z = normalize_z
+        self.ce_rows = ce_rows
 
     # ------------------------------------------------------------------ properties
     @property
@@ -164,12 +171,7 @@ class S4RecModel(nn.Module):
         """
         real = targets != PADDING_ID
         if self.loss == "ce":
-            # the (m, n) logits exist for the m real positions only (one host read on a GPU)
-            h = hidden[real]
-            # items 1..n only (no padding, no mask id); scoring the (n, d) rows directly avoids
-            # slicing the (m, n + 2) logits, whose backward would allocate and copy them again
-            items = self.encoder.embed_items(torch.arange(1, self.num_items + 1, device=h.device))
-            return F.cross_entropy(h @ items.T, targets[real] - 1)
+            return self._ce_loss(hidden, targets, real)
         if negatives is None:
             raise ValueError("the bce loss needs one sampled negative per position")
         pos_logit = (hidden * self.encoder.embed_items(targets)).sum(-1)
@@ -177,6 +179,25 @@ class S4RecModel(nn.Module):
         per_position = -(F.logsigmoid(pos_logit) + F.logsigmoid(-neg_logit))
         weight = real.to(per_position.dtype)
         return (per_position * weight).sum() / weight.sum().clamp(min=1.0)
+
+    def _ce_loss(self, hidden: Tensor, targets: Tensor, real: Tensor) -> Tensor:
+        """Softmax cross-entropy over items 1..n, averaged over the real positions.
+
+        ``ce_rows="real"`` scores the m real positions only (a boolean index: a host read, free
+        on the CPU, a sync on a GPU); ``"all"`` scores all b*l rows and weighs each by whether it
+        is real (nothing read from the device; the padding rows cost compute: about 8x the rows
+        on Beauty). ``"auto"`` takes ``"real"`` on the CPU and ``"all"`` elsewhere.
+        """
+        rows = self.ce_rows if self.ce_rows != "auto" else ("real" if hidden.device.type == "cpu" else "all")
+        # items 1..n only (no padding, no mask id); scoring the (n, d) rows directly avoids
+        # slicing the (m, n + 2) logits, whose backward would allocate and copy them again
+        items = self.encoder.embed_items(torch.arange(1, self.num_items + 1, device=hidden.device))
+        if rows == "real":
+            return F.cross_entropy(hidden[real] @ items.T, targets[real] - 1)
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        weight = real.reshape(-1).to(flat.dtype)
+        per_row = F.cross_entropy(flat @ items.T, (targets.reshape(-1) - 1).clamp(min=0), reduction="none")
+        return (per_row * weight).sum() / weight.sum().clamp(min=1.0)
 
     def _pool(self, ids: Tensor, hidden: Tensor, pooling: str) -> Tensor:
         return self.encoder.represent(ids, pooling=pooling, hidden=hidden)
