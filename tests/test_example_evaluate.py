@@ -146,6 +146,24 @@ def test_report_tables_and_curves_come_from_results_files(run, tmp_path):
     assert exit_info.value.code == 1
 
 
+def test_report_marks_runs_stopped_by_the_time_budget(run):
+    _, _, results = run
+    assert results["stopped_by"] == "max_epochs"
+    cut = json.loads(json.dumps(results))
+    cut["config"]["seed"], cut["stopped_by"], cut["_file"] = 1, "time_budget", "cut.json"
+    legacy = {k: v for k, v in json.loads(json.dumps(results)).items() if k != "stopped_by"}
+    legacy["config"]["seed"], legacy["stopped_early"], legacy["_file"] = 2, True, "legacy.json"
+    whole = {**results, "_file": "whole.json"}
+    text = report.render_tables([whole, cut, legacy], None, {})
+    last = cut["history"][-1]["epoch"]
+    row = next(line for line in text.splitlines() if line.startswith("| `s4rec`"))
+    assert row.rstrip(" |").endswith(f"{results['best_epoch']}, {results['best_epoch']} †{last}, {results['best_epoch']}")
+    assert "† N: stopped at epoch N by the time budget" in text and "not converged" in text
+    assert f"stopped at epoch {last} by the time budget, not converged" in text
+    assert "epoch cap" in text and "early stopping" in text  # whole and legacy
+    assert "†" not in report.render_tables([whole, legacy], None, {})
+
+
 def test_headtail_study_uses_the_clustering_head(run, tmp_path):
     folder, _, _ = run
     results = headtail.main(["--runs", str(folder / "run"), "--output", str(tmp_path / "ht"), "--quiet"])

@@ -24,7 +24,7 @@ from typing import Any
 
 from . import cli_common as common
 
-__all__ = ["BEGIN", "END", "add_run", "load_results", "main", "render_tables", "results_name"]
+__all__ = ["BEGIN", "END", "add_run", "load_results", "main", "render_tables", "results_name", "stopped_by"]
 
 LOG = logging.getLogger("s4rec.report")
 ROOT = Path(__file__).resolve().parents[3]
@@ -86,6 +86,25 @@ def _dataset(r: dict[str, Any]) -> str:
     return dataset_label(r["config"].get("data"))
 
 
+def stopped_by(r: dict[str, Any]) -> str:
+    """``early_stopping``, ``max_epochs`` or ``time_budget`` (files written before the field existed:
+    inferred from ``stopped_early``)."""
+    if r.get("stopped_by"):
+        return str(r["stopped_by"])
+    return "early_stopping" if r.get("stopped_early") else "max_epochs"
+
+
+def _last_epoch(r: dict[str, Any]) -> int:
+    return int(r["history"][-1]["epoch"]) if r.get("history") else int(r.get("epochs_run", 0)) - 1
+
+
+def _best_cell(r: dict[str, Any]) -> str:
+    """The best epoch; a run cut by the time budget is marked (it did not converge)."""
+    if stopped_by(r) == "time_budget":
+        return f"{r['best_epoch']} †{_last_epoch(r)}"
+    return str(r["best_epoch"])
+
+
 def _mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.4f}"
@@ -134,9 +153,13 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
         for (preset, loss, variant), members in rows:
             name = f"`{preset}`" + (f" ({variant})" if variant else "")
             cells = [_mean_std([m["test"][k] for m in members]) for k in METRICS]
-            best = ", ".join(str(m["best_epoch"]) for m in members)
+            best = ", ".join(_best_cell(m) for m in members)
             out.append(f"| {name} | {loss} | {len(members)} | " + " | ".join(cells) + f" | {best} |")
         out.append("")
+        if any(stopped_by(m) == "time_budget" for _, members in rows for m in members):
+            out += ["† N: stopped at epoch N by the time budget (`--max-minutes`), not converged: the run "
+                    "was tested with its best checkpoint so far, so its row understates what the recipe reaches.",
+                    ""]
         for loss_img in sorted(k for k in img_names if k.startswith(dataset + "-")):
             out += [f"![valid NDCG@20 per epoch, {loss_img}](img/{img_names[loss_img]})", ""]
         paper_lines = []
@@ -153,8 +176,11 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
             for m in sorted(members, key=lambda m: m["config"]["seed"]):
                 c = m["config"]
                 cap = c.get("epochs") or ("300" if c.get("data") else "20")
+                how = {"early_stopping": "early stopping", "max_epochs": "epoch cap",
+                       "time_budget": f"stopped at epoch {_last_epoch(m)} by the time budget, not converged"}
                 out.append(
-                    f"- `{m['_file']}`: {m['epochs_run']} epochs (cap {cap}, best {m['best_epoch']}), "
+                    f"- `{m['_file']}`: {m['epochs_run']} epochs (cap {cap}, best {m['best_epoch']}, "
+                    f"{how[stopped_by(m)]}), "
                     f"{m['seconds_per_epoch']:.1f} s/epoch, {m['total_seconds'] / 60:.0f} min, {m.get('machine', '?')}, "
                     f"commit `{_short(str(m.get('git_commit', '?')))}`  \n  `{m.get('command', '?')}`"
                 )
