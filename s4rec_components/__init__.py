@@ -67,6 +67,9 @@ _EXPORTS: dict[str, str] = {
     "load_recbole_inter": "data",
     "generate_synthetic": "data",
     "download_dataset": "data",
+    # next_item.py: next-item losses over the item table (fused chunked CE, sampled BCE)
+    "linear_cross_entropy": "next_item",
+    "sampled_bce": "next_item",
     # evaluation.py
     "rank_targets": "evaluation",
     "ranking_metrics": "evaluation",
@@ -125,6 +128,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         iclrec_to_encoder_state_dict,
     )
     from .kmeans import KMeans, KMeansResult, k_means
+    from .next_item import linear_cross_entropy, sampled_bce
     from .evaluation import (
         RankingResult,
         evaluate_ranking,
