@@ -558,7 +558,7 @@ def evaluate_ranking(
     one boolean per score (at least one user per batch). The first call of ``score_fn`` scores
     one user to learn ``n``; the rest go in batches of that size. Peak memory is the model, the
     inputs, the history and one batch's block: for 1M items and the default 256 MiB budget,
-    about 51 users per batch.
+    about 53 users per batch.
 
     **Several processes.** With ``distributed=True`` and an initialised default process group
     (``torch.distributed``), every process must pass the same ``inputs``, ``targets`` and
