@@ -385,7 +385,9 @@ class SASRecEncoder(nn.Module):
         num_layers: number of transformer blocks. Must be >= 1.
         num_heads: attention heads ``h``. Must be >= 1.
         max_len: longest input sequence (rows of the position table). Must be >= 1.
-        dropout: dropout of the embeddings and of both residual branches, in [0, 1].
+        dropout: dropout of the embeddings and of both residual branches, in [0, 1]. On the
+            CPU its mask is drawn as ``rand >= p`` (faster than ``F.dropout``'s
+            ``bernoulli_``; same distribution, another random stream).
         attention_dropout: dropout of the attention weights, in [0, 1]; ``None`` uses
             ``dropout``.
         layer_norm_eps: LayerNorm epsilon. Must be > 0.
