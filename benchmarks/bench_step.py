@@ -28,7 +28,8 @@ Baselines written here, with the same sizes:
 
 Contestants are timed **interleaved** (one step of each in turn, the order rotating every
 repetition) after warm-up, and medians are reported, so a shared machine's load hits all of
-them alike; the load average is recorded. Peak memory is measured on one extra step each, after the timing:
+them alike; the load average and each step's CPU time (all threads) are recorded. Peak memory
+is measured on one extra step each, after the timing:
 ``torch.cuda.max_memory_allocated`` on a GPU, or on the CPU the rise of the process's peak
 RSS (``VmHWM``, reset through ``/proc/self/clear_refs``, after ``malloc_trim`` handed freed
 heap pages back) over its RSS before the step.
@@ -183,6 +184,7 @@ class Contestant:
     name: str
     step: Callable[[], Any]
     times: list[float] = field(default_factory=list)
+    cpu_times: list[float] = field(default_factory=list)
     peak_mib: float = float("nan")
 
     def row(self) -> dict[str, Any]:
@@ -190,6 +192,7 @@ class Contestant:
         return {
             "name": self.name,
             "median_ms": round(statistics.median(ms), 3),
+            "median_cpu_ms": round(statistics.median(self.cpu_times) * 1000, 3),
             "min_ms": round(min(ms), 3),
             "max_ms": round(max(ms), 3),
             "reps": len(ms),
@@ -197,8 +200,15 @@ class Contestant:
         }
 
 
-def run_interleaved(contestants: list[Contestant], *, warmup: int, reps: int, device: torch.device) -> None:
-    """Warm every contestant up, then time ``reps`` rounds, one step each, the order rotating."""
+def run_interleaved(
+    contestants: list[Contestant], *, warmup: int, reps: int, device: torch.device, memory: bool = True
+) -> None:
+    """Warm every contestant up, then time ``reps`` rounds, one step each, the order rotating.
+
+    Records wall time and the process's CPU time (all threads): on a loaded machine the wall
+    time includes waiting for a core, the CPU time does not (with 1 thread it is about the
+    idle machine's wall time). Then one more step each for the peak memory (``memory``).
+    """
     for c in contestants:
         for _ in range(warmup):
             c.step()
@@ -207,12 +217,14 @@ def run_interleaved(contestants: list[Contestant], *, warmup: int, reps: int, de
         k = r % len(contestants)
         for c in contestants[k:] + contestants[:k]:
             synchronize(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             c.step()
             synchronize(device)
             c.times.append(time.perf_counter() - start)
-    for c in contestants:
-        c.peak_mib = peak_memory_mib(c.step, device)
+            c.cpu_times.append(time.process_time() - cpu_start)
+    if memory:
+        for c in contestants:
+            c.peak_mib = peak_memory_mib(c.step, device)
 
 
 # ------------------------------------------------------------------------------ data
@@ -439,10 +451,11 @@ def epoch_contestants(data: TrainData, device: torch.device) -> list[Contestant]
 
 # ------------------------------------------------------------------------------ report
 def table(rows: list[dict[str, Any]], title: str) -> str:
-    lines = [title, f"  {'step':<48} {'median ms':>10} {'min':>9} {'max':>9} {'peak MiB':>9}"]
+    lines = [title, f"  {'step':<44} {'median ms':>10} {'min':>9} {'max':>9} {'CPU ms':>9} {'peak MiB':>9}"]
     for r in rows:
         peak = "-" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
-        lines.append(f"  {r['name']:<48} {r['median_ms']:>10.1f} {r['min_ms']:>9.1f} {r['max_ms']:>9.1f} {peak:>9}")
+        lines.append(f"  {r['name']:<44} {r['median_ms']:>10.1f} {r['min_ms']:>9.1f} {r['max_ms']:>9.1f} "
+                     f"{r['median_cpu_ms']:>9.1f} {peak:>9}")
     return "\n".join(lines)
 
 
@@ -510,7 +523,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sections: dict[str, list[dict[str, Any]]] = {}
     if args.epoch:
         contestants = epoch_contestants(data, device)
-        run_interleaved(contestants, warmup=0, reps=args.reps or 2, device=device)
+        run_interleaved(contestants, warmup=0, reps=args.reps or 2, device=device, memory=False)
         sections["epoch"] = [c.row() for c in contestants]
         print(table(sections["epoch"], "full Beauty epochs through s4rec_example.loop.train_epoch"))
     else:
@@ -553,7 +566,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows = sections["epoch"]
         s4 = next(r["median_ms"] for r in rows if r["name"].startswith("epoch s4rec")) / 1000
         sa = next(r["median_ms"] for r in rows if r["name"].startswith("epoch sasrec")) / 1000
-        summary = {"s4rec_bce_epoch_s": round(s4, 2), "sasrec_ce_epoch_s": round(sa, 2),
+        cpu = {r["name"].split(" (")[0]: round(r["median_cpu_ms"] / 1000, 2) for r in rows}
+        summary = {"s4rec_bce_epoch_s": round(s4, 2), "sasrec_ce_epoch_s": round(sa, 2), "epoch_cpu_s": cpu,
                    "s4rec_bce_epoch_target_8s_met": s4 <= 8.0, "sasrec_ce_epoch_target_10s_met": sa <= 10.0}
     else:
         main_rows = sections["2 layers, B=512"]
