@@ -2,8 +2,8 @@
 
 Runs a few training steps of every preset of the reference example, exactly as its loop takes
 them (negative sampling, forward with the augmentations and every loss term, backward,
-``Adam.step``), with ``s4rec_components.set_validate_args(False)`` and under
-``torch.cuda.set_sync_debug_mode("error")``: any operation that makes the host wait for the
+``Adam.step`` of the loop's ``make_optimizer``, fused on a GPU), with
+``s4rec_components.set_validate_args(False)`` and under ``torch.cuda.set_sync_debug_mode("error")``: any operation that makes the host wait for the
 device (``.item()``, ``nonzero``, boolean-mask indexing, ``bool(tensor)``, a copy to the CPU)
 raises ``RuntimeError`` and fails the test. Warm-up steps (lazy CUDA initialisation, the first
 step with the value checks on, as the loop does) run before the mode is switched on.
@@ -27,6 +27,7 @@ import s4rec_components  # noqa: E402
 from s4rec_example.config import PRESETS, TrainConfig  # noqa: E402
 from s4rec_example.data import load_dataset, prepare  # noqa: E402
 from s4rec_example.intents import fit_intents  # noqa: E402
+from s4rec_example.loop import make_optimizer  # noqa: E402
 from s4rec_example.model import build_model  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -34,14 +35,6 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 TINY = dict(synthetic_users=200, synthetic_items=120, max_len=20, hidden_size=32, batch_size=64,
             num_prototypes=16, num_intents=8, kmeans_iters=3, kmeans_redo=1, eval_batch_size=128)
 SYNC_FREE_STEPS = 3
-
-# sr_loss of "ce" gathers the real positions with a boolean mask (hidden[real]): a host read of
-# their count. It flips to a strict failure (XPASS) once the loss runs without one.
-CE_SYNCS = pytest.mark.xfail(
-    strict=True, raises=RuntimeError,
-    reason="ce: boolean-mask indexing of the real positions reads their count on the host "
-           "(/work/plan/requests-F.md, F-5)",
-)
 
 
 @contextlib.contextmanager
@@ -63,7 +56,7 @@ def _trainer(preset: str, loss: str, device: torch.device) -> tuple[Callable[[in
     torch.manual_seed(0)
     data = prepare(load_dataset(config), config, device)
     model = build_model(config, data.num_items).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config, device)  # fused Adam on a GPU, as the loop
     generator = torch.Generator(device=device).manual_seed(0)
     intents = None
     if model.uses_intents:
@@ -90,11 +83,7 @@ def _trainer(preset: str, loss: str, device: torch.device) -> tuple[Callable[[in
 
 
 def _cases() -> list[object]:
-    cases: list[object] = []
-    for preset in PRESETS:
-        cases.append(pytest.param(preset, "bce", id=f"{preset}-bce"))
-        cases.append(pytest.param(preset, "ce", id=f"{preset}-ce", marks=CE_SYNCS))
-    return cases
+    return [pytest.param(preset, loss, id=f"{preset}-{loss}") for preset in PRESETS for loss in ("bce", "ce")]
 
 
 @pytest.mark.parametrize(("preset", "loss"), _cases())
