@@ -377,3 +377,38 @@ def _count_host_reads():
             return func(*args, **(kwargs or {}))
 
     return CountHostReads()
+
+
+def _plain_sr_loss(model, hidden, targets, negatives):
+    """The SR loss as plain torch ops (what the model computed before the library's fused losses)."""
+    real = targets > 0
+    encoder = model.encoder
+    if model.loss == "ce":
+        items = encoder.embed_items(torch.arange(1, NUM_ITEMS + 1))
+        return F.cross_entropy(hidden[real] @ items.T, targets[real] - 1)
+    pos = (hidden * encoder.embed_items(targets)).sum(-1)
+    neg = (hidden * encoder.embed_items(negatives)).sum(-1)
+    per_position = -(F.logsigmoid(pos) + F.logsigmoid(-neg))
+    return per_position[real].mean()
+
+
+@pytest.mark.parametrize(("loss", "rows"), [("bce", "auto"), ("ce", "real"), ("ce", "all")])
+def test_sr_loss_and_its_gradients_equal_the_plain_torch_loss(loss, rows, tiny):
+    """The library's fused ``linear_cross_entropy`` / ``sampled_bce`` give the plain loss and gradients."""
+    _, model, _ = _model("s4rec", tiny, loss=loss)
+    model.ce_rows = rows
+    model.train()
+    _, inputs, targets, negatives, _ = _batch(tiny)
+    params = [p for p in model.encoder.parameters() if p.requires_grad]
+    results = []
+    for compute in (model.sr_loss, lambda h, t, n: _plain_sr_loss(model, h, t, n)):
+        torch.manual_seed(5)  # the same dropout masks
+        value = compute(model.encoder(inputs), targets, negatives)
+        results.append((value.detach(), torch.autograd.grad(value, params, allow_unused=True)))
+    (got, got_grads), (expected, expected_grads) = results
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    for a, b in zip(got_grads, expected_grads):
+        if a is None or b is None:
+            assert a is None and b is None or (a if b is None else b).abs().max() == 0
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)

@@ -11,7 +11,9 @@ One step encodes the original sequences and, when a self-supervised term needs t
 augmented views in one ``(3b, l)`` batch, then
 
 * ``sr``: next-item loss at every real position of the original sequence: BCE with one sampled
-  negative per position (ICLRec), or the full softmax cross-entropy (``ce``);
+  negative per position (ICLRec), or the full softmax cross-entropy (``ce``), both the library's
+  row-weighted losses (``sampled_bce``, the fused ``linear_cross_entropy``), so that a step
+  reads nothing from a GPU;
 * ``scl`` (beta1): NT-Xent between the two views (ICLRec's instance NCE; S4Rec Eq. 13), with
   the non-assigned prototypes as extra negatives when ``cl_intent_negatives`` (Eq. 14);
 * ``intent`` (intent_weight): ICLRec's intent NCE: each view against the L2-normalised k-means
@@ -39,11 +41,19 @@ from s4rec_components import (
     PrototypeDistillation,
     SASRecEncoder,
     SequenceAugmenter,
+    linear_cross_entropy,
+    sampled_bce,
 )
 
 from .config import TrainConfig
 
 __all__ = ["Intents", "S4RecModel", "build_model"]
+
+# rows per chunk of the fused softmax loss: (chunk, n) logits at a time. On one CPU thread 128
+# rows (logits of Beauty's 12,101 items stay in cache) took 131 ms for fwd + bwd of 1536 rows,
+# 1024 rows 188 ms (CPU time, medians of 5); a GPU wants larger blocks.
+CE_CHUNK_ROWS_CPU = 128
+CE_CHUNK_ROWS_GPU = 4096
 
 
 class Intents(NamedTuple):
@@ -174,11 +184,13 @@ class S4RecModel(nn.Module):
             return self._ce_loss(hidden, targets, real)
         if negatives is None:
             raise ValueError("the bce loss needs one sampled negative per position")
-        pos_logit = (hidden * self.encoder.embed_items(targets)).sum(-1)
-        neg_logit = (hidden * self.encoder.embed_items(negatives)).sum(-1)
-        per_position = -(F.logsigmoid(pos_logit) + F.logsigmoid(-neg_logit))
-        weight = real.to(per_position.dtype)
-        return (per_position * weight).sum() / weight.sum().clamp(min=1.0)
+        return sampled_bce(
+            hidden.reshape(-1, hidden.shape[-1]),
+            self._item_table(hidden.device),
+            targets.reshape(-1),
+            negatives.reshape(-1),
+            weights=real.reshape(-1).to(hidden.dtype),
+        )
 
     def _ce_loss(self, hidden: Tensor, targets: Tensor, real: Tensor) -> Tensor:
         """Softmax cross-entropy over items 1..n, averaged over the real positions.
@@ -189,15 +201,20 @@ class S4RecModel(nn.Module):
         on Beauty). ``"auto"`` takes ``"real"`` on the CPU and ``"all"`` elsewhere.
         """
         rows = self.ce_rows if self.ce_rows != "auto" else ("real" if hidden.device.type == "cpu" else "all")
-        # items 1..n only (no padding, no mask id); scoring the (n, d) rows directly avoids
-        # slicing the (m, n + 2) logits, whose backward would allocate and copy them again
-        items = self.encoder.embed_items(torch.arange(1, self.num_items + 1, device=hidden.device))
+        # ids 0..n: the padding column 0 is left out of the softmax, the mask id n + 1 is not scored;
+        # the library's fused loss never builds the whole (rows, n) logits
+        table = self._item_table(hidden.device)
+        chunk = CE_CHUNK_ROWS_CPU if hidden.device.type == "cpu" else CE_CHUNK_ROWS_GPU
         if rows == "real":
-            return F.cross_entropy(hidden[real] @ items.T, targets[real] - 1)
-        flat = hidden.reshape(-1, hidden.shape[-1])
-        weight = real.reshape(-1).to(flat.dtype)
-        per_row = F.cross_entropy(flat @ items.T, (targets.reshape(-1) - 1).clamp(min=0), reduction="none")
-        return (per_row * weight).sum() / weight.sum().clamp(min=1.0)
+            return linear_cross_entropy(hidden[real], table, targets[real], chunk_size=chunk)
+        weights = real.reshape(-1).to(hidden.dtype)
+        return linear_cross_entropy(
+            hidden.reshape(-1, hidden.shape[-1]), table, targets.reshape(-1), weights=weights, chunk_size=chunk
+        )
+
+    def _item_table(self, device: torch.device) -> Tensor:
+        """The output item vectors of ids 0..n, ``(n + 1, d)`` (gradients reach the tied table)."""
+        return self.encoder.embed_items(torch.arange(self.num_items + 1, device=device))
 
     def _pool(self, ids: Tensor, hidden: Tensor, pooling: str) -> Tensor:
         return self.encoder.represent(ids, pooling=pooling, hidden=hidden)
