@@ -40,9 +40,18 @@ from .constants import PADDING_ID, loss_dtype
 
 __all__ = ["linear_cross_entropy", "sampled_bce"]
 
-DEFAULT_CHUNK_SIZE = 1024
-"""Rows per chunk of :func:`linear_cross_entropy`: the largest logits block is
-``(chunk_size, n)``. Smaller chunks stay in cache on a CPU; a GPU prefers a few thousand."""
+CPU_LOGITS_BLOCK = 2**21
+"""Logits per chunk of :func:`linear_cross_entropy` on the CPU with ``chunk_size=None``
+(8 MiB of float32: the chunk stays in cache; 128-256 rows measured fastest for n = 12,102)."""
+DEVICE_LOGITS_BLOCK = 2**26
+"""Logits per chunk on other devices with ``chunk_size=None`` (256 MiB of float32; a GPU
+wants few, large matmuls)."""
+
+
+def _auto_chunk_size(device: torch.device, num_columns: int) -> int:
+    """Rows per chunk so that one ``(rows, n)`` logits block holds about a device's budget."""
+    block = CPU_LOGITS_BLOCK if device.type == "cpu" else DEVICE_LOGITS_BLOCK
+    return max(1, block // max(num_columns, 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,7 +221,7 @@ def linear_cross_entropy(
     targets: Tensor,
     *,
     weights: Tensor | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     ignore_columns: Sequence[int] = (PADDING_ID,),
 ) -> Tensor:
     r"""Full-softmax next-item cross-entropy of ``hidden @ table.T``, fused and chunked.
@@ -251,7 +260,10 @@ def linear_cross_entropy(
         weights: optional non-negative weight of each row, e.g. ``(targets > 0).float()``
             to skip padding positions; ``None`` weighs every row 1.
         chunk_size: rows per chunk (peak extra memory about ``chunk_size * n`` values).
-            Does not change the result beyond float rounding.
+            Does not change the result beyond float rounding. ``None`` picks it from ``n``
+            and the device: about ``2**21 / n`` rows on the CPU (173 for n = 12,102; small
+            chunks stay in cache: measured 1.6x faster than 1024 rows), ``2**26 / n`` on
+            other devices.
         ignore_columns: columns excluded from the softmax (set to $-\infty$). A row of
             non-zero weight must not target one of them (its loss would be infinite).
 
@@ -269,8 +281,8 @@ def linear_cross_entropy(
 
     Raises:
         TypeError: if ``hidden``, ``table`` or ``weights`` is not a floating-point tensor,
-            ``targets`` not an integer tensor, or ``chunk_size`` / an ignored column not
-            an int.
+            ``targets`` not an integer tensor, or ``chunk_size`` (unless ``None``) / an
+            ignored column not an int.
         ValueError: if a shape is wrong (``hidden`` not 2-D, ``d`` differs from the table's,
             ``targets`` / ``weights`` not of length ``m``), the table is empty,
             ``chunk_size < 1``, an ignored column is outside ``[0, n)`` or every column is
@@ -302,8 +314,10 @@ def linear_cross_entropy(
     if weights is not None:
         weights = check_tensor(weights, "weights")
     _check_rows(hidden, table, [(targets, "targets")], weights)
-    chunk_size = check_int(chunk_size, "chunk_size", 1)
     n = table.shape[0]
+    if chunk_size is None:
+        chunk_size = _auto_chunk_size(hidden.device, n)
+    chunk_size = check_int(chunk_size, "chunk_size", 1)
     if isinstance(ignore_columns, (str, bytes)) or not isinstance(ignore_columns, Sequence):
         raise TypeError(
             f"ignore_columns must be a sequence of ints, got {type(ignore_columns).__name__}"

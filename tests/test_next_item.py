@@ -372,3 +372,35 @@ def test_sampled_bce_bad_inputs():
         kwargs = {"hidden": hidden, "table": table, "positives": positives, "negatives": positives, **overrides}
         with pytest.raises(error, match=match):
             sampled_bce(**kwargs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_no_host_sync_on_cuda_under_sync_debug_mode():
+    hidden, table, targets = make_case(m=300, n=97, d=8, seed=16, dtype=torch.float32)
+    hidden, table, targets = hidden.cuda().requires_grad_(True), table.cuda().requires_grad_(True), targets.cuda()
+    weights = (targets > 0).float()
+    set_validate_args(False)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        linear_cross_entropy(hidden, table, targets, weights=weights, chunk_size=64).backward()
+        sampled_bce(hidden, table, targets, targets.flip(0), weights=weights).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        set_validate_args(True)
+    want = ref_cross_entropy(hidden.detach().cpu().double(), table.detach().cpu().double(), targets.cpu(), weights.cpu().double())
+    got = linear_cross_entropy(hidden.detach(), table.detach(), targets, weights=weights)
+    torch.testing.assert_close(got.cpu().double(), want, atol=1e-5, rtol=1e-5)
+
+
+def test_cross_entropy_automatic_chunk_size():
+    import s4rec_components.next_item as next_item
+
+    assert next_item._auto_chunk_size(torch.device("cpu"), 12_102) == 173
+    assert next_item._auto_chunk_size(torch.device("meta"), 12_102) == 5545
+    assert next_item._auto_chunk_size(torch.device("cpu"), 10**8) == 1
+    hidden, table, targets = make_case(m=500, n=40, d=4, seed=17)
+    weights = (targets > 0).double()
+    got = values_and_grads(linear_cross_entropy, hidden, table, targets, weights=weights, chunk_size=None)
+    want = values_and_grads(ref_cross_entropy, hidden, table, targets, weights)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
