@@ -129,8 +129,9 @@ def _chunked_cross_entropy(
     """
     m = hidden.shape[0]
     ce = hidden.new_empty(m)
-    grad_hidden = torch.empty_like(hidden) if need_hidden_grad else None
-    grad_table = torch.zeros_like(table) if need_table_grad else None
+    # contiguous whatever the inputs' strides (row slices are written with ``out=``)
+    grad_hidden = hidden.new_empty(hidden.shape) if need_hidden_grad else None
+    grad_table = table.new_zeros(table.shape) if need_table_grad else None
     need_grad = need_hidden_grad or need_table_grad
     minus_one = hidden.new_full((min(chunk_size, m), 1), -1.0) if need_grad else None
     for start in range(0, m, chunk_size):

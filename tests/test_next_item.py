@@ -404,3 +404,15 @@ def test_cross_entropy_automatic_chunk_size():
     want = values_and_grads(ref_cross_entropy, hidden, table, targets, weights)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+
+
+def test_cross_entropy_non_contiguous_inputs():
+    hidden, table, targets = make_case(m=30, n=11, d=4, seed=18)
+    hidden_t = hidden.T.contiguous().T  # same values, column-major strides
+    table_t = table.T.contiguous().T
+    assert not hidden_t.is_contiguous() and not table_t.is_contiguous()
+    weights = (targets > 0).double()
+    got = values_and_grads(linear_cross_entropy, hidden_t, table_t, targets, weights=weights, chunk_size=7)
+    want = values_and_grads(ref_cross_entropy, hidden, table, targets, weights)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
