@@ -251,7 +251,7 @@ class S4RecModel(nn.Module):
             batch = torch.cat([inputs, *views])
         hidden = self.encoder(batch)  # (b or 3b, l, d)
         # split, not three slices: each slice's backward would allocate a zero (3b, l, d) tensor
-        parts = hidden.split(b) if views is not None else (hidden,)
+        parts: tuple[Tensor, ...] = hidden.split(b) if views is not None else (hidden,)
         h_orig = parts[0]
         terms: dict[str, Tensor] = {"sr": self.sr_loss(h_orig, targets, negatives)}
         total = terms["sr"]
