@@ -263,7 +263,7 @@ def linear_cross_entropy(
         chunk_size: rows per chunk (peak extra memory about ``chunk_size * n`` values).
             Does not change the result beyond float rounding. ``None`` picks it from ``n``
             and the device: about ``2**21 / n`` rows on the CPU (173 for n = 12,102; small
-            chunks stay in cache: measured 1.6x faster than 1024 rows), ``2**26 / n`` on
+            chunks stay in cache: measured 1.4-1.6x faster than 1024 rows), ``2**26 / n`` on
             other devices.
         ignore_columns: columns excluded from the softmax (set to $-\infty$). A row of
             non-zero weight must not target one of them (its loss would be infinite).
