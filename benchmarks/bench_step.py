@@ -581,7 +581,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "ranking" in sections:
             summary["eval_vs_plain_loop"] = _ratio(_ms(sections["ranking"], "evaluate_ranking (library)"),
                                                    _ms(sections["ranking"], "plain ranking loop"))
+            eval_cpu = {r["name"]: r["median_cpu_ms"] for r in sections["ranking"]}
+            summary["eval_vs_plain_loop_cpu_time"] = _ratio(eval_cpu["evaluate_ranking (library)"],
+                                                            eval_cpu["plain ranking loop"])
         summary["ms"] = ms
+        cpu = {r["name"]: r["median_cpu_ms"] for r in main_rows}
+        summary["cpu_time_ratios"] = {  # CPU time (all threads): what a loaded machine distorts least
+            "sasrec_vs_plain": _ratio(cpu.get("sasrec bce"), cpu.get("plain sasrec bce")),
+            "sasrec_ce_vs_plain_ce": _ratio(cpu.get("sasrec ce"), cpu.get("plain sasrec ce")),
+            "s4rec_vs_sasrec": _ratio(cpu.get("s4rec bce"), cpu.get("sasrec bce")),
+        }
         if "ranking" in sections:
             summary["ms"].update({r["name"]: r["median_ms"] for r in sections["ranking"]})
         if device.type == "cuda":
