@@ -70,7 +70,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -291,7 +291,7 @@ def example_step(preset: str, loss: str, *, layers: int | None, batches: list[Ba
     config = TrainConfig.from_preset(preset, **overrides)
     model = build_model(config, num_items).to(device).train()
     optimizer = make_optimizer(model, config, device)  # the example's: fused Adam on a GPU
-    forward: Callable[..., dict[str, Tensor]] = torch.compile(model) if compile else model  # type: ignore[assignment]
+    forward: Callable[..., dict[str, Tensor]] = torch.compile(model) if compile else model
     generator = torch.Generator(device=device).manual_seed(0)
     cycle = Cycle(batches)
 
@@ -301,7 +301,7 @@ def example_step(preset: str, loss: str, *, layers: int | None, batches: list[Ba
             terms = forward(b.inputs, b.targets, negatives=b.negatives if loss == "bce" else None,
                             head_labels=b.heads, generator=generator)
         optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        terms["loss"].backward()  # type: ignore[no-untyped-call]
         optimizer.step()
 
     return step
@@ -332,7 +332,8 @@ class PlainSASRec(nn.Module):
         causal = torch.ones(l, l, dtype=torch.bool, device=ids.device).tril()
         eye = torch.eye(l, dtype=torch.bool, device=ids.device)
         mask = ((causal & (ids != 0)[:, None, :]) | eye)[:, None]  # (b, 1, l, l); own key always visible
-        for blk in self.blocks:
+        for block in self.blocks:
+            blk = cast(nn.ModuleDict, block)
             q, k, v = blk["qkv"](x).view(b, l, 3, HEADS, HIDDEN // HEADS).permute(2, 0, 3, 1, 4)
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
             x = blk["ln1"](x + F.dropout(blk["out"](a.transpose(1, 2).reshape(b, l, HIDDEN)), drop, self.training))
@@ -354,7 +355,7 @@ def plain_step(loss: str, *, layers: int, batches: list[Batch], num_items: int, 
     torch.manual_seed(0)
     model = PlainSASRec(num_items, layers).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=True if device.type == "cuda" else None)
-    loss_fn: Callable[..., Tensor] = torch.compile(model.loss) if compile else model.loss  # type: ignore[assignment]
+    loss_fn: Callable[..., Tensor] = torch.compile(model.loss) if compile else model.loss
     cycle = Cycle(batches)
 
     def step() -> None:
@@ -362,7 +363,7 @@ def plain_step(loss: str, *, layers: int, batches: list[Batch], num_items: int, 
         with autocast(device, amp):
             value = loss_fn(b.inputs, b.targets, b.negatives if loss == "bce" else None)
         optimizer.zero_grad(set_to_none=True)
-        value.backward()
+        value.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
 
     return step
