@@ -49,12 +49,6 @@ from .config import TrainConfig
 
 __all__ = ["Intents", "S4RecModel", "build_model"]
 
-# rows per chunk of the fused softmax loss: (chunk, n) logits at a time. On one CPU thread 128
-# rows (logits of Beauty's 12,101 items stay in cache) took 131 ms for fwd + bwd of 1536 rows,
-# 1024 rows 188 ms (CPU time, medians of 5); a GPU wants larger blocks.
-CE_CHUNK_ROWS_CPU = 128
-CE_CHUNK_ROWS_GPU = 4096
-
 
 class Intents(NamedTuple):
     """ICLRec's intents of one epoch: a fitted k-means and its L2-normalised centroids.
@@ -202,14 +196,14 @@ class S4RecModel(nn.Module):
         """
         rows = self.ce_rows if self.ce_rows != "auto" else ("real" if hidden.device.type == "cpu" else "all")
         # ids 0..n: the padding column 0 is left out of the softmax, the mask id n + 1 is not scored;
-        # the library's fused loss never builds the whole (rows, n) logits
+        # the library's fused loss never builds the whole (rows, n) logits (its chunk_size=None
+        # picks cache-sized chunks on the CPU, large ones on a GPU)
         table = self._item_table(hidden.device)
-        chunk = CE_CHUNK_ROWS_CPU if hidden.device.type == "cpu" else CE_CHUNK_ROWS_GPU
         if rows == "real":
-            return linear_cross_entropy(hidden[real], table, targets[real], chunk_size=chunk)
+            return linear_cross_entropy(hidden[real], table, targets[real], chunk_size=None)
         weights = real.reshape(-1).to(hidden.dtype)
         return linear_cross_entropy(
-            hidden.reshape(-1, hidden.shape[-1]), table, targets.reshape(-1), weights=weights, chunk_size=chunk
+            hidden.reshape(-1, hidden.shape[-1]), table, targets.reshape(-1), weights=weights, chunk_size=None
         )
 
     def _item_table(self, device: torch.device) -> Tensor:
