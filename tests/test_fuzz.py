@@ -1045,7 +1045,8 @@ def test_fuzz_sasrec_encoder(data: st.DataObject) -> None:
         moved = right_padded(ids)
         if moved is not None:
             args["item_ids"], target, broken = moved, "item_ids", bad("item_ids")
-    d = hypers["hidden_size"] if isinstance(hypers["hidden_size"], int) else 1
+    size_ok = isinstance(hypers["hidden_size"], int) and not isinstance(hypers["hidden_size"], bool)
+    d = hypers["hidden_size"] if size_ok and hypers["hidden_size"] >= 1 else 1
     h = data.draw(values((b, d), h_dtype), "h") if method == "score_items" else None
     if method == "score_items" and target == "item_ids":
         target, broken = None, None  # item_ids is not an argument of score_items
