@@ -54,14 +54,17 @@ FFN_EXPANSION = 4
 Pooling = Literal["last", "mean", "mean_all", "flatten"]
 """How ``SASRecEncoder.represent`` turns ``(b, l, d)`` outputs into one row per sequence."""
 POOLINGS: tuple[str, ...] = get_args(Pooling)
+"""Every pooling mode of ``SASRecEncoder.represent``, in the order of :data:`Pooling`."""
 
 ComputePath = Literal["auto", "dense", "packed"]
 """How ``SASRecEncoder`` computes its forward pass (see the class docstring)."""
 COMPUTE_PATHS: tuple[str, ...] = get_args(ComputePath)
+"""Every value of ``compute_path``."""
 
 PaddingAttention = Literal["masked", "iclrec"]
 """What a padding query attends to, and so what the encoder outputs at padding positions."""
 PADDING_ATTENTIONS: tuple[str, ...] = get_args(PaddingAttention)
+"""Every value of ``padding_attention``."""
 
 AUTO_PACKED_MAX_REAL_FRACTION = 0.75
 """``compute_path="auto"`` on the CPU takes the packed path when at most this fraction of the
