@@ -49,7 +49,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import hypothesis.strategies as st
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -984,11 +983,6 @@ def test_fuzz_sequence_augmenter(data: st.DataObject) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def positive_or_either(value: Any) -> bool | None:
-    verdict = positive_real(value)
-    return verdict
-
-
 def dropout_ok(value: Any) -> bool | None:
     return is_real(value) and 0 <= value <= 1
 
@@ -1481,7 +1475,7 @@ def test_fuzz_rank_targets(data: st.DataObject) -> None:
         "scores": st.sampled_from((
             (case["scores"].long(), bad("scores")), (case["scores"][None], bad("scores")),
             (case["scores"][:, :0], bad("scores", "targets")),
-            (poison(case["scores"], math.nan, b * n), bad("scores")) if False else (case["scores"].tolist(), bad("scores")),
+            (case["scores"].tolist(), bad("scores")),
         )),
         "targets": broken_ids(target_ids, "targets", n - 1),
     }
