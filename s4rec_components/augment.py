@@ -91,8 +91,23 @@ def _check_item_ids(item_ids: object, max_id: int | None, name: str = "item_ids"
     return ids
 
 
+_INT64_MAX = 2**63 - 1
+_MAX_NUM_ITEMS = _INT64_MAX - 1
+"""Largest ``num_items``: the default mask id ``num_items + 1`` must fit in int64."""
+
+
+def _check_num_items(num_items: object) -> int:
+    value = check_int(num_items, "num_items", 1)
+    if value > _MAX_NUM_ITEMS:
+        raise ValueError(
+            f"num_items must be <= 2**63 - 2 so that the mask id num_items + 1 fits in int64, "
+            f"got {value}"
+        )
+    return value
+
+
 def _check_mask_id(mask_id: object, num_items: int) -> int:
-    value = check_int(mask_id, "mask_id", PADDING_ID)
+    value = check_int(mask_id, "mask_id", PADDING_ID, maximum=_INT64_MAX)
     if not (value == PADDING_ID or value > num_items):
         raise ValueError(
             f"mask_id must be 0 or > num_items={num_items} (not a real item id), got {value}"
@@ -311,7 +326,7 @@ def mask_items(
         >>> mask_items(torch.tensor([[0, 1, 2, 3, 4]]), num_items=9, ratio=0.5, generator=g)
         tensor([[ 0,  1,  2, 10, 10]])
     """
-    n = check_int(num_items, "num_items", 1)
+    n = _check_num_items(num_items)
     gamma = check_probability(ratio, "ratio")
     masked = n + 1 if mask_id is None else _check_mask_id(mask_id, n)
     ids = _check_item_ids(item_ids, max(n + 1, masked))
@@ -406,7 +421,7 @@ def insert_items(
         >>> insert_items(ids, num_items=9, ratio=1.0, insert_pool=torch.tensor([7, 8]), generator=g)
         tensor([[0, 8, 1, 7, 2]])
     """
-    n = check_int(num_items, "num_items", 1)
+    n = _check_num_items(num_items)
     alpha = check_probability(ratio, "ratio")
     pool = None if insert_pool is None else _check_pool(insert_pool, n)
     ids = _check_item_ids(item_ids, n + 1)
@@ -454,7 +469,8 @@ class SequenceAugmenter(nn.Module):
     validation on, the id range and the left padding of ``item_ids`` are checked (host reads).
 
     Args:
-        num_items: largest real item id $n$; ids are ``1..n``, ``0`` is padding. >= 1.
+        num_items: largest real item id $n$; ids are ``1..n``, ``0`` is padding. In
+            $[1, 2^{63} - 2]$ (the mask id $n + 1$ fits in int64).
         operations: non-empty names from ``("mask", "crop", "reorder", "insert")``.
         mask_ratio: $\gamma \in [0, 1]$ (CL4SRec default 0.7).
         crop_ratio: $\eta \in [0, 1]$ (CL4SRec default 0.2).
@@ -481,9 +497,11 @@ class SequenceAugmenter(nn.Module):
             holds ids outside the range above or has a row that is not left-padded (a zero
             after its first real item; the message names the first such row, so a batch
             masked with ``mask_id=0`` cannot be fed back); if a ratio is outside [0, 1] or
-            not finite, ``num_items < 1``, ``operations`` is empty or names an unknown
-            operation, ``insert_pool`` is not a non-empty 1-D tensor of ids in ``[1, n]``, or
-            ``operation_probs`` has the wrong length, a negative entry or does not sum to 1.
+            not finite, ``num_items < 1`` or ``num_items > 2**63 - 2`` (the mask id
+            ``num_items + 1`` must fit in int64), ``mask_id > 2**63 - 1``, ``operations``
+            is empty or names an unknown operation, ``insert_pool`` is not a non-empty 1-D
+            tensor of ids in ``[1, n]``, or ``operation_probs`` has the wrong length, a
+            negative entry or does not sum to 1.
 
     Examples:
         >>> import torch
@@ -521,7 +539,7 @@ class SequenceAugmenter(nn.Module):
         operation_probs: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        self.num_items = check_int(num_items, "num_items", 1)
+        self.num_items = _check_num_items(num_items)
         if isinstance(operations, (str, bytes)):
             raise TypeError(
                 f"operations must be a sequence of names, got the string {operations!r}"

@@ -31,10 +31,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._validation import check_tensor
-from .encoder import FFN_EXPANSION, NUM_SPECIAL_ROWS
+from .encoder import FFN_EXPANSION, NUM_SPECIAL_ROWS, SASRecEncoder
 
 __all__ = ["ICLRecShapes", "encoder_to_iclrec_state_dict", "iclrec_to_encoder_state_dict"]
 
@@ -195,7 +195,7 @@ def iclrec_to_encoder_state_dict(
     return {key: state[key] for key in expected}, shapes
 
 
-def encoder_to_iclrec_state_dict(encoder: nn.Module) -> dict[str, Tensor]:
+def encoder_to_iclrec_state_dict(encoder: SASRecEncoder) -> dict[str, Tensor]:
     """The encoder's parameters under ICLRec's key names, as detached copies.
 
     The result loads into the public code's ``SASRecModel`` with ``load_state_dict`` (its
@@ -208,7 +208,8 @@ def encoder_to_iclrec_state_dict(encoder: nn.Module) -> dict[str, Tensor]:
         A flat ``{name: tensor}`` dict.
 
     Raises:
-        TypeError: if ``encoder`` is not an ``nn.Module``.
+        TypeError: if ``encoder`` is not a ``SASRecEncoder`` (any other module, e.g. an
+            ``nn.Linear``, would give a dict that is not an ICLRec state dict).
 
     Examples:
         >>> from s4rec_components import SASRecEncoder
@@ -217,6 +218,6 @@ def encoder_to_iclrec_state_dict(encoder: nn.Module) -> dict[str, Tensor]:
         >>> state["item_embeddings.weight"].shape, len(state)
         (torch.Size([7, 4]), 20)
     """
-    if not isinstance(encoder, nn.Module):
-        raise TypeError(f"encoder must be an nn.Module, got {type(encoder).__name__}")
+    if not isinstance(encoder, SASRecEncoder):
+        raise TypeError(f"encoder must be a SASRecEncoder, got {type(encoder).__name__}")
     return {key: value.detach().clone() for key, value in encoder.state_dict().items()}

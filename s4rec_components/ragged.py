@@ -19,16 +19,44 @@ Examples:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ._validation import check_integer, check_ndim, validate_args_enabled
+from ._validation import (
+    check_int,
+    check_integer,
+    check_ndim,
+    check_range,
+    check_tensor,
+    validate_args_enabled,
+)
 from .constants import PADDING_ID
 
-__all__ = ["Ragged"]
+__all__ = ["Ragged", "RowIndexError"]
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class RowIndexError(IndexError, ValueError):
+    """A row number outside ``[-r, r)`` (:meth:`Ragged.row`) or ``[0, r)`` (:meth:`Ragged.pad_rows`).
+
+    Both an ``IndexError`` (as ``list`` indexing) and a ``ValueError`` (a bad argument), as
+    ``numpy.exceptions.AxisError`` is.
+    """
+
+
+def _as_int(value: object, name: str) -> int:
+    """A Python int from an int-like (int, numpy integer, 0-d integer tensor); never a bool or float."""
+    if isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -71,26 +99,93 @@ class Ragged:
     # ---------------------------------------------------------------- construction
     @classmethod
     def from_lists(cls, rows: Sequence[Sequence[int]], device: torch.device | str | None = None) -> Ragged:
-        """Build from Python lists of ints (one list per row)."""
-        lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
-        flat = [int(v) for row in rows for v in row]
+        """Build from Python lists of ints (one list per row).
+
+        Args:
+            rows: a sequence of rows, each a sequence of ints (numpy integers and 0-d integer
+                tensors are accepted; floats and bools are not: nothing is truncated).
+            device: where the tensors go (default CPU).
+
+        Raises:
+            TypeError: if ``rows`` or one of its rows is not a sequence, or an entry is not an
+                int.
+            ValueError: if an entry does not fit in int64.
+
+        Examples:
+            >>> Ragged.from_lists([[1, 2], []]).tolist()
+            [[1, 2], []]
+        """
+        given: object = rows  # checked as any object: callers pass anything
+        if isinstance(given, (str, bytes, Tensor)) or not isinstance(given, Sequence):
+            raise TypeError(f"rows must be a sequence of sequences of ints, got {type(given).__name__}")
+        flat: list[int] = []
+        lengths_list: list[int] = []
+        for i, row in enumerate(given):
+            if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, Tensor)):
+                raise TypeError(f"rows[{i}] must be a sequence of ints, got {type(row).__name__}")
+            lengths_list.append(len(row))
+            for v in row:
+                number = _as_int(v, f"rows[{i}] entries")
+                if not _INT64_MIN <= number <= _INT64_MAX:
+                    raise ValueError(f"rows[{i}] entries must fit in int64, got {number}")
+                flat.append(number)
         values = torch.tensor(flat, dtype=torch.long)
-        offsets = torch.zeros(len(rows) + 1, dtype=torch.long)
-        offsets[1:] = lengths.cumsum(0)
+        offsets = torch.zeros(len(lengths_list) + 1, dtype=torch.long)
+        offsets[1:] = torch.tensor(lengths_list, dtype=torch.long).cumsum(0)
         return cls(values.to(device), offsets.to(device))
 
     @classmethod
     def from_lengths(cls, values: Tensor, lengths: Tensor) -> Ragged:
-        """Build from flat ``values`` ``(m,)`` and per-row ``lengths`` ``(r,)`` (summing to ``m``)."""
+        """Build from flat ``values`` ``(m,)`` and per-row ``lengths`` ``(r,)`` (summing to ``m``).
+
+        Args:
+            values: ``(m,)`` integer tensor (cast to long; floats and bools are refused).
+            lengths: ``(r,)`` integer tensor of non-negative row lengths summing to ``m``.
+
+        Raises:
+            TypeError: if ``values`` or ``lengths`` is not an integer tensor.
+            ValueError: if either is not 1-D; with validation on, if a length is negative or
+                the lengths do not sum to ``m``.
+
+        Examples:
+            >>> import torch
+            >>> Ragged.from_lengths(torch.tensor([4, 5, 6]), torch.tensor([1, 0, 2])).tolist()
+            [[4], [], [5, 6]]
+        """
+        check_ndim(values, 1, "values", "(m,)")
+        check_integer(values, "values")
+        check_ndim(lengths, 1, "lengths", "(r,)")
+        check_integer(lengths, "lengths")
+        lengths = lengths.to(values.device, torch.long)
+        if validate_args_enabled() and lengths.numel():
+            if int(lengths.min()) < 0:
+                raise ValueError(f"lengths must be >= 0, got {lengths.tolist()}")
+            total = int(lengths.sum())
+            if total != values.numel():
+                raise ValueError(f"lengths must sum to len(values) = {values.numel()}, got {total}")
         offsets = torch.zeros(lengths.numel() + 1, dtype=torch.long, device=values.device)
-        offsets[1:] = lengths.to(values.device, torch.long).cumsum(0)
+        offsets[1:] = lengths.cumsum(0)
         return cls(values.long(), offsets)
 
     @classmethod
     def from_padded(cls, padded: Tensor, pad: int = PADDING_ID) -> Ragged:
-        """Build from a padded ``(r, w)`` tensor, dropping entries equal to ``pad`` (order kept)."""
+        """Build from a padded ``(r, w)`` tensor, dropping entries equal to ``pad`` (order kept).
+
+        Reads the tensor (boolean-mask indexing): a builder, not for a training step.
+
+        Raises:
+            TypeError: if ``padded`` is not an integer tensor or ``pad`` not an int.
+            ValueError: if ``padded`` is not 2-D.
+
+        Examples:
+            >>> import torch
+            >>> Ragged.from_padded(torch.tensor([[0, 3, 4], [0, 0, 5]])).tolist()
+            [[3, 4], [5]]
+        """
         check_ndim(padded, 2, "padded", "(r, w)")
-        keep = padded != pad
+        check_integer(padded, "padded")
+        fill = _as_int(pad, "pad")
+        keep = padded != fill
         return cls.from_lengths(padded[keep], keep.sum(1))
 
     # ---------------------------------------------------------------- properties
@@ -116,8 +211,28 @@ class Ragged:
         return Ragged(self.values.to(device), self.offsets.to(device))
 
     def row(self, index: int) -> Tensor:
-        """Row ``index`` as a 1-D tensor (a view of ``values``)."""
-        start, stop = int(self.offsets[index]), int(self.offsets[index + 1])
+        """Row ``index`` as a 1-D tensor (a view of ``values``); one host read.
+
+        Negative indices count from the end, as for a Python list (``row(-1)`` is the last
+        row).
+
+        Raises:
+            TypeError: if ``index`` is not an int (bools and floats refused).
+            RowIndexError: (an ``IndexError`` and a ``ValueError``) if ``index`` is outside
+                ``[-r, r)``.
+
+        Examples:
+            >>> r = Ragged.from_lists([[1], [2, 3]])
+            >>> r.row(1).tolist(), r.row(-1).tolist()
+            ([2, 3], [2, 3])
+        """
+        i = _as_int(index, "index")
+        r = self.num_rows
+        if not -r <= i < r:
+            raise RowIndexError(f"index {i} is out of range for {r} rows (valid: -{r} .. {r - 1})")
+        if i < 0:
+            i += r
+        start, stop = (int(v) for v in self.offsets[i : i + 2])
         return self.values[start:stop]
 
     def tolist(self) -> list[list[int]]:
@@ -130,15 +245,37 @@ class Ragged:
     def pad_rows(self, index: Tensor, width: int | None = None, pad: int = PADDING_ID) -> Tensor:
         """The rows ``index`` as a left-padded ``(len(index), w)`` tensor.
 
+        With ``width`` given and validation off, nothing is read from the device.
+
         Args:
-            index: ``(b,)`` long row numbers (on this object's device).
-            width: ``w``; ``None`` takes the longest selected row (one host read). A shorter
-                ``width`` keeps each row's last ``w`` entries.
+            index: ``(b,)`` integer row numbers in ``[0, r)`` (on this object's device; no
+                negative indices here).
+            width: ``w >= 0``; ``None`` takes the longest selected row (one host read). A
+                shorter ``width`` keeps each row's last ``w`` entries.
             pad: the fill value.
 
         Returns:
             ``(b, w)`` long, each row right-aligned (left-padded), as the encoder expects.
+
+        Raises:
+            TypeError: if ``index`` is not an integer tensor, ``width`` not ``None`` or an int,
+                or ``pad`` not an int.
+            ValueError: if ``index`` is not 1-D or ``width < 0``; with validation on,
+                :class:`RowIndexError` (a ``ValueError``) if an entry of ``index`` is outside
+                ``[0, r)``.
         """
+        check_ndim(index, 1, "index", "(b,)")
+        check_integer(index, "index")
+        if width is not None:
+            width = check_int(width, "width", 0)
+        pad = _as_int(pad, "pad")
+        if validate_args_enabled() and index.numel():
+            lo, hi = (int(v) for v in torch.aminmax(index))
+            if lo < 0 or hi >= self.num_rows:
+                raise RowIndexError(
+                    f"index must lie in [0, {self.num_rows - 1}] ({self.num_rows} rows), "
+                    f"got values in [{lo}, {hi}]"
+                )
         starts = self.offsets[index]
         lengths = self.offsets[index + 1] - starts
         if width is None:
@@ -156,20 +293,51 @@ class Ragged:
     def flat_pairs(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
         """Rows ``start..stop-1`` as flat ``(row - start, value)`` pairs, for scatters.
 
+        Two host reads (the bounds of the slice of ``values``).
+
+        Args:
+            start: first row, ``0 <= start <= stop``.
+            stop: one past the last row, ``stop <= r``.
+
         Returns:
             ``(rows, values)``, both ``(m',)`` long, ``rows`` counted from ``start``.
+
+        Raises:
+            TypeError: if ``start`` or ``stop`` is not an int.
+            ValueError: if ``stop`` is outside ``[0, r]`` or ``start`` outside ``[0, stop]``.
+
+        Examples:
+            >>> rows, values = Ragged.from_lists([[1], [2, 3], [4]]).flat_pairs(1, 3)
+            >>> rows.tolist(), values.tolist()
+            ([0, 0, 1], [2, 3, 4])
         """
-        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        start, stop = _as_int(start, "start"), _as_int(stop, "stop")
+        if not 0 <= stop <= self.num_rows:
+            raise ValueError(f"stop must lie in [0, num_rows] = [0, {self.num_rows}], got {stop}")
+        if not 0 <= start <= stop:
+            raise ValueError(f"start must lie in [0, stop] = [0, {stop}], got {start}")
+        lo, hi = self.offsets[[start, stop]].tolist()
         lengths = self.offsets[start + 1 : stop + 1] - self.offsets[start:stop]
-        rows = torch.repeat_interleave(torch.arange(stop - start, device=self.values.device), lengths)
+        rows = torch.repeat_interleave(
+            torch.arange(stop - start, device=self.values.device), lengths, output_size=hi - lo
+        )
         return rows, self.values[lo:hi]
 
     def sorted_keys(self, num_values: int) -> Tensor:
         """``(m,)`` sorted keys ``row * (num_values + 1) + value``, for :meth:`contains`.
 
         Compute once and pass to :meth:`contains` as ``keys`` to avoid re-sorting per call.
+
+        Raises:
+            TypeError: if ``num_values`` is not an int.
+            ValueError: if ``num_values < 0``.
         """
-        rows = torch.repeat_interleave(torch.arange(self.num_rows, device=self.values.device), self.lengths)
+        num_values = check_int(num_values, "num_values", 0)
+        rows = torch.repeat_interleave(
+            torch.arange(self.num_rows, device=self.values.device),
+            self.lengths,
+            output_size=self.values.numel(),
+        )
         return (rows * (num_values + 1) + self.values).sort().values
 
     def contains(
@@ -186,11 +354,32 @@ class Ragged:
 
         Returns:
             bool tensor of ``candidates``' shape.
+
+        Raises:
+            TypeError: if ``rows``, ``candidates`` or ``keys`` is not an integer tensor, or
+                ``num_values`` not an int.
+            ValueError: if ``rows`` and ``candidates`` differ in shape, ``keys`` is not 1-D or
+                ``num_values < 0``; with validation on, if a row is outside ``[0, r)`` or a
+                candidate outside ``[0, num_values]``.
         """
+        check_integer(check_tensor(rows, "rows"), "rows")
+        check_integer(check_tensor(candidates, "candidates"), "candidates")
+        if rows.shape != candidates.shape:
+            raise ValueError(
+                f"rows and candidates must have the same shape, got {tuple(rows.shape)} and "
+                f"{tuple(candidates.shape)}"
+            )
+        if keys is not None:
+            check_ndim(keys, 1, "keys", "(m,)")
+            check_integer(keys, "keys")
+        if num_values is not None:
+            num_values = check_int(num_values, "num_values", 0)
+        check_range(rows, 0, self.num_rows - 1, "rows")
         if self.values.numel() == 0:
             return torch.zeros_like(candidates, dtype=torch.bool)
         if num_values is None:
             num_values = int(self.values.max())
+        check_range(candidates, 0, num_values, "candidates")
         if keys is None:
             keys = self.sorted_keys(num_values)
         query = rows.long() * (num_values + 1) + candidates.long()

@@ -571,3 +571,25 @@ def test_num_items_is_required_and_hyperparameters_keyword_only() -> None:
         crop_items(ids, 0.5)  # type: ignore[misc]
     with pytest.raises(TypeError):
         SequenceAugmenter(5, ("mask",))  # type: ignore[misc]
+
+
+def test_num_items_beyond_int64_is_refused() -> None:
+    # G-5: the mask id num_items + 1 (and insert's randint bound) must fit in int64
+    ids = torch.tensor([[0, 1, 2]])
+    for num_items in (2**63 - 1, 2**63, 10**30):
+        for call in (
+            lambda: mask_items(ids, num_items=num_items),
+            lambda: insert_items(ids, num_items=num_items),
+            lambda: SequenceAugmenter(num_items),
+        ):
+            with pytest.raises(ValueError, match=r"num_items must be <= 2\*\*63 - 2"):
+                call()
+    with pytest.raises(ValueError, match="mask_id must be <="):
+        mask_items(ids, num_items=3, mask_id=2**63)
+    largest = 2**63 - 2
+    assert mask_items(ids, num_items=largest, ratio=1.0).tolist() == [[0, largest + 1, largest + 1]]
+    out = insert_items(ids, num_items=largest, ratio=1.0, generator=torch.Generator().manual_seed(0))
+    assert out.shape == ids.shape and bool((out >= 0).all())
+    assert SequenceAugmenter(largest, operations=("mask",), mask_ratio=1.0)(ids).tolist() == [
+        [0, largest + 1, largest + 1]
+    ]

@@ -1992,13 +1992,11 @@ def test_fixed_g2_sinkhorn_rows_keep_float32_precision() -> None:
     torch.testing.assert_close(q.sum(1), torch.ones(2), atol=1e-5, rtol=0)
 
 
-@known_bug("G-3: encoder_to_iclrec_state_dict accepts any nn.Module (a Linear gives weight/bias)")
 def test_bug_iclrec_export_accepts_any_module() -> None:
     with pytest.raises((TypeError, ValueError), match="encoder|missing"):
         s4.encoder_to_iclrec_state_dict(torch.nn.Linear(2, 2))
 
 
-@known_bug("G-4: Ragged.from_lengths / from_lists / from_padded truncate float values silently")
 def test_bug_ragged_builders_truncate_floats() -> None:
     with pytest.raises(TypeError, match="values"):
         s4.Ragged.from_lengths(torch.tensor([1.5]), torch.tensor([1]))
@@ -2008,7 +2006,6 @@ def test_bug_ragged_builders_truncate_floats() -> None:
         s4.Ragged.from_padded(torch.tensor([[0.0, 1.5]]))
 
 
-@known_bug("G-4: Ragged methods give raw IndexError / RuntimeError / AttributeError, row(-1) is empty")
 def test_bug_ragged_methods_raw_errors() -> None:
     ragged = s4.Ragged.from_lists([[1], [2]])
     assert ragged.row(-1).tolist() == [2]
@@ -2024,7 +2021,6 @@ def test_bug_ragged_methods_raw_errors() -> None:
             call()
 
 
-@known_bug("G-5: mask_items / insert_items / SequenceAugmenter with num_items >= 2**63 raise raw overflow errors")
 def test_bug_augment_num_items_beyond_int64() -> None:
     ids = torch.tensor([[1, 2]])
     for call in (

@@ -140,8 +140,15 @@ def test_encoder_to_iclrec_state_dict_is_the_wrappers_result():
     assert set(direct) == set(wrapped)
     for key in direct:
         assert torch.equal(direct[key], wrapped[key])
-    with pytest.raises(TypeError, match="encoder must be an nn.Module"):
+    with pytest.raises(TypeError, match="encoder must be a SASRecEncoder, got dict"):
         encoder_to_iclrec_state_dict({"item_embeddings.weight": torch.zeros(3, 2)})
+
+
+def test_encoder_to_iclrec_state_dict_refuses_other_modules():
+    # G-3: any other module used to give its own state dict as an "ICLRec state dict"
+    for module in (torch.nn.Linear(2, 2), torch.nn.Sequential(small_encoder())):
+        with pytest.raises(TypeError, match="encoder must be a SASRecEncoder, got"):
+            encoder_to_iclrec_state_dict(module)
 
 
 def test_from_iclrec_state_dict_keeps_compute_options():
