@@ -1026,9 +1026,10 @@ def test_fuzz_sasrec_encoder(data: st.DataObject) -> None:
         broken = bad("compute_path", "padding_attention")
     if target == "hidden_size" and broken is not None and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         broken = bad("hidden_size", "num_heads")  # not divisible by num_heads
-    if target == "item_ids" and isinstance(value, torch.Tensor) and value.dim() == 3:
-        broken = bad("item_ids")
     method = data.draw(st.sampled_from(("forward", "represent", "embed_items", "score_items")), "method")
+    if target == "item_ids" and isinstance(value, torch.Tensor) and value.dim() == 3:
+        # embed_items takes ids of any shape ((..., ) -> (..., d)); the sequence methods need (b, l)
+        broken = None if method == "embed_items" else bad("item_ids")
     if target is None and data.draw(st.integers(0, 3), "too_long") == 0:
         args["item_ids"] = torch.cat([ids, ids], 1)  # longer than max_len: only the encoder minds
         too_long = 2 * l > hypers["max_len"] and method in ("forward", "represent")
@@ -1063,7 +1064,7 @@ def test_fuzz_sasrec_encoder(data: st.DataObject) -> None:
         shape, dtype = {
             "forward": ((b, length, d), torch.float32),
             "represent": ((b, length * d) if pooling == "flatten" else (b, d), torch.float32),
-            "embed_items": ((b, length, d), torch.float32),
+            "embed_items": ((*x.shape, d) if isinstance(x, torch.Tensor) else (b, length, d), torch.float32),
             "score_items": ((b, n + 1), torch.promote_types(h_dtype, torch.float32)),
         }[method]
         check_tensor(out, True, valid, shape, dtype)
