@@ -561,4 +561,10 @@ def test_any_dtype_pair_gives_a_finite_loss_in_the_promoted_dtype(case, temperat
         out.targets.sum(1), torch.ones(z.shape[0], dtype=expected), atol=1e-4, rtol=0
     )
     out.loss.backward()
-    assert bool(torch.isfinite(z.grad.float()).all())
+    # The gradient is finite wherever it fits z's dtype: computed from a float64 copy of the same
+    # inputs, it may exceed float16's range (~65504) for a tiny row at temperature 1e-3, and then
+    # rounding it to float16 gives inf, which is the honest value, not a failure of the loss.
+    z64 = z.detach().double().requires_grad_(True)
+    online_clustering(z64, prototypes.double(), temperature=temperature).loss.backward()
+    fits = torch.isfinite(z64.grad.to(z.dtype))
+    assert bool(torch.isfinite(z.grad.float())[fits].all())
