@@ -50,6 +50,15 @@ from .config import TrainConfig
 __all__ = ["Intents", "S4RecModel", "build_model"]
 
 
+def _world_size() -> int:
+    """The number of processes of the default group (1 without one)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_world_size())
+    return 1
+
+
 class Intents(NamedTuple):
     """ICLRec's intents of one epoch: a fitted k-means and its L2-normalised centroids.
 
@@ -88,6 +97,10 @@ class S4RecModel(nn.Module):
         ce_rows: which rows the ``ce`` loss scores: ``"real"`` (the real positions, picked by a
             boolean index that reads the device), ``"all"`` (every position, weighted; reads
             nothing: sync-free on a GPU) or ``"auto"`` (real on the CPU, all elsewhere).
+        distributed: under ``torch.distributed`` (W > 1 processes, each wrapped in
+            ``DistributedDataParallel``), scale each rank's SR loss so that DDP's average of the
+            rank gradients is the gradient of the mean over the real positions of ALL ranks; see
+            :meth:`sr_loss`. Without a process group of more than one process it changes nothing.
     """
 
     def __init__(
@@ -114,6 +127,7 @@ class S4RecModel(nn.Module):
         z_pooling: str = "mean",
         normalize_z: bool = True,
         ce_rows: Literal["auto", "real", "all"] = "auto",
+        distributed: bool = False,
     ) -> None:
         super().__init__()
         if loss not in ("bce", "ce"):
@@ -149,6 +163,7 @@ class S4RecModel(nn.Module):
         self.z_pooling = z_pooling
         self.normalize_z = normalize_z
         self.ce_rows = ce_rows
+        self.distributed = distributed
 
     # ------------------------------------------------------------------ properties
     @property
@@ -166,7 +181,21 @@ class S4RecModel(nn.Module):
 
     # ------------------------------------------------------------------ losses
     def sr_loss(self, hidden: Tensor, targets: Tensor, negatives: Tensor | None) -> Tensor:
-        """Next-item loss averaged over the real positions (``targets != 0``).
+        r"""Next-item loss averaged over the real positions (``targets != 0``).
+
+        In one process: the mean over the $m$ real positions of the batch. With
+        ``distributed=True`` and W > 1 processes, rank r holding $m_r$ real positions returns
+
+        $$
+        \mathcal{L}_r = \frac{W}{\sum_s m_s} \sum_{i \in r} \ell_i
+                      = \bar\ell_r \cdot \frac{W\, m_r}{\sum_s m_s},
+        $$
+
+        so that DDP's average $\frac1W \sum_r \nabla \mathcal{L}_r$ is the gradient of the mean
+        over all $\sum_s m_s$ positions, as one process on the whole batch (the plain rank means
+        would weigh the positions of a rank with fewer of them more). The global count is one
+        ``all_reduce`` on the device (nothing read to the host); the mean over ranks of the
+        returned values is the global mean.
 
         Args:
             hidden: ``(b, l, d)`` encoder output of the original sequences.
@@ -174,6 +203,19 @@ class S4RecModel(nn.Module):
             negatives: ``(b, l)`` one sampled negative per position (``bce`` only).
         """
         real = targets != PADDING_ID
+        mean = self._sr_mean(hidden, targets, negatives, real)
+        world = _world_size() if self.distributed else 1
+        if world == 1:
+            return mean
+        import torch.distributed as dist
+
+        local = real.sum().to(mean.dtype)
+        total = local.clone()
+        dist.all_reduce(total)  # a constant: the count carries no gradient
+        return mean * (world * local / total.clamp(min=1))
+
+    def _sr_mean(self, hidden: Tensor, targets: Tensor, negatives: Tensor | None, real: Tensor) -> Tensor:
+        """This process's SR loss, the mean over its real positions (0 when it has none)."""
         if self.loss == "ce":
             return self._ce_loss(hidden, targets, real)
         if negatives is None:
@@ -317,7 +359,8 @@ def build_model(config: TrainConfig, num_items: int, *, distributed: bool = Fals
     """The model of ``config`` for a catalogue of ``num_items`` items (the ONE builder).
 
     ``distributed=True`` (under ``torchrun``) makes the contrastive negatives and the Sinkhorn
-    marginals span every process's batch.
+    marginals span every process's batch, and scales the SR loss so that DDP's averaged
+    gradient is that of the mean over every process's real positions.
     """
     c = config
     encoder = SASRecEncoder(
@@ -382,4 +425,5 @@ def build_model(config: TrainConfig, num_items: int, *, distributed: bool = Fals
         separate_intent_views=c.intent_views == "separate",
         z_pooling=c.z_pooling,
         normalize_z=c.normalize_z,
+        distributed=distributed,
     )
