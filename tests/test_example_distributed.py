@@ -139,3 +139,86 @@ def test_first_step_gradients_of_two_ranks_equal_one_process_on_the_whole_batch(
     mean_loss = sum(rank["loss"] for rank in ranks) / WORLD
     torch.testing.assert_close(mean_loss, single["loss"], atol=TOLERANCE, rtol=0.0)
     print(f"\n{loss}: largest gradient difference, 2 ranks vs 1 process: {largest:.3g}")
+
+
+# ----------------------------------------------------------------------------- --resume under torchrun
+
+TINY = ["--synthetic-users", "120", "--synthetic-items", "40", "--max-len", "10", "--hidden-size", "16",
+        "--batch-size", "32", "--num-prototypes", "8", "--eval-batch-size", "64", "--quiet", "--threads", "1"]
+SLOW_WRITE_S = 1.0  # the kill window: last.pt of epoch 1 cannot land sooner than this after epoch 0's results
+
+
+def _torchrun(*argv: str) -> list[str]:
+    # --standalone: a free rendezvous port, so concurrent jobs on the machine do not collide
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD),
+            str(TRAIN), *argv]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _kill_job(launcher: int) -> None:
+    """SIGKILL a torchrun job: its workers (each in its own session, so by their own process
+    groups) first, then the launcher, which would otherwise notice and stop them itself."""
+    for worker in _children(launcher):
+        try:
+            os.killpg(worker, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.kill(launcher, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.mark.slow
+def test_torchrun_job_killed_after_its_first_epoch_resumes_to_the_end(tmp_path):
+    """A 2-process job of 2 epochs is SIGKILLed (workers and launcher) once epoch 0 is saved;
+    ``torchrun ... --resume`` finishes it: one results.json, 2 epochs in its history."""
+    folder = tmp_path / "ddp"
+    results_file = folder / "results.json"
+    env = {**os.environ, "S4REC_EXAMPLE_SLOW_WRITES": str(SLOW_WRITE_S)}
+    job = subprocess.Popen(
+        _torchrun("--preset", "s4rec", "--epochs", "2", "--output", str(folder), *TINY),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    saved = False
+    try:
+        while not saved and job.poll() is None and time.monotonic() < deadline:
+            if results_file.exists():  # written after last.pt of the same epoch
+                saved = json.loads(results_file.read_text()).get("epochs_run") == 1
+            time.sleep(0.01)
+    finally:
+        _kill_job(job.pid)
+        _, stderr = job.communicate(timeout=60)
+    assert saved, f"epoch 0 was never saved (exit {job.returncode}):\n{stderr.decode()[-2000:]}"
+    for leftover in folder.glob(".*.tmp"):  # what a killed write leaves: never read, safe to drop
+        leftover.unlink()
+    killed = json.loads(results_file.read_text())
+    assert killed["status"] == "running" and killed["epochs_run"] == 1
+    assert load_checkpoint(folder / "last.pt").state["epoch"] == 1  # the next epoch to run
+
+    done = subprocess.run(_torchrun("--resume", str(folder), "--quiet", "--threads", "1"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(results_file.read_text())
+    assert results["status"] == "finished" and results["stopped_by"] == "max_epochs"
+    assert results["epochs_run"] == 2 and [h["epoch"] for h in results["history"]] == [0, 1]
+    assert results["resumed_with"].startswith(f"torchrun --nproc_per_node {WORLD} ")
+    assert results["test"] is not None
+    assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "config.json", "last.pt", "results.json",
+                                                        "train.log"]
+    last = load_checkpoint(folder / "last.pt")
+    assert last.state["world_size"] == WORLD and last.state["epoch"] == 2
