@@ -43,6 +43,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from _memory import peak_memory_mib, status_kib, synchronize  # noqa: E402  (benchmarks/ is on sys.path)
+
 from s4rec_components.evaluation import evaluate_ranking
 from s4rec_components.ragged import Ragged
 
@@ -123,9 +125,6 @@ def score_only(score_fn: Callable[[Tensor], Tensor], users: int, batch: int, dev
 
 
 # ------------------------------------------------------------------------------ measurement
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> float:
@@ -136,29 +135,8 @@ def timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
-def peak_memory_mib(fn: Callable[[], Any], device: torch.device) -> float:
-    """Rise of peak memory while ``fn`` runs: CUDA allocator peak, or peak RSS over the RSS before."""
-    if device.type == "cuda":
-        synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    except OSError:
-        return float("nan")
-    before = _status_kib("VmRSS")
-    fn()
-    return (_status_kib("VmHWM") - before) / 1024
 
 
 class BusyCore:
@@ -237,11 +215,11 @@ def ranking_benchmark(args: argparse.Namespace, device: torch.device) -> dict[st
 
 def scale_benchmark(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     items, users = args.scale_items, args.scale_catalogue_users
-    rss_start = _status_kib("VmRSS") / 1024
+    rss_start = status_kib("VmRSS") / 1024
     history, targets, columns, _ = generated_problem(users, items, 8, seed=1)
     user_vectors, item_vectors = embeddings(users, columns, device, seed=1)
     score_fn = make_scorer(user_vectors, item_vectors)
-    rss_data = _status_kib("VmRSS") / 1024
+    rss_data = status_kib("VmRSS") / 1024
     ranked = min(args.scale_users, users)
     subset = Ragged(history.values[: int(history.offsets[ranked])], history.offsets[: ranked + 1])
     runs = []

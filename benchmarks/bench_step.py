@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import datetime
 import json
 import math
@@ -67,7 +66,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -75,6 +74,8 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from _memory import peak_memory_mib, synchronize  # noqa: E402  (benchmarks/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "s4rec"))
@@ -147,36 +148,10 @@ def load_average() -> list[float] | None:
 
 
 # ------------------------------------------------------------------------------ measurement
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
-def _status_kib(name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1])
-    return 0
 
 
-def peak_memory_mib(fn: Callable[[], Any], device: torch.device) -> float:
-    """Rise of peak memory while ``fn`` runs: CUDA allocator peak, or peak RSS over the RSS before."""
-    if device.type == "cuda":
-        synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    with contextlib.suppress(OSError, AttributeError):  # hand freed heap pages back to the OS first,
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # or a step reusing them would show no rise at all
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        before = _status_kib("VmRSS")
-    except OSError:
-        return float("nan")
-    fn()
-    return (_status_kib("VmHWM") - before) / 1024
 
 
 @dataclass
