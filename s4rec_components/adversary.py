@@ -17,12 +17,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._validation import (
+    check_row_ids,
     check_float,
     check_int,
-    check_integer,
     check_ndim,
     check_nonempty,
-    check_range,
     check_same_size,
     check_tensor,
 )
@@ -62,11 +61,7 @@ def _check_inputs(z: Tensor, labels: Tensor, weight: Tensor, bias: Tensor | None
         check_ndim(bias, 1, "bias", "(c,)")
         check_float(bias, "bias")
         check_same_size(weight, bias, (0, 0), ("weight", "bias"))
-    check_tensor(labels, "labels")
-    check_ndim(labels, 1, "labels", "(b,)")
-    check_integer(labels, "labels")
-    check_same_size(z, labels, (0, 0), ("z", "labels"))
-    check_range(labels, 0, weight.shape[0] - 1, "labels")
+    check_row_ids(labels, "labels", z, "z", weight.shape[0])
 
 
 def _adversarial_loss_impl(

@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._validation import (
+    check_row_ids,
     check_bool,
     check_choice,
     check_float,
     check_integer,
     check_ndim,
     check_positive,
-    check_range,
     check_same_size,
     check_tensor,
 )
@@ -86,11 +86,7 @@ def _check_inputs(
         if prototypes.shape[0] == 0:
             raise ValueError(f"prototypes must not be empty, got shape {tuple(prototypes.shape)}")
         check_same_size(z1, prototypes, (1, 1), ("z1", "prototypes"))
-        check_tensor(assignments, "assignments")
-        check_ndim(assignments, 1, "assignments", "(b,)")
-        check_integer(assignments, "assignments")
-        check_same_size(z1, assignments, (0, 0), ("z1", "assignments"))
-        check_range(assignments, 0, prototypes.shape[0] - 1, "assignments")
+        check_row_ids(assignments, "assignments", z1, "z1", prototypes.shape[0])
     if groups is not None:
         check_tensor(groups, "groups")
         check_ndim(groups, 1, "groups", "(b,)")

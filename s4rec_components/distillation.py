@@ -14,14 +14,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._validation import (
+    check_row_ids,
     check_bool,
     check_choice,
     check_float,
-    check_integer,
     check_ndim,
     check_nonempty,
     check_positive,
-    check_range,
     check_same_size,
     check_tensor,
 )
@@ -48,11 +47,7 @@ def _check_inputs(student: Tensor, prototypes: Tensor, assignments: Tensor) -> N
     check_float(prototypes, "prototypes")
     check_nonempty(prototypes, "prototypes")
     check_same_size(student, prototypes, (1, 1), ("student", "prototypes"))
-    check_tensor(assignments, "assignments")
-    check_ndim(assignments, 1, "assignments", "(b,)")
-    check_integer(assignments, "assignments")
-    check_same_size(student, assignments, (0, 0), ("student", "assignments"))
-    check_range(assignments, 0, prototypes.shape[0] - 1, "assignments")
+    check_row_ids(assignments, "assignments", student, "student", prototypes.shape[0])
 
 
 def _distillation_impl(
