@@ -322,9 +322,14 @@ def test_tutorial_pieces_train_the_prototypes_and_never_predict_padding_or_mask(
     targets = torch.randint(1, n + 1, (8, 6))
     rows, cols = targets.nonzero(as_tuple=True)
     hidden = model(items).detach().requires_grad_()
-    never = torch.tensor([0, n + 1])
-    logits_loss = tutorial.next_item_loss(model, hidden, rows, cols, targets[rows, cols], never)
-    assert torch.isfinite(logits_loss)
+    fused = tutorial.next_item_loss(model, hidden, rows, cols, targets[rows, cols], (0, n + 1))
+    (fused_grad,) = torch.autograd.grad(fused, hidden)
+    # the plain full softmax it stands for: padding (0) and the mask token (n + 1) never predicted
+    logits = model.score(hidden[rows, cols]).index_fill(1, torch.tensor([0, n + 1]), -torch.inf)
+    plain = torch.nn.functional.cross_entropy(logits, targets[rows, cols])
+    (plain_grad,) = torch.autograd.grad(plain, hidden)
+    torch.testing.assert_close(fused, plain)
+    torch.testing.assert_close(fused_grad, plain_grad)
 
 
 @needs_docs_extras

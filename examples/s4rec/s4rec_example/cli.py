@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -267,11 +268,16 @@ def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None
     if not shard.main:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the job
     try:
-        return _train(argv, args, shard, stop_after_epochs, deadline)
+        results = _train(argv, args, shard, stop_after_epochs, deadline)
+        _barrier(shard)  # every rank leaves together; on an error nobody waits (the others may not come)
+        return results
     finally:
         if shard.world > 1:
             import torch.distributed as dist
 
+            # The DDP wrapper and its reducer may sit in reference cycles; free them (and the
+            # gloo work objects they hold) now, while the interpreter and the group are alive.
+            gc.collect()
             dist.destroy_process_group()
 
 
