@@ -303,6 +303,18 @@ def test_tutorial_script_prints_one_json_line_of_metrics_last(flags, capsys):
     assert all(metrics[f"NDCG@{k}"] <= metrics[f"HR@{k}"] for k in (5, 10, 20))
 
 
+def test_tutorial_time_budget_stops_after_the_epoch_that_spends_it(tmp_path, capsys):
+    tutorial = load_tutorial()
+    out = tmp_path / "run.json"
+    assert tutorial.main(["--epochs", "3", "--max-minutes", "0", "--num-users", "150", "--no-pieces",
+                          "--hidden-size", "8", "--output", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["stopped_by"] == "time_budget" and record["epochs_run"] == 1
+    assert record["best_epoch"] == 0 and record["config"]["max_minutes"] == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+        k: round(record["test"][k], 6) for k in record["test"]}
+
+
 def test_tutorial_pieces_train_the_prototypes_and_never_predict_padding_or_mask():
     import torch
 

@@ -50,11 +50,16 @@ def results_table(folder: Path) -> str:
     for name, seed, record in sorted(rows, key=lambda r: (r[0], r[1])):
         test = record["test"]
         cells = " | ".join(f"{test[k]:.4f}" for k in KEYS)
+        budget = " †" if record.get("stopped_by") == "time_budget" else ""
         lines.append(
-            f"| {name} | {seed} | {cells} | {record['best_epoch']} / {record['epochs_run']} "
+            f"| {name} | {seed} | {cells} | {record['best_epoch']} / {record['epochs_run']}{budget} "
             f"| {record.get('seconds', '-')} | {commit(record.get('git_commit'))} "
             f"| [json](tutorial-results/{record['_file']}) |"
         )
+    if any(r[2].get("stopped_by") == "time_budget" for r in rows):
+        lines.append("")
+        lines.append("† stopped by its time budget (`--max-minutes`) while still improving: the "
+                     "best epoch so far was tested, so the row understates what the run would reach.")
     lines.append("")
     lines.append("Mean (and standard deviation) over the seeds that have finished:")
     lines.append("")

@@ -242,6 +242,7 @@ def train(args: argparse.Namespace) -> dict:
     shuffle = torch.Generator().manual_seed(args.seed)
     views = torch.Generator(device=device).manual_seed(args.seed + 1)
     best, best_state, best_epoch, curve, started = -1.0, None, -1, [], time.time()
+    stopped_by = "max_epochs"
     for epoch in range(args.epochs):
         model.train()
         total, steps = 0.0, 0
@@ -276,6 +277,10 @@ def train(args: argparse.Namespace) -> dict:
             best, best_epoch = valid["NDCG@20"], epoch
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= args.patience:
+            stopped_by = "early_stopping"
+            break
+        if args.max_minutes is not None and time.time() - started >= 60.0 * args.max_minutes:
+            stopped_by = "time_budget"    # not converged: the best epoch so far is tested
             break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -285,6 +290,7 @@ def train(args: argparse.Namespace) -> dict:
         "best_epoch": best_epoch,
         "best_valid_ndcg20": best,
         "epochs_run": len(curve),
+        "stopped_by": stopped_by,
         "seconds": round(time.time() - started, 1),
         "curve": curve,
     }
@@ -333,6 +339,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-prototypes", type=int, default=64,
                    help="k, intents of the clustering head")
     p.add_argument("--weight", type=float, default=0.1, help="weight of each self-supervised term")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="wall-clock budget: stop after the epoch that exceeds it and test the best "
+                        "epoch so far (the record says stopped_by: time_budget); default: none")
     p.add_argument("--output", default=None,
                    help="also write the full record (config, curve, test) as JSON here")
     return p
@@ -344,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                  "num_prototypes", "num_users"):
         if getattr(args, name) < 1:
             parser().error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.max_minutes is not None and not args.max_minutes >= 0:   # also refuses nan
+        parser().error(f"--max-minutes must be >= 0, got {args.max_minutes}")
     record = train(args)
     if args.output:
         out = Path(args.output)
