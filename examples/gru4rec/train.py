@@ -44,8 +44,8 @@ from s4rec_components import (
     PrototypeDistillation,
     SequenceAugmenter,
     evaluate_ranking,
-    linear_cross_entropy,
     generate_synthetic,
+    linear_cross_entropy,
     load_sequences,
     set_validate_args,
 )
