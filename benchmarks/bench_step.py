@@ -472,6 +472,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as the example's CLI: denormals slow CPU matmuls tens of times
     device = torch.device(args.device)  # float32 matmuls at torch's default precision (no TF32)
     quick = args.quick
     reps = args.reps or (4 if quick else 10)

@@ -294,6 +294,11 @@ class IntentInfoNCE(nn.Module):
     hyper-parameters (checked here, once); the math and the details (``groups``, dtypes,
     several processes) are in :func:`intent_info_nce`.
 
+    On the CPU with ``"dot"`` similarity on wide views (ICLRec's flattened ``(l * d)``
+    outputs), most softmax probabilities underflow to denormal floats and the backward's
+    matrix products run tens of times slower; call ``torch.set_flush_denormal(True)`` once in
+    the training script (a process-wide setting, so the library does not make it for you).
+
     Args:
         temperature: $\tau_2$. Must be finite and > 0.
         similarity: ``"dot"`` (as in the paper) or ``"cosine"``.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import platform
 import random
 import signal
 import subprocess
@@ -85,7 +86,16 @@ def test_reported_metrics_equal_a_slow_reference(finished):
                for h in results["history"])
     on_disk = json.loads((folder / "results.json").read_text())
     assert on_disk["test"] == results["test"] and on_disk["command"].startswith("python examples/s4rec/train.py")
-    assert {"git_commit", "machine", "config", "history"} <= set(on_disk)
+    assert {"git_commit", "machine", "config", "history", "flush_denormal"} <= set(on_disk)
+
+
+def test_the_cli_flushes_denormals_and_records_it(finished):
+    """Denormal floats (below 1.2e-38) slow CPU matmuls tens of times; the CLI flushes them."""
+    folder, results = finished
+    if platform.machine().lower() not in {"x86_64", "amd64"}:
+        pytest.skip("flush-to-zero is an x86 (SSE3) setting")
+    assert json.loads((folder / "results.json").read_text())["flush_denormal"] is True
+    assert torch.tensor([1e-39]).item() == 0.0  # the process-wide mode the run left set
 
 
 @pytest.mark.parametrize("preset", ["iclrec", "sasrec"])

@@ -367,7 +367,8 @@ def _train(
         launcher = f"torchrun --nproc_per_node {shard.world}" if shard.world > 1 else "python"
         command = f"{launcher} examples/s4rec/train.py" + (" " + shlex.join(argv) if argv else "")
         provenance = {"git_commit": git_commit(), "command": command, "machine": machine(device),
-                      "threads": torch.get_num_threads(), "torch": torch.__version__}
+                      "threads": torch.get_num_threads(), "torch": torch.__version__,
+                      "flush_denormal": bool(torch.set_flush_denormal(True))}
         if args.resume is not None:
             old = files.results
             if old.is_file():
