@@ -32,8 +32,9 @@ folder (or the path in ``S4REC_FUZZ_FIGURES``) and printed (visible with ``-s``)
     S4REC_FUZZ_FIGURES=fuzz-figures.json python -m pytest -p no:cacheprovider -q -s \
         tests/test_fuzz.py --hypothesis-profile=ci
 
-Known open bugs are separate tests marked ``xfail(strict=True)`` with a minimal reproducer;
-they flip to failures (so the mark must be removed) once fixed.
+Bugs found and not yet fixed would be separate tests marked ``known_bug``
+(``xfail(strict=True)``) with a minimal reproducer, flipping to failures once fixed; the ones
+found so far (G-1 .. G-5) are fixed and kept as regression tests.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def _write_figures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 KNOWN_BUGS: dict[str, str] = {}
-"""xfail'd reproducer test -> reason (reported in /work/plan/requests-G.md)."""
+"""xfail'd reproducer test -> reason, for bugs found and not yet fixed (none today)."""
 
 
 def known_bug(reason: str) -> Callable[[Callable[..., Any]], Any]:
@@ -240,7 +241,7 @@ REAL_POOL: tuple[Any, ...] = (
 )
 INT_POOL: tuple[Any, ...] = (-1, 0, 1, 2, 3, True, 2.0, "2", None, math.nan, math.inf)
 """Counts. No huge values: 10**30 Sinkhorn rounds never end (asked for, not a bug); ids of
-2**63 and more are test_bug_augment_num_items_beyond_int64 (G-5)."""
+2**63 and more are test_fixed_g5_augment_num_items_beyond_int64 (G-5)."""
 SIZE_POOL: tuple[Any, ...] = (-1, 0, 1, 2, 3, 4, True, 2.0, "2", None, math.nan, math.inf)
 """Sizes of tensors a constructor allocates: no 10**30 (a size beyond memory gives torch's own
 allocation error, which is not this library's to catch)."""
@@ -1118,7 +1119,7 @@ def test_fuzz_iclrec_conversion(data: st.DataObject, direction: str) -> None:
     state = s4.encoder_to_iclrec_state_dict(encoder)
     broken: Bad | None = None
     if direction == "to_iclrec":
-        # a module that is not an encoder: test_bug_iclrec_export_accepts_any_module
+        # a module that is not an encoder: test_fixed_g3_iclrec_export_refuses_any_other_module
         kind = data.draw(st.sampled_from(("valid", "valid", "dict", "none")), "kind")
         argument: Any = {"valid": encoder, "linear": torch.nn.Linear(2, 2), "dict": state, "none": None}[kind]
         broken = None if kind == "valid" else bad("encoder")
@@ -1355,7 +1356,7 @@ def test_fuzz_ragged(data: st.DataObject) -> None:
     apply(args, {}, target, value)
     if build in ("from_lists", "from_padded", "from_lengths") and target is not None:
         # from_lists / from_padded take rows only; from_lengths truncates float values and
-        # lengths (test_bug_ragged_builders_truncate_floats, G-4): these cases stay valid
+        # lengths (test_fixed_g4_ragged_builders_refuse_floats, G-4): these cases stay valid
         target, broken = None, None
         args = {"values": values_, "offsets": offsets, "lengths": lengths}
 
@@ -1920,7 +1921,7 @@ def test_fuzz_validation_switch(value: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Coverage of the public API, the validation switch, known open bugs, issue 9's reproducers
+# Coverage of the public API, the validation switch, fixed bugs, issue 9's reproducers
 # --------------------------------------------------------------------------------------
 
 NOT_CALLABLE_API = {"Pooling"}
@@ -1976,8 +1977,9 @@ def test_validation_off_out_of_range_ids_need_not_raise(name: str) -> None:
     assert not s4.validate_args_enabled()
 
 
-# Known open bugs (requests G-1 .. in /work/plan/requests-G.md): each asserts the documented
-# behaviour, fails today, and is xfail(strict=True) so that a fix makes it fail loudly.
+# Bugs the fuzzing found (G-1 .. G-5), each fixed and kept as a regression test of its
+# reproducer. A bug found later and not yet fixed gets a test marked with ``known_bug`` above
+# (``xfail(strict=True)``), so that its fix makes the test fail until the mark is removed.
 
 
 def test_fixed_g1_augmenter_operations_not_a_sequence() -> None:
@@ -1993,12 +1995,14 @@ def test_fixed_g2_sinkhorn_rows_keep_float32_precision() -> None:
     torch.testing.assert_close(q.sum(1), torch.ones(2), atol=1e-5, rtol=0)
 
 
-def test_bug_iclrec_export_accepts_any_module() -> None:
+def test_fixed_g3_iclrec_export_refuses_any_other_module() -> None:
+    """G-3 (fixed): a Linear was exported as if it were an ICLRec state dict."""
     with pytest.raises((TypeError, ValueError), match="encoder|missing"):
         s4.encoder_to_iclrec_state_dict(torch.nn.Linear(2, 2))
 
 
-def test_bug_ragged_builders_truncate_floats() -> None:
+def test_fixed_g4_ragged_builders_refuse_floats() -> None:
+    """G-4 (fixed): floats were truncated to ints silently."""
     with pytest.raises(TypeError, match="values"):
         s4.Ragged.from_lengths(torch.tensor([1.5]), torch.tensor([1]))
     with pytest.raises(TypeError, match="rows"):
@@ -2007,7 +2011,8 @@ def test_bug_ragged_builders_truncate_floats() -> None:
         s4.Ragged.from_padded(torch.tensor([[0.0, 1.5]]))
 
 
-def test_bug_ragged_methods_raw_errors() -> None:
+def test_fixed_g4_ragged_methods_name_the_bad_argument() -> None:
+    """G-4 (fixed): raw IndexError / RuntimeError / AttributeError, and row(-1) was empty."""
     ragged = s4.Ragged.from_lists([[1], [2]])
     assert ragged.row(-1).tolist() == [2]
     for call, name in (
@@ -2022,7 +2027,8 @@ def test_bug_ragged_methods_raw_errors() -> None:
             call()
 
 
-def test_bug_augment_num_items_beyond_int64() -> None:
+def test_fixed_g5_augment_num_items_beyond_int64() -> None:
+    """G-5 (fixed): raw overflow errors from torch instead of a ValueError naming num_items."""
     ids = torch.tensor([[1, 2]])
     for call in (
         lambda: s4.mask_items(ids, num_items=2**63),
