@@ -11,9 +11,11 @@ Hypothesis profiles:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 # No deadline: torch's first call of an operator is slow and would flake a timed example.
@@ -49,3 +51,16 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "Beauty.txt").is_file():
         pytest.skip(f"real datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _process_float_mode_is_left_alone() -> Iterator[None]:
+    """Fail the test that leaves denormal flushing on (and switch it off for the tests after).
+
+    Flushing is process-wide: one leak makes hypothesis refuse every float strategy later in
+    the session, so the failure would show up far from its cause.
+    """
+    yield
+    if (torch.tensor([1e-40]) * 1.0).item() == 0.0:
+        torch.set_flush_denormal(False)
+        pytest.fail("the test left torch.set_flush_denormal(True) set for the rest of the process")

@@ -268,7 +268,8 @@ def train(argv: list[str] | None = None, *, stop_after_epochs: int | None = None
     if not shard.main:
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for the job
     try:
-        results = _train(argv, args, shard, stop_after_epochs, deadline)
+        with common.restored_torch_settings():
+            results = _train(argv, args, shard, stop_after_epochs, deadline)
         _barrier(shard)  # every rank leaves together; on an error nobody waits (the others may not come)
         return results
     finally:
@@ -368,7 +369,7 @@ def _train(
         command = f"{launcher} examples/s4rec/train.py" + (" " + shlex.join(argv) if argv else "")
         provenance = {"git_commit": git_commit(), "command": command, "machine": machine(device),
                       "threads": torch.get_num_threads(), "torch": torch.__version__,
-                      "flush_denormal": bool(torch.set_flush_denormal(True))}
+                      "flush_denormal": common.flushes_denormals()}
         if args.resume is not None:
             old = files.results
             if old.is_file():

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 import torch
@@ -19,9 +20,11 @@ __all__ = [
     "UsageError",
     "add_data_arguments",
     "add_runtime_arguments",
+    "flushes_denormals",
     "make_parser",
     "parse_device",
     "positive_int",
+    "restored_torch_settings",
     "run_guarded",
     "set_threads",
     "setup_console_logging",
@@ -209,6 +212,27 @@ def set_threads(threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
+
+
+def flushes_denormals() -> bool:
+    """Whether CPU float arithmetic flushes denormal numbers to zero in this process now."""
+    return (torch.tensor([1e-40]) * 1.0).item() == 0.0
+
+
+@contextlib.contextmanager
+def restored_torch_settings() -> Iterator[None]:
+    """Give back torch's thread count and denormal mode on exit.
+
+    :func:`set_threads` changes process-wide state; a command called in-process (a notebook,
+    a test, another script) must not leave it changed: flushing denormals breaks code that
+    needs IEEE subnormals (hypothesis refuses to draw floats, for one).
+    """
+    threads, flushing = torch.get_num_threads(), flushes_denormals()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_flush_denormal(flushing)
 
 
 def show_progress(quiet: bool) -> bool:

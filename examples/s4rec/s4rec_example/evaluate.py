@@ -229,4 +229,5 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = build_parser()
     args = parser.parse_args(argv)
     common.setup_console_logging(args.quiet)
-    return common.run_guarded(lambda: _run(args), debug=args.debug, prog="evaluate.py")
+    with common.restored_torch_settings():
+        return common.run_guarded(lambda: _run(args), debug=args.debug, prog="evaluate.py")

@@ -176,4 +176,5 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = build_parser().parse_args(argv)
     common.setup_console_logging(args.quiet)
-    return common.run_guarded(lambda: _run(args), debug=args.debug, prog="headtail.py")
+    with common.restored_torch_settings():
+        return common.run_guarded(lambda: _run(args), debug=args.debug, prog="headtail.py")
