@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One call of a lent GPU, end to end, inside a fixed number of seconds.
 #
-#   bash examples/s4rec/plans/lease.sh SECONDS PLAN [bench|compile|none]
+#   bash examples/s4rec/plans/lease.sh SECONDS PLAN|- [bench|compile|bench+compile|none]
 #
 # In order: check the card and the package; with "bench", the GPU-only no-host-sync test
 # (tests/test_sync_cuda.py) and the eager step benchmark (benchmarks/bench_step.py --device cuda);
-# then the PLAN's runs side by side through examples/s4rec/batch.py, one per line, each given a
+# then the PLAN's runs (none for -) side by side through examples/s4rec/batch.py, one per line, each given a
 # --max-minutes budget that ends it (best checkpoint tested) before SECONDS run out; unfinished
 # runs left in runs/ by an earlier call on the same machine are resumed; with "compile", last,
 # the torch.compile + bf16 step benchmark in what time is left. Everything it makes goes into
@@ -39,16 +39,16 @@ DATA_ROOT=../shared/data
 tail -n 1 "$WORKDIR/machine.txt"
 echo "commit: ${S4REC_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}" | tee -a "$WORKDIR/machine.txt"
 
-if [ "$MODE" = bench ]; then
-    timeout 60 python3 -m pytest tests/test_sync_cuda.py -q -p no:cacheprovider -o addopts= > "$WORKDIR/test_sync_cuda.log" 2>&1
+if [[ "$MODE" == *bench* ]]; then
+    timeout 45 python3 -m pytest tests/test_sync_cuda.py -q -p no:cacheprovider -o addopts= > "$WORKDIR/test_sync_cuda.log" 2>&1
     echo "test_sync_cuda: exit $? ($(tail -n 1 "$WORKDIR/test_sync_cuda.log"))"
     timeout 75 python3 benchmarks/bench_step.py --device "$DEVICE" --output "$WORKDIR/bench-$DEVICE.json" > "$WORKDIR/bench-$DEVICE.log" 2>&1
     echo "bench eager: exit $?"; tail -n 1 "$WORKDIR/bench-$DEVICE.log"
 fi
 
-RESERVE=$([ "$MODE" = compile ] && echo 100 || echo 15)   # seconds kept for the last step and packing
+RESERVE=$([[ "$MODE" == *compile* ]] && echo 100 || echo 15)   # seconds kept for the last step and packing
 TRAIN_S=$(( $(left) - RESERVE ))
-if [ "$TRAIN_S" -gt 90 ]; then
+if [ "$PLAN" != - ] && [ "$TRAIN_S" -gt 90 ]; then
     JOBS=$(grep -cv '^\s*\(#\|$\)' "$PLAN")
     # a run's budget ends its training; its start-up, last epoch and test fit in the 75 s kept
     MINUTES=$(python3 -c "print(round(($TRAIN_S - 75) / 60, 2))")
@@ -58,7 +58,7 @@ if [ "$TRAIN_S" -gt 90 ]; then
         2>&1 | tee "$WORKDIR/batch.log"
 fi
 
-if [ "$MODE" = compile ] && [ "$(left)" -gt 30 ]; then
+if [[ "$MODE" == *compile* ]] && [ "$(left)" -gt 30 ]; then
     timeout $(( $(left) - 10 )) python3 benchmarks/bench_step.py --device "$DEVICE" --compile --amp bf16 --quick --no-eval \
         --output "$WORKDIR/bench-cuda-compile-bf16.json" > "$WORKDIR/bench-cuda-compile.log" 2>&1
     echo "bench compile: exit $?"; tail -n 1 "$WORKDIR/bench-cuda-compile.log"
