@@ -183,6 +183,7 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
                     f"{how[stopped_by(m)]}), "
                     f"{m['seconds_per_epoch']:.1f} s/epoch, {m['total_seconds'] / 60:.0f} min, {m.get('machine', '?')}, "
                     f"commit `{_short(str(m.get('git_commit', '?')))}`  \n  `{m.get('command', '?')}`"
+                    + (f"  \n  {m['note']}" if m.get("note") else "")  # added by hand, e.g. where a run was made
                 )
         out += ["", "</details>", ""]
     return "\n".join(out).rstrip() + "\n"
