@@ -341,7 +341,9 @@ class OnlineIntentClustering(nn.Module):
         initial = F.normalize(torch.randn(num_prototypes, hidden_size), dim=1)
         self.prototypes = nn.Parameter(initial)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
-        # A host-side mirror of ``step``, so that ``frozen`` never reads the device.
+        # A host-side mirror of ``step``, so that ``frozen`` never reads the device. It saturates
+        # at ``freeze_prototypes_steps``: past the freeze it no longer changes, so torch.compile,
+        # which guards on the integer attributes a module reads, does not recompile every step.
         self._steps_taken = 0
 
     @property
@@ -349,14 +351,17 @@ class OnlineIntentClustering(nn.Module):
         """Whether the prototypes are currently frozen (``step < freeze_prototypes_steps``).
 
         Read from a Python mirror of the ``step`` buffer (kept in sync by ``forward`` and
-        ``load_state_dict``), never from the device.
+        ``load_state_dict``, and saturating at ``freeze_prototypes_steps``), never from the
+        device. Under ``torch.compile`` the steps of a freeze window each recompile the
+        forward (the mirror is a guarded integer); after the window, and with the default
+        ``freeze_prototypes_steps=0``, nothing recompiles.
         """
         return self._steps_taken < self.freeze_prototypes_steps
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args)
         # Loading is not on the training path: one host read to resync the mirror.
-        self._steps_taken = int(self.step.item())
+        self._steps_taken = min(int(self.step.item()), self.freeze_prototypes_steps)
 
     def _check_input(self, z: Tensor) -> None:
         _check_z(z)
@@ -387,7 +392,8 @@ class OnlineIntentClustering(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.step += 1
-            self._steps_taken += 1
+            if self._steps_taken < self.freeze_prototypes_steps:
+                self._steps_taken += 1
         return output
 
     @torch.no_grad()
