@@ -4,7 +4,11 @@ interrupted ones resumed, a failing run reported without stopping the others, ba
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -105,3 +109,30 @@ def test_the_shipped_plans_parse_and_name_known_presets():
         for job in batch.read_plan(plan):
             preset = job.args[job.args.index("--preset") + 1]
             assert preset in PRESETS, (plan.name, job.name)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("tar") is None, reason="needs bash and tar")
+def test_the_lease_script_runs_a_plan_and_sends_back_one_archive(tmp_path):
+    """plans/lease.sh on the CPU (LEASE_DEVICE=cpu): the plan's runs finish with a test inside
+    the budget, and $OUT holds two archives (a lent machine returns only a few files), without
+    checkpoints."""
+    plan = _plan(tmp_path, "A-sasrec --preset sasrec --epochs 2 --synthetic-users 120 --synthetic-items 60\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "LEASE_DEVICE": "cpu", "LEASE_WORK": str(tmp_path / "runs"),
+           "PYTHON": sys.executable}
+    script = ROOT / "examples" / "s4rec" / "plans" / "lease.sh"
+    proc = subprocess.run(["bash", str(script), "150", str(plan), "none"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["lease.tar.gz", "runs.tar.gz"]
+    with tarfile.open(out / "lease.tar.gz") as tar:
+        member = tar.extractfile("./runs/A-sasrec.json")
+        assert member is not None
+        results = json.loads(member.read())
+        assert "./machine.txt" in tar.getnames()
+    assert results["status"] == "finished" and results["test"]["NDCG@20"] >= 0
+    with tarfile.open(out / "runs.tar.gz") as tar:
+        names = tar.getnames()
+    assert "runs/A-sasrec/results.json" in names and not any(n.endswith(".pt") for n in names)
+    assert (tmp_path / "runs" / "A-sasrec" / "best.pt").is_file()  # checkpoints stay on the machine
