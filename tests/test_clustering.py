@@ -539,15 +539,17 @@ def test_training_steps_do_not_recompile_under_torch_compile(freeze):
     """The step counter must not be a guard that changes every step (issue 8: a compiled S4Rec
     step recompiled on each call, 3 s a step on an H200). Only a freeze window may recompile."""
     torch._dynamo.reset()
-    module = OnlineIntentClustering(6, 4, freeze_prototypes_steps=freeze).train()
-    compiled = torch.compile(module, backend="eager")  # dynamo's guards only; no code generation
-    for _ in range(freeze + 1):  # the freeze window and the first step after it
-        compiled(torch.randn(8, 6, requires_grad=True)).loss.backward()
-    with torch._dynamo.config.patch(error_on_recompile=True):
-        for _ in range(4):
+    try:
+        module = OnlineIntentClustering(6, 4, freeze_prototypes_steps=freeze).train()
+        compiled = torch.compile(module, backend="eager")  # dynamo's guards only; no code generation
+        for _ in range(freeze + 1):  # the freeze window and the first step after it
             compiled(torch.randn(8, 6, requires_grad=True)).loss.backward()
-    assert int(module.step) == freeze + 5 and not module.frozen
-    torch._dynamo.reset()
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for _ in range(4):
+                compiled(torch.randn(8, 6, requires_grad=True)).loss.backward()
+        assert int(module.step) == freeze + 5 and not module.frozen
+    finally:
+        torch._dynamo.reset()  # no compiled state leaks into later tests, pass or fail
 
 
 # --------------------------------------------------------------------------------------------

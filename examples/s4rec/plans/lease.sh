@@ -16,8 +16,9 @@
 set -u
 DEVICE=${LEASE_DEVICE:-cuda}   # LEASE_DEVICE=cpu: a dry run of this script on a machine without a GPU
 T0=$(date +%s)
-SECONDS_BUDGET=${1:?usage: lease.sh SECONDS PLAN [bench|compile|none]}
-PLAN=${2:?usage: lease.sh SECONDS PLAN [bench|compile|none]}
+USAGE="usage: lease.sh SECONDS PLAN|- [bench|compile|bench+compile|none]"
+SECONDS_BUDGET=${1:?$USAGE}
+PLAN=${2:?$USAGE}
 MODE=${3:-bench}
 OUTDIR=${OUT:-lease-out}
 PYTHON=${PYTHON:-python3}     # the machine's Python with torch
@@ -63,6 +64,6 @@ fi
 
 if [[ "$MODE" == *compile* ]] && [ "$(left)" -gt 30 ]; then
     timeout $(( $(left) - 10 )) "$PYTHON" benchmarks/bench_step.py --device "$DEVICE" --compile --amp bf16 --quick --no-eval \
-        --output "$WORKDIR/bench-cuda-compile-bf16.json" > "$WORKDIR/bench-cuda-compile.log" 2>&1
-    echo "bench compile: exit $?"; tail -n 1 "$WORKDIR/bench-cuda-compile.log"
+        --output "$WORKDIR/bench-$DEVICE-compile-bf16.json" > "$WORKDIR/bench-$DEVICE-compile.log" 2>&1
+    echo "bench compile: exit $?"; tail -n 1 "$WORKDIR/bench-$DEVICE-compile.log"
 fi
