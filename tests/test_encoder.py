@@ -807,3 +807,42 @@ def test_encoder_uses_the_cpu_dropout_and_keeps_its_state_dict():
     assert not torch.equal(encoder(ids), encoder(ids))  # a fresh mask per call
     encoder.eval()
     assert torch.equal(encoder(ids), encoder(ids))
+
+
+# --------------------------------------------------------------------------------------------
+# Private CPU training attention (explicit softmax with the CPU dropout)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("padding_attention", ["masked", "iclrec"])
+def test_cpu_training_attention_is_the_fused_attention_with_its_dropout(monkeypatch, padding_attention):
+    """With the dropout replaced by the identity, the explicit CPU path equals
+    ``F.scaled_dot_product_attention`` in value and gradient, for both padding modes."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.tensor([[0, 0, 0, 4, 2, 7], [0, 3, 1, 1, 5, 6], [0, 0, 0, 0, 0, 9]])
+    mask = sasrec_attention_mask(ids, padding_attention=padding_attention)[:, None]
+    leaves = [torch.randn(3, 2, 6, 4, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(3)]
+    want = torch.nn.functional.scaled_dot_product_attention(*leaves, attn_mask=mask)
+    want_grads = torch.autograd.grad(want.square().sum(), leaves)
+    monkeypatch.setattr(encoder_module, "_dropout", lambda x, p, training: x)
+    got = encoder_module._attend(*leaves, mask, 0.4)
+    got_grads = torch.autograd.grad(got.square().sum(), leaves)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_cpu_training_attention_drops_weights_with_the_cpu_dropout():
+    """Each attention weight is kept with probability 1 - p and scaled by 1 / (1 - p): with
+    v the identity, the output rows are the dropped weights themselves."""
+    torch.manual_seed(2)
+    b, length, p = 400, 8, 0.25
+    q, k = torch.randn(b, 1, length, length), torch.randn(b, 1, length, length)
+    v = torch.eye(length).expand(b, 1, length, length)
+    mask = torch.ones(b, 1, length, length, dtype=torch.bool)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(length), dim=-1)
+    out = encoder_module._attend(q, k, v, mask, p)
+    kept = out != 0
+    n = kept.numel()
+    assert abs(kept.double().mean().item() - (1 - p)) < 6 * math.sqrt(p * (1 - p) / n)
+    torch.testing.assert_close(out[kept], weights[kept] / (1 - p))

@@ -369,7 +369,7 @@ def _train(
         command = f"{launcher} examples/s4rec/train.py" + (" " + shlex.join(argv) if argv else "")
         provenance = {"git_commit": git_commit(), "command": command, "machine": machine(device),
                       "threads": torch.get_num_threads(), "torch": torch.__version__,
-                      "flush_denormal": common.flushes_denormals()}
+                      "flush_denormal": common.flushes_denormals(), "freed_memory_kept": common.keep_freed_memory()}
         if args.resume is not None:
             old = files.results
             if old.is_file():

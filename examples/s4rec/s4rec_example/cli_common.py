@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import math
 import sys
@@ -21,6 +23,7 @@ __all__ = [
     "add_data_arguments",
     "add_runtime_arguments",
     "flushes_denormals",
+    "keep_freed_memory",
     "make_parser",
     "parse_device",
     "positive_int",
@@ -212,6 +215,37 @@ def set_threads(threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory in the process instead of handing it back.
+
+    A training step on the CPU allocates and frees the same large activations every step
+    (the dense ``iclrec`` step: about 140 MB). By default glibc maps blocks above a threshold
+    with ``mmap`` and returns the top of the heap to the kernel when it is free, so every
+    step page-faults all of that memory in again: measured 34,000 minor page faults and
+    0.43 s against 0 and 0.36 s a step (one thread). This raises the trim threshold to 1 GiB,
+    pads heap growth by 256 MiB and serves every block from the heap (no ``mmap``: glibc
+    still falls back to it when the heap cannot grow). It changes no number, only how much
+    memory the process keeps between steps (at most its peak plus 1 GiB). Process-wide
+    and lasting, so only the training command calls it. Returns whether it applied (``False``
+    off glibc: macOS, Windows, musl).
+    """
+    name = ctypes.util.find_library("c")
+    if sys.platform != "linux" or name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    settings = ((_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 256 << 20), (_M_MMAP_MAX, 0))
+    return all(mallopt(param, value) == 1 for param, value in settings)
 
 
 def flushes_denormals() -> bool:
