@@ -88,6 +88,7 @@ from s4rec_components import (  # noqa: E402
     load_sequences,
     ranking_metrics,
 )
+from s4rec_example.cli_common import restored_torch_settings  # noqa: E402
 from s4rec_example.config import TrainConfig  # noqa: E402
 from s4rec_example.data import TrainData, prepare  # noqa: E402
 from s4rec_example.loop import make_optimizer  # noqa: E402
@@ -469,7 +470,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; the thread count, denormal mode and validation switch it sets are
+    given back on return (tests and notebooks call it in-process)."""
     args = parse_args(argv)
+    previous = s4rec_components.validate_args_enabled()
+    with restored_torch_settings():
+        try:
+            return _run(args)
+        finally:
+            s4rec_components.set_validate_args(previous)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as the example's CLI: denormals slow CPU matmuls tens of times
