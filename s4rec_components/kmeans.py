@@ -276,6 +276,8 @@ def _kmeans_impl(
             train, centroids, num_iters, sample_size, chunk_rows, split_generator,
             use_distributed,
         )
+        if init is not None:  # faiss: the next restart continues from where this one ended
+            init = centroids
         assignments, distance = _nearest(x, centroids, chunk_rows)
         inertia = _all_reduce(distance.sum(), use_distributed)
         if best is None or bool(inertia < best[2]):
@@ -320,7 +322,10 @@ def k_means(
       symmetric relative perturbation of $1/1024$ (even coordinates $\times(1 \pm
       \epsilon)$, odd ones $\times(1 \mp \epsilon)$).
     - **Restarts**: ``num_redo`` runs from different random initialisations; the one with the
-      lowest final inertia is kept (ICLRec uses ``nredo=5``).
+      lowest final inertia is kept (ICLRec uses ``nredo=5``). With ``init``, as in faiss when
+      its ``Clustering`` already holds centroids, the first run starts from ``init`` and each
+      later one from where the one before ended (``num_redo`` rounds of ``num_iters``
+      iterations, the best snapshot kept).
     - **Subsampling**: with ``max_points_per_centroid=m``, at most $k m$ random points train
       the centroids (faiss' default 256, ICLRec's 4096); all points are assigned at the end.
       ``None`` trains on all points.
@@ -354,7 +359,8 @@ def k_means(
         distributed: all-reduce over the default process group.
         chunk_size: rows per distance block; default ``2**24 // k``.
         max_points_per_centroid: cap on the training sample per centroid; ``None`` = no cap.
-        init: initial centroids instead of random points (every restart then starts there).
+        init: initial centroids instead of random points (restarts then continue from one
+            another, as above).
 
     Shape:
         - x: $(n, d)$, floating point.
@@ -421,6 +427,11 @@ class KMeans(nn.Module):
             uses every point.
         chunk_size: rows per distance block; default ``2**24 // k``.
         distributed: fit on every process' shard jointly (see :func:`k_means`).
+        warm_start: once fitted, start the next ``fit`` from the current centroids (passed
+            as :func:`k_means`' ``init``) instead of random points. This is what ICLRec's
+            per-epoch clustering does: it keeps one ``faiss.Clustering`` for the whole run, and
+            faiss starts from the centroids it already holds, so from the second epoch on the
+            intents drift from epoch to epoch instead of being re-partitioned.
 
     Shape:
         - fit input: $(n, d)$, floating point, $n \ge k$.
@@ -459,12 +470,15 @@ class KMeans(nn.Module):
         max_points_per_centroid: int | None = None,
         chunk_size: int | None = None,
         distributed: bool = False,
+        warm_start: bool = False,
     ) -> None:
         super().__init__()
         _check_hyperparameters(
             num_clusters, num_iters, num_redo, max_points_per_centroid, chunk_size, distributed
         )
         check_int(seed, "seed", 0)
+        check_bool(warm_start, "warm_start")
+        self.warm_start = warm_start
         self.num_clusters = num_clusters
         self.num_iters = num_iters
         self.num_redo = num_redo
@@ -479,6 +493,7 @@ class KMeans(nn.Module):
         return (
             f"num_clusters={self.num_clusters}, num_iters={self.num_iters}, "
             f"num_redo={self.num_redo}, seed={self.seed}"
+            + (", warm_start=True" if self.warm_start else "")
         )
 
     @property
@@ -490,6 +505,9 @@ class KMeans(nn.Module):
     def fit(self, x: Tensor) -> KMeans:
         """Cluster ``x`` (detached) and store the centroids; returns ``self``.
 
+        With ``warm_start=True`` and centroids of ``x``'s width already present, they are the
+        starting point (:func:`k_means`' ``init``); otherwise random points of ``x`` are.
+
         Examples:
             >>> import torch
             >>> from s4rec_components import KMeans
@@ -498,9 +516,12 @@ class KMeans(nn.Module):
         """
         x = _check_points(x)
         generator = torch.Generator().manual_seed(self.seed)
+        init = None
+        if self.warm_start and self.fitted and self.centroids.shape[1] == x.shape[1]:
+            init = self.centroids
         result = _kmeans_impl(
             x.detach(), self.num_clusters, self.num_iters, self.num_redo, generator,
-            self.distributed, self.chunk_size, self.max_points_per_centroid, None,
+            self.distributed, self.chunk_size, self.max_points_per_centroid, init,
         )
         self.centroids = result.centroids
         self.inertia = result.inertia

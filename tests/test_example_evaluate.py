@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "s4rec
 
 from s4rec_example import cli, evaluate, headtail, report  # noqa: E402
 from s4rec_example.checkpoint import load_checkpoint  # noqa: E402
+from s4rec_example.config import TrainConfig  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "s4rec"
 KEYS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
@@ -177,3 +178,18 @@ def test_headtail_study_uses_the_clustering_head(run, tmp_path):
     assert all_users == pytest.approx(mixed, abs=1e-9)
     checkpoint = load_checkpoint(folder / "run" / "best.pt")
     assert checkpoint.config.preset == "s4rec" and (tmp_path / "ht" / "headtail.json").exists()
+
+
+def test_report_names_a_setting_a_run_predates_by_its_default(run):
+    """A results file written before a setting existed ran with that setting's default; when
+    the preset now sets it otherwise, the run is a variant, not the preset's row."""
+    _, _, results = run
+    old = json.loads(json.dumps(results))
+    old["config"] = {**old["config"], "preset": "iclrec"}
+    for key in list(old["config"]):
+        if key not in {"preset", "data", "seed", "loss"}:
+            old["config"][key] = TrainConfig.from_preset("iclrec").to_dict()[key]
+    assert report._variant(old) == ""
+    del old["config"]["kmeans_warm_start"]  # the iclrec preset sets it; the default is off
+    assert report._variant(old) == "kmeans_warm_start=False"
+    assert report.results_name(old).endswith("+kmeans_warm_start-False.json")

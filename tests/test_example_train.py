@@ -124,14 +124,21 @@ def test_the_cli_keeps_freed_memory_and_records_it(finished):
 
 @pytest.mark.parametrize("preset", ["iclrec", "sasrec"])
 def test_resume_equals_the_uninterrupted_run_bit_for_bit(preset, tmp_path):
-    whole = _train(tmp_path / "whole", preset=preset, epochs=3)
-    part = _train(tmp_path / "part", preset=preset, epochs=3, stop_after_epochs=1)
+    # iclrec warm-starts each epoch's k-means from the last one's centroids: with one Lloyd
+    # step per epoch a resume that lost them would start from random points and differ
+    extra = ("--kmeans-iters", "1", "--kmeans-redo", "1") if preset == "iclrec" else ()
+    whole = _train(tmp_path / "whole", *extra, preset=preset, epochs=3)
+    part = _train(tmp_path / "part", *extra, preset=preset, epochs=3, stop_after_epochs=1)
     assert part["status"] == "interrupted"
     resumed = cli.train(["--resume", str(tmp_path / "part"), "--quiet"])
     assert resumed["test"] == whole["test"]
     assert [h["losses"] for h in resumed["history"]] == [h["losses"] for h in whole["history"]]
     a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "part" / "last.pt")
     assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+    if preset == "iclrec":
+        assert a.intent_centroids is not None and torch.equal(a.intent_centroids, b.intent_centroids)
+    else:
+        assert a.intent_centroids is None and b.intent_centroids is None
 
 
 def test_eval_every_validates_every_n_epochs_and_counts_patience_in_epochs(tmp_path):
@@ -381,3 +388,15 @@ def test_entry_points_ask_for_passive_openmp_waits_before_torch_is_imported(scri
     setting = source.index('os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")')
     assert setting < source.index("from s4rec_example")
     assert "import torch" not in source[:setting]
+
+
+@pytest.mark.parametrize("bad", [torch.tensor([[float("nan"), 0.0]]), torch.zeros(3), torch.zeros(2, 2, dtype=torch.long)])
+def test_a_checkpoint_with_bad_intent_centroids_is_refused(finished, tmp_path, bad):
+    """The warm-start centroids a resume continues from are checked like the rest of the file."""
+    folder, _ = finished
+    payload = torch.load(folder / "last.pt", weights_only=True)
+    payload["intent_centroids"] = bad
+    path = tmp_path / "last.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="intent_centroids"):
+        load_checkpoint(path)

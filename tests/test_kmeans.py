@@ -160,6 +160,37 @@ def test_restarts_keep_the_lowest_inertia():
         assert float(best.inertia) == pytest.approx(1.0)
 
 
+@settings(max_examples=examples(20))
+@given(cloud=point_clouds(), seed=st.integers(0, 2**31 - 1), redo=st.integers(1, 4), iters=st.integers(0, 3))
+def test_restarts_from_init_continue_from_one_another_as_faiss(cloud, seed, redo, iters):
+    """With ``init``, restart r starts where restart r - 1 ended (faiss with input centroids):
+    the same as chaining single restarts by hand, keeping the first lowest inertia."""
+    x, k = cloud
+    init = x[:k].clone()
+    got = k_means(x, k, num_iters=iters, num_redo=redo, init=init, generator=seeded(seed))
+    g, start, runs = seeded(seed), init, []
+    for _ in range(redo):  # each call draws its restart's sample and split seed from g, in order
+        runs.append(k_means(x, k, num_iters=iters, init=start, generator=g))
+        start = runs[-1].centroids
+    best = runs[0]
+    for run in runs[1:]:
+        best = run if float(run.inertia) < float(best.inertia) else best
+    assert torch.equal(got.centroids, best.centroids) and torch.equal(got.assignments, best.assignments)
+    assert float(got.inertia) <= float(runs[0].inertia)  # more restarts never end worse
+
+
+def test_restarts_from_init_are_more_iterations_not_the_same_run_again():
+    """Points 0..19 on a line from centroids 0 and 1: one Lloyd step at a time moves the pair
+    apart, so three chained one-step restarts end where three steps of one run end."""
+    x = torch.arange(20, dtype=torch.float64).unsqueeze(1)
+    init = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    chained = k_means(x, 2, num_iters=1, num_redo=3, init=init, generator=seeded(0))
+    three_steps = k_means(x, 2, num_iters=3, init=init, generator=seeded(0))
+    one_step = k_means(x, 2, num_iters=1, init=init, generator=seeded(0))
+    assert torch.equal(chained.centroids, three_steps.centroids)
+    assert float(chained.inertia) < float(one_step.inertia)
+
+
 def test_empty_cluster_is_refilled_by_splitting_as_faiss_does():
     """Centroid 1 starts far from every point: it is empty after the first assignment, so the
     only other cluster is copied into it and the pair is pushed apart by 1/1024."""
@@ -229,6 +260,24 @@ def test_module_fit_matches_the_function_with_its_seed_and_repeats():
     assert torch.equal(km.inertia, expected.inertia)
     again = km.centroids.clone()
     assert torch.equal(km.fit(x).centroids, again)  # the same seed on every fit, as faiss
+
+
+def test_module_warm_start_starts_the_next_fit_from_its_centroids():
+    """ICLRec's faiss.Clustering keeps its centroids between epochs; ``warm_start`` does that."""
+    x = torch.randn(80, 3, generator=seeded(0), dtype=torch.float64)
+    moved = x + 0.1 * torch.randn(80, 3, generator=seeded(1), dtype=torch.float64)
+    warm = KMeans(4, num_iters=3, num_redo=2, seed=5, warm_start=True)
+    first = warm.fit(x).centroids.clone()
+    # the first fit has nothing to start from: random points, as without warm_start
+    assert torch.equal(first, KMeans(4, num_iters=3, num_redo=2, seed=5).fit(x).centroids)
+    expected = k_means(moved, 4, num_iters=3, num_redo=2, init=first, generator=seeded(5))
+    assert torch.equal(warm.fit(moved).centroids, expected.centroids)
+    cold = k_means(moved, 4, num_iters=3, num_redo=2, generator=seeded(5))
+    assert torch.equal(KMeans(4, num_iters=3, num_redo=2, seed=5).fit(x).fit(moved).centroids, cold.centroids)
+    # another width cannot start from these centroids: random points again
+    wide = torch.randn(30, 5, generator=seeded(2), dtype=torch.float64)
+    assert torch.equal(warm.fit(wide).centroids, KMeans(4, num_iters=3, num_redo=2, seed=5).fit(wide).centroids)
+    assert "warm_start=True" in repr(warm)
 
 
 def test_module_state_dict_round_trip_and_device_moves():
@@ -362,6 +411,7 @@ def test_bad_inputs(x, kwargs, error, match):
         ((2.0,), {}, TypeError, "num_clusters must be an int"),
         ((2,), {"seed": -1}, ValueError, "seed must be >= 0"),
         ((2,), {"num_iters": -1}, ValueError, "num_iters must be >= 0"),
+        ((2,), {"warm_start": 1}, TypeError, "warm_start must be a bool"),
         ((2, 20), {}, TypeError, "positional"),
     ],
 )

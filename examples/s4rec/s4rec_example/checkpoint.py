@@ -105,6 +105,7 @@ class Checkpoint:
     optimizer: dict[str, Any] | None = None
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
+    intent_centroids: torch.Tensor | None = None  # raw (k, d) k-means centroids of the last epoch (warm start)
 
     @property
     def resumable(self) -> bool:
@@ -121,8 +122,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, torch.Tensor] | None = None,
     state: dict[str, Any] | None = None,
+    intent_centroids: torch.Tensor | None = None,
 ) -> None:
-    """Write a checkpoint atomically (resume state when ``optimizer`` is given)."""
+    """Write a checkpoint atomically (resume state when ``optimizer`` is given; with it the last
+    epoch's k-means centroids, which a warm-started k-means continues from)."""
     payload: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -136,6 +139,8 @@ def save_checkpoint(
         payload["optimizer"] = optimizer.state_dict()
         payload["rng"] = dict(rng or {})
         payload["state"] = json.dumps(state or {})
+        if intent_centroids is not None:
+            payload["intent_centroids"] = intent_centroids.detach()
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -179,6 +184,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             checkpoint.optimizer = payload["optimizer"]
             checkpoint.rng = dict(payload["rng"])
             checkpoint.state = json.loads(payload["state"])
+            centroids = payload.get("intent_centroids")
+            if centroids is not None:
+                if not (isinstance(centroids, torch.Tensor) and centroids.ndim == 2 and centroids.is_floating_point()
+                        and bool(torch.isfinite(centroids).all())):
+                    raise ValueError("intent_centroids must be a finite (k, d) float tensor")
+                checkpoint.intent_centroids = centroids
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: malformed s4rec-example checkpoint ({err})") from None
     return checkpoint

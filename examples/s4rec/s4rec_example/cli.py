@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("cl_intent_negatives", "add the non-assigned prototypes as negatives of the contrastive term (Eq. 14)"),
         ("intent_denoise", "same-intent rows are not each other's negatives (ICLRec --de_noise)"),
+        ("kmeans_warm_start", "start each epoch's k-means from the previous epoch's centroids (ICLRec: faiss "
+                              "keeps them)"),
         ("normalize_z", "L2-normalise the distillation student and the adversary input"),
     ):
         group.add_argument("--" + name.replace("_", "-"), default=common.from_preset(name),
@@ -154,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _explicit(args: argparse.Namespace) -> dict[str, Any]:
     """The model/training flags given on the command line (not left to the preset)."""
-    names = set(_PRESET_FLAGS) | {"augment_operations", "cl_intent_negatives", "intent_denoise", "normalize_z"}
+    names = set(_PRESET_FLAGS) | {"augment_operations", "cl_intent_negatives", "intent_denoise", "kmeans_warm_start",
+                                  "normalize_z"}
     return {n: getattr(args, n) for n in names if not isinstance(getattr(args, n), type(common.FROM_PRESET))}
 
 

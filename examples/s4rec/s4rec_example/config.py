@@ -16,7 +16,8 @@ preset             beta1  intent  alpha   beta2  lam    view representation / no
 =================  =====  ======  ======  =====  =====  ===========================================
 ``sasrec``         -      -       -       -      -      SR only (ICLRec's SASRec)
 ``cl4srec``        0.1    -       -       -      -      ICLRec's CL4SRec ("InstanceCL"): flatten
-``iclrec``         0.1    0.1     -       -      -      ICLRec "Hybrid", k-means K = 256 per epoch
+``iclrec``         0.1    0.1     -       -      -      ICLRec "Hybrid", k-means K = 256 per epoch,
+                                                         warm-started from the last epoch's centroids
 ``sr+csd``         0.1    -       0       0.1    -      Table 3 "SR+CSD" (Eq. 14 + Eq. 16)
 ``sr+csd+gr``      0.1    -       0       0.1    1.0    Table 3 "SR+CSD+GR"
 ``s4rec-no-csd``   -      -       0.01    -      1.0    Table 3 "S4Rec w/o CSD"
@@ -63,7 +64,8 @@ _S4REC_BASE: dict[str, Any] = dict(
 PRESETS: dict[str, dict[str, Any]] = {
     "sasrec": dict(),
     "cl4srec": dict(beta1=0.1, view_pooling="flatten", padding_attention="iclrec"),
-    "iclrec": dict(beta1=0.1, intent_weight=0.1, view_pooling="flatten", padding_attention="iclrec"),
+    "iclrec": dict(beta1=0.1, intent_weight=0.1, view_pooling="flatten", padding_attention="iclrec",
+                   kmeans_warm_start=True),
     "sr+csd": dict(_S4REC_BASE, alpha=0.0, beta1=0.1, beta2=0.1, lam=0.0),
     "sr+csd+gr": dict(_S4REC_BASE, alpha=0.0, beta1=0.1, beta2=0.1, lam=1.0),
     "s4rec-no-csd": dict(_S4REC_BASE, alpha=0.01, beta1=0.0, beta2=0.0, lam=1.0),
@@ -122,6 +124,7 @@ class TrainConfig:
     num_intents: int = 256
     kmeans_iters: int = 20
     kmeans_redo: int = 5  # faiss nredo: best of this many k-means runs (ICLRec: 5)
+    kmeans_warm_start: bool = False  # start each epoch's k-means from the last epoch's centroids (ICLRec's faiss)
     intent_pooling: str = "mean_all"
     intent_denoise: bool = False  # ICLRec --de_noise (off in its Beauty script)
     intent_views: str = "separate"  # separate: views re-encoded for the intent term (ICLRec)

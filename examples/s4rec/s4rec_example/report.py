@@ -121,9 +121,11 @@ def _variant(r: dict[str, Any]) -> str:
 
     c = r["config"]
     base = TrainConfig.from_preset(c["preset"]).to_dict()
+    # a run recorded before a setting existed ran with that setting's default
+    ran = {**TrainConfig().to_dict(), **c}
     ignore = {"data", "data_root", "seed", "device", "epochs", "eval_batch_size", "eval_every", "synthetic_users",
               "synthetic_items", "loss"}
-    diff = [f"{k}={c[k]}" for k in sorted(c) if k not in ignore and k in base and c[k] != base[k]]
+    diff = [f"{k}={ran[k]}" for k in sorted(ran) if k not in ignore and k in base and ran[k] != base[k]]
     return ", ".join(diff)
 
 
@@ -163,8 +165,9 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
         for loss_img in sorted(k for k in img_names if k.startswith(dataset + "-")):
             out += [f"![valid NDCG@20 per epoch, {loss_img}](img/{img_names[loss_img]})", ""]
         paper_lines = []
-        for (preset, loss, variant), _ in rows:
-            ref = paper_row(paper, dataset, preset) if loss == "bce" and not variant else None
+        bce_presets = sorted({preset for (preset, loss, _), _ in rows if loss == "bce"}, key=_order)
+        for preset in bce_presets:  # a preset measured only as a variant still shows the paper's row
+            ref = paper_row(paper, dataset, preset)
             if ref:
                 paper_lines.append(f"| `{preset}` | " + " | ".join(f"{v:.4f}" for v in ref) + " |")
         if paper_lines:
