@@ -83,4 +83,3 @@ def restore_intents(centroids: Tensor, *, num_iters: int, seed: int, num_redo: i
     kmeans = intent_kmeans(centroids.shape[0], num_iters=num_iters, seed=seed, num_redo=num_redo, warm_start=True)
     kmeans.centroids = centroids
     return Intents(kmeans=kmeans, centroids=F.normalize(centroids, dim=-1))
-
