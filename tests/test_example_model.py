@@ -416,29 +416,29 @@ def test_sr_loss_and_its_gradients_equal_the_plain_torch_loss(loss, rows, tiny):
 
 def test_warm_started_intents_continue_from_the_previous_epochs_centroids(tiny):
     """ICLRec keeps one faiss.Clustering for the run: from the second epoch on, k-means starts
-    from the last epoch's centroids. ``fit_intents(warm_start=True, previous=...)`` does that;
-    without it every epoch starts from random points."""
+    from the last epoch's centroids. ``fit_intents(init=...)`` does that; without it every
+    epoch starts from random points."""
     from s4rec_components import k_means
     from s4rec_example.intents import encode_sequences
 
     _, model, _ = _model("iclrec", tiny)
     inputs = tiny.split.train_inputs
     kw = dict(num_intents=4, num_iters=1, seed=0, batch_size=64)
-    first = fit_intents(model, inputs, warm_start=True, **kw)
+    first = fit_intents(model, inputs, **kw)
     start = first.kmeans.centroids.clone()
     with torch.no_grad():  # the encoder moves between epochs
         model.encoder.item_embeddings.weight.mul_(1.5)
     x = encode_sequences(model, inputs, model.intent_pooling, 64)
-    warm = fit_intents(model, inputs, warm_start=True, previous=first, **kw)
+    warm = fit_intents(model, inputs, init=first.kmeans.centroids, **kw)
     expected = k_means(x, 4, num_iters=1, init=start, generator=torch.Generator().manual_seed(0),
                        max_points_per_centroid=4096)
     torch.testing.assert_close(warm.kmeans.centroids, expected.centroids)
     torch.testing.assert_close(warm.centroids, torch.nn.functional.normalize(expected.centroids, dim=-1))
-    cold = fit_intents(model, inputs, previous=first, **kw)  # warm_start off: random points again
+    cold = fit_intents(model, inputs, **kw)  # no init: random points again
     random_start = k_means(x, 4, num_iters=1, generator=torch.Generator().manual_seed(0), max_points_per_centroid=4096)
     torch.testing.assert_close(cold.kmeans.centroids, random_start.centroids)
     # with no Lloyd step the fit returns its start: the last epoch's centroids, or data points
     kw0 = {**kw, "num_iters": 0}
-    torch.testing.assert_close(fit_intents(model, inputs, warm_start=True, previous=first, **kw0).kmeans.centroids, start)
-    rows = fit_intents(model, inputs, previous=first, **kw0).kmeans.centroids
+    torch.testing.assert_close(fit_intents(model, inputs, init=first.kmeans.centroids, **kw0).kmeans.centroids, start)
+    rows = fit_intents(model, inputs, **kw0).kmeans.centroids
     assert all(bool((x == row).all(1).any()) for row in rows) and not torch.allclose(rows, start)

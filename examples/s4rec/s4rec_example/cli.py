@@ -119,6 +119,15 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _RESUME_FLAGS = {"device", "threads", "quiet", "debug", "resume", "eval_batch_size", "max_minutes"}
 
 
+_SWITCHES: dict[str, str] = {
+    "cl_intent_negatives": "add the non-assigned prototypes as negatives of the contrastive term (Eq. 14)",
+    "intent_denoise": "same-intent rows are not each other's negatives (ICLRec --de_noise)",
+    "kmeans_warm_start": "start each epoch's k-means from the previous epoch's centroids (ICLRec: faiss keeps them)",
+    "normalize_z": "L2-normalise the distillation student and the adversary input",
+}
+"""On/off settings (``--name`` / ``--no-name``); like ``_PRESET_FLAGS``, the preset decides when absent."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = common.make_parser("train.py", __doc__)
     p.add_argument("--preset", default="s4rec", choices=sorted(PRESETS), help="which model: see s4rec_example/config.py")
@@ -141,13 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument("--" + name.replace("_", "-"), **kwargs)
     group.add_argument("--augment-operations", default=common.from_preset("augment_operations"),
                        help=f"comma-separated view operations among {', '.join(AUGMENT_OPERATIONS)}")
-    for name, text in (
-        ("cl_intent_negatives", "add the non-assigned prototypes as negatives of the contrastive term (Eq. 14)"),
-        ("intent_denoise", "same-intent rows are not each other's negatives (ICLRec --de_noise)"),
-        ("kmeans_warm_start", "start each epoch's k-means from the previous epoch's centroids (ICLRec: faiss "
-                              "keeps them)"),
-        ("normalize_z", "L2-normalise the distillation student and the adversary input"),
-    ):
+    for name, text in _SWITCHES.items():
         group.add_argument("--" + name.replace("_", "-"), default=common.from_preset(name),
                            action=argparse.BooleanOptionalAction, help=text)
     common.add_runtime_arguments(p)
@@ -156,8 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _explicit(args: argparse.Namespace) -> dict[str, Any]:
     """The model/training flags given on the command line (not left to the preset)."""
-    names = set(_PRESET_FLAGS) | {"augment_operations", "cl_intent_negatives", "intent_denoise", "kmeans_warm_start",
-                                  "normalize_z"}
+    names = set(_PRESET_FLAGS) | set(_SWITCHES) | {"augment_operations"}
     return {n: getattr(args, n) for n in names if not isinstance(getattr(args, n), type(common.FROM_PRESET))}
 
 

@@ -10,7 +10,7 @@ from s4rec_components import KMeans
 
 from .model import Intents, S4RecModel
 
-__all__ = ["encode_sequences", "fit_intents", "intent_kmeans", "restore_intents"]
+__all__ = ["encode_sequences", "fit_intents"]
 
 
 @torch.no_grad()
@@ -31,20 +31,6 @@ def encode_sequences(model: S4RecModel, inputs: Tensor, pooling: str, batch_size
 ICLREC_MAX_POINTS_PER_CENTROID = 4096  # faiss' default, which ICLRec keeps
 
 
-def intent_kmeans(
-    num_intents: int, *, num_iters: int, seed: int, num_redo: int = 1, warm_start: bool = False
-) -> KMeans:
-    """The unfitted k-means of ICLRec's intents (faiss' settings there; see :func:`fit_intents`)."""
-    return KMeans(
-        num_intents,
-        num_iters=num_iters,
-        num_redo=num_redo,
-        seed=seed,
-        max_points_per_centroid=ICLREC_MAX_POINTS_PER_CENTROID,
-        warm_start=warm_start,
-    )
-
-
 def fit_intents(
     model: S4RecModel,
     inputs: Tensor,
@@ -54,32 +40,29 @@ def fit_intents(
     seed: int,
     batch_size: int,
     num_redo: int = 1,
-    warm_start: bool = False,
-    previous: Intents | None = None,
+    init: Tensor | None = None,
 ) -> Intents:
     """Fit this epoch's k-means (ICLRec: every epoch, seed fixed, 20 iterations, best of 5 restarts).
 
-    With ``warm_start`` and the ``previous`` epoch's intents, the fit starts from their
-    centroids, and each restart from where the one before ended: ICLRec keeps one
-    ``faiss.Clustering`` for the whole run, which starts from the centroids it holds. Without,
-    every fit starts from random points.
+    ``init``: raw ``(k, d)`` centroids to start from, e.g. the last epoch's (ICLRec keeps one
+    ``faiss.Clustering`` for the whole run, which starts from the centroids it holds; each
+    restart then continues from the one before). ``None``: random points of this epoch's
+    representations.
 
     Returns the fitted k-means (it assigns with the raw centroids, as ICLRec's faiss index does)
     and its L2-normalised centroids (what ICLRec's intent NCE uses as positives).
     """
     x = encode_sequences(model, inputs, model.intent_pooling, batch_size)
-    k = min(num_intents, x.shape[0])
-    kmeans = intent_kmeans(k, num_iters=num_iters, seed=seed, num_redo=num_redo, warm_start=warm_start)
-    last = previous.kmeans if previous is not None else None
-    if warm_start and isinstance(last, KMeans) and last.fitted and last.num_clusters == k:
-        kmeans.centroids = last.centroids.detach().clone()
+    kmeans = KMeans(
+        min(num_intents, x.shape[0]),
+        num_iters=num_iters,
+        num_redo=num_redo,
+        seed=seed,
+        max_points_per_centroid=ICLREC_MAX_POINTS_PER_CENTROID,
+        warm_start=init is not None,
+    )
+    if init is not None:
+        kmeans.centroids = init.detach().clone()
     kmeans = kmeans.to(x.device)
     kmeans.fit(x)
     return Intents(kmeans=kmeans, centroids=F.normalize(kmeans.centroids, dim=-1))
-
-
-def restore_intents(centroids: Tensor, *, num_iters: int, seed: int, num_redo: int = 1) -> Intents:
-    """A previous epoch's warm-start intents from their saved raw ``(k, d)`` centroids (resume)."""
-    kmeans = intent_kmeans(centroids.shape[0], num_iters=num_iters, seed=seed, num_redo=num_redo, warm_start=True)
-    kmeans.centroids = centroids
-    return Intents(kmeans=kmeans, centroids=F.normalize(centroids, dim=-1))

@@ -32,7 +32,7 @@ from .checkpoint import atomic_write_text, load_checkpoint, load_model, save_che
 from .config import TrainConfig
 from .data import TrainData
 from .evaluate import round_metrics, score_split
-from .intents import fit_intents, restore_intents
+from .intents import fit_intents
 from .model import Intents, S4RecModel, build_model
 
 __all__ = ["STOP_REASONS", "RunFiles", "RunState", "Shard", "evaluate_split", "make_optimizer", "run_training", "train_epoch"]
@@ -282,7 +282,7 @@ def run_training(
     optimizer = make_optimizer(model, config, device)
     state = RunState(world_size=shard.world)
     item_ids = getattr(data.dataset, "item_ids", None)
-    intents: Intents | None = None  # the last epoch's, the start of the next fit with kmeans_warm_start
+    warm_centroids: torch.Tensor | None = None  # the last epoch's k-means centroids (kmeans_warm_start)
     if resume and files.last.exists():
         checkpoint = load_checkpoint(files.last, map_location=device)
         if not checkpoint.resumable:
@@ -294,8 +294,7 @@ def run_training(
         optimizer.load_state_dict(checkpoint.optimizer)  # type: ignore[arg-type]
         _restore_rng(checkpoint.rng, generator, device, shard, order_generator)
         if config.kmeans_warm_start and checkpoint.intent_centroids is not None:
-            intents = restore_intents(checkpoint.intent_centroids.to(device), num_iters=config.kmeans_iters,
-                                      seed=config.seed, num_redo=config.kmeans_redo)
+            warm_centroids = checkpoint.intent_centroids.to(device)
         LOG.info("resumed from %s at epoch %d", files.last, state.epoch)
 
     epochs = config.resolved_epochs
@@ -334,6 +333,7 @@ def run_training(
             break
         epoch = state.epoch
         record: dict[str, Any] = {"epoch": epoch}
+        intents = None
         if model.uses_intents:
             t0 = time.perf_counter()
             intents = fit_intents(
@@ -344,9 +344,10 @@ def run_training(
                 num_redo=config.kmeans_redo,
                 seed=config.seed,
                 batch_size=config.eval_batch_size,
-                warm_start=config.kmeans_warm_start,
-                previous=intents,
+                init=warm_centroids,
             )
+            if config.kmeans_warm_start:
+                warm_centroids = intents.kmeans.centroids
             record["kmeans_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         record["losses"] = train_epoch(
@@ -386,10 +387,9 @@ def run_training(
             LOG.info("stopped by the time budget after epoch %d (not converged)", epoch)
         rng = _rng_state(generator, device, shard, order_generator)  # a collective under torchrun
         if shard.main:
-            warm = intents.kmeans.centroids if config.kmeans_warm_start and intents is not None else None
             save_checkpoint(
                 files.last, model, config, epoch=epoch, item_ids=item_ids, optimizer=optimizer,
-                rng=rng, state=state.to_dict(), intent_centroids=warm,
+                rng=rng, state=state.to_dict(), intent_centroids=warm_centroids,
             )
             files.write_results(results("running"))
         done += 1
