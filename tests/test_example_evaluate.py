@@ -193,3 +193,13 @@ def test_report_names_a_setting_a_run_predates_by_its_default(run):
     del old["config"]["kmeans_warm_start"]  # the iclrec preset sets it; the default is off
     assert report._variant(old) == "kmeans_warm_start=False"
     assert report.results_name(old).endswith("+kmeans_warm_start-False.json")
+
+
+def test_report_ignores_a_setting_whose_term_is_off(run):
+    """tau_3 cannot change a run without the distillation (beta2 = 0): an old ``sasrec`` file
+    with another tau_3 is still the preset's row, an ``s4rec`` file with it is a variant."""
+    _, _, results = run
+    old = json.loads(json.dumps(results))
+    for preset, expected in (("sasrec", ""), ("s4rec-no-csd", ""), ("s4rec", "distill_temperature=0.1")):
+        old["config"] = {**TrainConfig.from_preset(preset).to_dict(), "distill_temperature": 0.1}
+        assert report._variant(old) == expected, preset

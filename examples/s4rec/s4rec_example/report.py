@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,20 @@ def _variant(r: dict[str, Any]) -> str:
     ran = {**TrainConfig().to_dict(), **c}
     ignore = {"data", "data_root", "seed", "device", "epochs", "eval_batch_size", "eval_every", "synthetic_users",
               "synthetic_items", "loss"}
-    diff = [f"{k}={ran[k]}" for k in sorted(ran) if k not in ignore and k in base and ran[k] != base[k]]
+    diff = [f"{k}={ran[k]}" for k in sorted(ran)
+            if k not in ignore and k in base and ran[k] != base[k] and not _inert(k, ran)]
     return ", ".join(diff)
+
+
+# settings that cannot change a run whose config switches their term off
+_INERT: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "distill_temperature": lambda c: not c.get("beta2"),
+}
+
+
+def _inert(key: str, config: dict[str, Any]) -> bool:
+    """Whether ``key`` had no effect on a run with ``config`` (e.g. tau_3 with the distillation off)."""
+    return key in _INERT and _INERT[key](config)
 
 
 def paper_row(paper: dict[str, Any] | None, dataset: str, preset: str) -> list[float] | None:
