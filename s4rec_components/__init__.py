@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "PADDING_ID": "constants",
     # ragged.py
     "Ragged": "ragged",
+    "RowIndexError": "ragged",
     # sinkhorn.py
     "SinkhornKnopp": "sinkhorn",
     "sinkhorn_knopp": "sinkhorn",
@@ -97,7 +98,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._validation import set_validate_args, validate_args_enabled
     from .constants import PADDING_ID
-    from .ragged import Ragged
+    from .ragged import Ragged, RowIndexError
     from .adversary import (
         AdversaryOutput,
         HeadTailAdversary,
