@@ -8,6 +8,7 @@ import torch
 from hypothesis import given
 from test_contrastive import count_host_reads
 
+import s4rec_components
 from s4rec_components import Ragged, set_validate_args
 from s4rec_components.ragged import RowIndexError
 
@@ -160,6 +161,7 @@ def test_row_errors_name_index_and_row_count():
     with pytest.raises(ValueError, match="index 5 is out of range"):  # also a ValueError
         r.row(5)
     assert issubclass(RowIndexError, IndexError) and issubclass(RowIndexError, ValueError)
+    assert s4rec_components.RowIndexError is RowIndexError  # catchable from the top-level package
     for index in (1.0, True, "0", None):
         with pytest.raises(TypeError, match="index must be an int"):
             r.row(index)  # type: ignore[arg-type]
