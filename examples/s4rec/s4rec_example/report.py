@@ -18,7 +18,6 @@ import json
 import logging
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,20 +124,15 @@ def _variant(r: dict[str, Any]) -> str:
     ran = {**TrainConfig().to_dict(), **c}
     ignore = {"data", "data_root", "seed", "device", "epochs", "eval_batch_size", "eval_every", "synthetic_users",
               "synthetic_items", "loss"}
+    # a setting of a term whose weight is 0 did not change the run (tau_3 without the distillation)
+    inert = {k for k, weight in _TERM_WEIGHT.items() if not ran.get(weight)}
     diff = [f"{k}={ran[k]}" for k in sorted(ran)
-            if k not in ignore and k in base and ran[k] != base[k] and not _inert(k, ran)]
+            if k not in ignore | inert and k in base and ran[k] != base[k]]
     return ", ".join(diff)
 
 
-# settings that cannot change a run whose config switches their term off
-_INERT: dict[str, Callable[[dict[str, Any]], bool]] = {
-    "distill_temperature": lambda c: not c.get("beta2"),
-}
-
-
-def _inert(key: str, config: dict[str, Any]) -> bool:
-    """Whether ``key`` had no effect on a run with ``config`` (e.g. tau_3 with the distillation off)."""
-    return key in _INERT and _INERT[key](config)
+_TERM_WEIGHT = {"distill_temperature": "beta2"}
+"""Setting -> the weight of the loss term it belongs to."""
 
 
 def paper_row(paper: dict[str, Any] | None, dataset: str, preset: str) -> list[float] | None:
