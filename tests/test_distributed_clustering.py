@@ -19,8 +19,8 @@ import tempfile
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
+from _gloo import gloo_group, spawn
 from torch.nn.parallel import DistributedDataParallel
 
 from s4rec_components import OnlineIntentClustering
@@ -44,17 +44,11 @@ INPUT_SIZE, HIDDEN_SIZE, NUM_PROTOTYPES = 6, 4, 3
 STEPS, LR = 4, 0.5
 
 
-def _init(rank_: int, world: int, init_file: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank_, world_size=world)
-
-
 # ----------------------------------------------------------------------------- the gather
 
 
 def _gather_worker(rank_: int, init_file: str, out_dir: str, full: torch.Tensor) -> None:
-    _init(rank_, len(GATHER_SIZES), init_file)
-    try:
+    with gloo_group(rank_, len(GATHER_SIZES), init_file):
         start = sum(GATHER_SIZES[:rank_])
         local = full[start : start + GATHER_SIZES[rank_]].clone().requires_grad_(True)
         gathered = all_gather_with_grad(local)
@@ -74,19 +68,13 @@ def _gather_worker(rank_: int, init_file: str, out_dir: str, full: torch.Tensor)
             },
             os.path.join(out_dir, f"gather{rank_}.pt"),
         )
-    finally:
-        dist.destroy_process_group()
 
 
 def test_all_gather_with_grad_unequal_batches_three_processes():
     full = torch.randn(sum(GATHER_SIZES), 2, dtype=torch.float64)
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(
-            _gather_worker,
-            args=(os.path.join(tmp, "rendezvous"), tmp, full),
-            nprocs=len(GATHER_SIZES),
-            join=True,
-        )
+        init_file = os.path.join(tmp, "rendezvous")
+        spawn(_gather_worker, (init_file, tmp, full), len(GATHER_SIZES), init_file)
         results = [torch.load(os.path.join(tmp, f"gather{r}.pt")) for r in range(3)]
     weights = torch.arange(1.0, full.numel() + 1, dtype=full.dtype).view_as(full)
     summed = weights * sum(r + 1 for r in range(len(GATHER_SIZES)))  # (1 + 2 + 3) * weights
@@ -150,8 +138,7 @@ def _train(model: nn.Module, batches: list[torch.Tensor]) -> tuple[list[float], 
 
 
 def _clustering_worker(rank_: int, init_file: str, out_dir: str) -> None:
-    _init(rank_, len(LOCAL_BATCHES), init_file)
-    try:
+    with gloo_group(rank_, len(LOCAL_BATCHES), init_file):
         start = sum(LOCAL_BATCHES[:rank_])
         stop = start + LOCAL_BATCHES[rank_]
         model = DistributedDataParallel(_Model(distributed=True))
@@ -167,18 +154,13 @@ def _clustering_worker(rank_: int, init_file: str, out_dir: str) -> None:
             },
             os.path.join(out_dir, f"clustering{rank_}.pt"),
         )
-    finally:
-        dist.destroy_process_group()
+        del model, inner  # the DDP wrapper must go before the group does (see _gloo.py)
 
 
 def test_distributed_clustering_equals_the_concatenated_batch():
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(
-            _clustering_worker,
-            args=(os.path.join(tmp, "rendezvous"), tmp),
-            nprocs=len(LOCAL_BATCHES),
-            join=True,
-        )
+        init_file = os.path.join(tmp, "rendezvous")
+        spawn(_clustering_worker, (init_file, tmp), len(LOCAL_BATCHES), init_file)
         results = [
             torch.load(os.path.join(tmp, f"clustering{r}.pt")) for r in range(len(LOCAL_BATCHES))
         ]

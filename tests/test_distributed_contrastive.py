@@ -31,6 +31,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from hypothesis import given
 
+from _gloo import gloo_group
 from s4rec_components import intent_info_nce
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed missing")
@@ -77,10 +78,7 @@ def run_case(case: Case, start: int, stop: int) -> Result:
 
 
 def _worker(rank: int, world: int, init_file: str, inbox: Any, outbox: Any) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world)
-    try:
+    with gloo_group(rank, world, init_file):
         while True:
             case = inbox.get()
             if case is None:
@@ -91,8 +89,6 @@ def _worker(rank: int, world: int, init_file: str, inbox: Any, outbox: Any) -> N
                 outbox.put((rank, run_case(case, start, start + sizes[rank])))
             except Exception:  # reported to the parent, which fails the test
                 outbox.put((rank, traceback.format_exc()))
-    finally:
-        dist.destroy_process_group()
 
 
 class Pool:

@@ -14,8 +14,8 @@ import tempfile
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from _gloo import gloo_group, spawn
 from s4rec_components import Ragged, evaluate_ranking, ranking_metrics
 
 WORLD_SIZE = 2
@@ -63,17 +63,13 @@ def run_case(case: dict, distributed: bool, batch_size: int = 3) -> tuple[dict, 
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE)
-    try:
+    with gloo_group(rank, WORLD_SIZE, init_file):
         out = []
         for case in CASES:
             sharded = run_case(case, distributed=True)
             whole = run_case(case, distributed=False)  # the flag off: every process ranks every user
             out.append({"sharded": sharded, "whole": whole})
         torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +77,8 @@ def per_rank() -> list[list[dict]]:
     if not dist.is_available():
         pytest.skip("torch.distributed is not available")
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_worker, args=(os.path.join(tmp, "rendezvous"), tmp), nprocs=WORLD_SIZE, join=True)
+        init_file = os.path.join(tmp, "rendezvous")
+        spawn(_worker, (init_file, tmp), WORLD_SIZE, init_file)
         return [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=False) for r in range(WORLD_SIZE)]
 
 

@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from _gloo import gloo_group
 from s4rec_components import generate_synthetic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "s4rec"))
@@ -70,14 +71,12 @@ def _step(case: dict[str, Any], loss: str, rank: int, world: int) -> dict[str, A
 
 
 def _worker(rank: int, world: int, init_file: str, out: str, case: dict[str, Any]) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    result: Any
     try:
-        result: Any = {loss: _step(case, loss, rank, world) for loss in LOSSES}
+        with gloo_group(rank, world, init_file):
+            result = {loss: _step(case, loss, rank, world) for loss in LOSSES}
     except Exception:  # reported to the parent, which fails the test
         result = traceback.format_exc()
-    finally:
-        dist.destroy_process_group()
     torch.save(result, os.path.join(out, f"rank{rank}.pt"))
 
 

@@ -10,10 +10,10 @@ import hypothesis.strategies as st
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from hypothesis import assume, given, settings
 from strategies import examples, float_tensors, long_tensors, permutations
 
+from _gloo import gloo_group, spawn
 import s4rec_components.kmeans as kmeans_module
 from s4rec_components import KMeans, KMeansResult, k_means, set_validate_args
 
@@ -313,11 +313,7 @@ WORLD_SIZE = len(SHARDS)
 
 def _distributed_worker(rank: int, init_file: str, out_dir: str, x: torch.Tensor) -> None:
     """Runs in a spawned process: this rank's shard through the distributed path."""
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE
-    )
-    try:
+    with gloo_group(rank, WORLD_SIZE, init_file):
         start = sum(SHARDS[:rank])
         local = x[start : start + SHARDS[rank]]
         # different local generator states: only rank 0's may matter
@@ -333,8 +329,6 @@ def _distributed_worker(rank: int, init_file: str, out_dir: str, x: torch.Tensor
              "assign": km.assign(local), "split": split.centroids},
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
@@ -344,8 +338,8 @@ def test_distributed_equals_the_concatenated_data():
     g = seeded(5)
     x = torch.randint(-20, 21, (sum(SHARDS), 3), generator=g).double()
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_distributed_worker, args=(os.path.join(tmp, "rdv"), tmp, x),
-                 nprocs=WORLD_SIZE, join=True)
+        init_file = os.path.join(tmp, "rdv")
+        spawn(_distributed_worker, (init_file, tmp, x), WORLD_SIZE, init_file)
         parts = [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(WORLD_SIZE)]
     expected = k_means(x, 5, num_iters=8, num_redo=2, generator=seeded(100))
     sampled = k_means(x, 5, num_iters=4, generator=seeded(200), max_points_per_centroid=3)

@@ -11,10 +11,10 @@ import hypothesis.strategies as st
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from hypothesis import given, settings
 from strategies import examples, float_tensors, permutations
 
+from _gloo import gloo_group, spawn
 import s4rec_components.sinkhorn as sinkhorn_module
 from s4rec_components import SinkhornKnopp, set_validate_args, sinkhorn_knopp
 
@@ -333,17 +333,11 @@ WORLD_SIZE = len(LOCAL_BATCHES)
 
 def _distributed_worker(rank: int, init_file: str, out_dir: str, scores: torch.Tensor) -> None:
     """Runs in a spawned process: the rank's slice of the batch through the distributed path."""
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE
-    )
-    try:
+    with gloo_group(rank, WORLD_SIZE, init_file):
         start = sum(LOCAL_BATCHES[:rank])
         local = scores[start : start + LOCAL_BATCHES[rank]]
         out = sinkhorn_knopp(local, num_iters=3, epsilon=0.1, distributed=True)
         torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
@@ -353,12 +347,7 @@ def test_distributed_equals_concatenated_batch():
     scores = torch.randn(sum(LOCAL_BATCHES), NUM_PROTOTYPES, generator=g)
     with tempfile.TemporaryDirectory() as tmp:
         init_file = os.path.join(tmp, "rendezvous")
-        mp.spawn(
-            _distributed_worker,
-            args=(init_file, tmp, scores),
-            nprocs=WORLD_SIZE,
-            join=True,
-        )
+        spawn(_distributed_worker, (init_file, tmp, scores), WORLD_SIZE, init_file)
         parts = [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(WORLD_SIZE)]
     expected = sinkhorn_knopp(scores, num_iters=3, epsilon=0.1, distributed=False)
     torch.testing.assert_close(torch.cat(parts), expected, rtol=1e-5, atol=1e-6)
