@@ -68,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "load_recbole_inter": "data",
     "generate_synthetic": "data",
     "download_dataset": "data",
+    "DownloadError": "data",
     # next_item.py: next-item losses over the item table (fused chunked CE, sampled BCE)
     "linear_cross_entropy": "next_item",
     "sampled_bce": "next_item",
@@ -114,6 +115,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .clustering import ClusteringOutput, OnlineIntentClustering, online_clustering
     from .contrastive import IntentInfoNCE, intent_info_nce
     from .data import (
+        DownloadError,
         LeaveOneOutSplit,
         SequenceDataset,
         download_dataset,

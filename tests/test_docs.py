@@ -315,6 +315,26 @@ def test_tutorial_time_budget_stops_after_the_epoch_that_spends_it(tmp_path, cap
         k: round(record["test"][k], 6) for k in record["test"]}
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--data", "{tmp}/missing.txt"], "No such file"),
+        (["--data", "{tmp}"], "directory"),
+        (["--data", "{tmp}/bad.txt"], "line 2"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--max-minutes", "nan"], "--max-minutes"),
+    ],
+)
+def test_tutorial_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
+    (tmp_path / "bad.txt").write_text("1 1 2 3\n2 5 x 7\n")
+    tutorial = load_tutorial()
+    with pytest.raises(SystemExit) as exit_info:
+        tutorial.main([a.format(tmp=tmp_path) for a in argv] + ["--threads", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1
+    assert err[0].startswith("train.py: error:") and message in err[0]
+
+
 def test_tutorial_pieces_train_the_prototypes_and_never_predict_padding_or_mask():
     import torch
 

@@ -58,6 +58,22 @@ def test_best_and_last_checkpoints_both_evaluate(run, capsys):
     assert all(len(repr(v).split(".")[-1]) <= evaluate.METRIC_DIGITS for v in best.values())
 
 
+def test_without_data_a_checkpoint_is_evaluated_on_its_own_data(run, tmp_path, capsys):
+    folder, data_path, results = run
+    # a dataset file: the path recorded in the checkpoint
+    assert evaluate.main(["--checkpoint", str(folder / "run" / "best.pt"), "--json"]) == results["test"]
+    # generated data: regenerated from the checkpoint's settings and seed
+    generated = cli.train(["--preset", "sasrec", "--epochs", "1", "--output", str(tmp_path / "gen"), "--seed", "3",
+                           "--synthetic-users", "90", "--synthetic-items", "30", "--max-len", str(MAX_LEN),
+                           "--hidden-size", "16", "--quiet"])
+    capsys.readouterr()
+    assert evaluate.main(["--checkpoint", str(tmp_path / "gen" / "best.pt"), "--json"]) == generated["test"]
+    # ICLRec's files do not say which data they were trained on
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--iclrec-checkpoint", str(folder / "run" / "best.pt")])
+    assert exit_info.value.code == 2 and "needs --data" in capsys.readouterr().err
+
+
 def test_a_checkpoint_on_other_data_is_refused(run, tmp_path, capsys):
     folder, _, _ = run
     checkpoint = str(folder / "run" / "best.pt")

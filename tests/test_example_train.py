@@ -225,6 +225,48 @@ def test_bad_arguments_exit_2_with_one_line_and_no_folder(argv, message, tmp_pat
     assert not folder.exists()
 
 
+def test_a_failed_download_exits_2_with_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import socket
+
+    import s4rec_components.data.public as public
+
+    with socket.socket() as sock:  # a port nobody listens on: the download fails at once
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(public, "ICLREC_DATA_URL", f"http://127.0.0.1:{port}/")
+    root, folder = tmp_path / "data", tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--data", "Toys", "--data-root", str(root), "--output", str(folder), *TINY])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("train.py: error:")]
+    assert len(errors) == 1 and "could not download" in errors[0] and "by hand" in errors[0]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == errors[0]
+    assert not root.exists() and not folder.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{bad", "not readable JSON"),
+        ("[1]", "expected a JSON object"),
+        ('{"lr": "fast"}', "lr must be float"),
+        ('{"epochs": true}', "epochs must be int"),
+        ('{"num_heads": 3}', "must divide"),
+        ('{"colour": 1}', "unknown configuration keys"),
+    ],
+)
+def test_resume_of_a_damaged_config_names_the_file(text, message, tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--resume", str(folder)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1
+    assert message in err[0] and ("config.json" in err[0] or message == "must divide")
+
+
 def test_debug_shows_the_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["--output", str(tmp_path / "r"), "--data", str(tmp_path / "missing.txt"), "--debug"])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from s4rec_components import download_dataset, load_sequences
+from s4rec_components import DownloadError, download_dataset, load_sequences
 from s4rec_components.data import KNOWN_MD5, KNOWN_SHA256
 from s4rec_components.data.public import _capped_lines
 
@@ -119,7 +119,7 @@ def test_download_checksum_mismatch_writes_nothing(server, tmp_path):
     with pytest.raises(RuntimeError, match="checksum mismatch") as info:
         download_dataset("Toys", root, url=f"{base}/Toys_and_Games.txt", sha256="0" * 64)
     assert "by hand" in str(info.value) and str(root) in str(info.value) and "load_sequences" in str(info.value)
-    assert list(root.iterdir()) == []
+    assert not root.exists()  # nothing written, not even the folder
 
 
 def test_download_existing_file_is_checked_against_known_checksum(tmp_path):
@@ -130,11 +130,15 @@ def test_download_existing_file_is_checked_against_known_checksum(tmp_path):
 
 def test_download_unreachable_url_says_what_to_do(tmp_path):
     url = closed_port_url()
-    with pytest.raises(RuntimeError, match="could not download") as info:
-        download_dataset("Beauty", tmp_path / "data", url=url, sha256="0" * 64)
-    message = str(info.value)
-    assert url in message and "by hand" in message and "load_sequences" in message
-    assert list((tmp_path / "data").iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    for root in (tmp_path / "data" / "nested", tmp_path / "kept"):
+        with pytest.raises(DownloadError, match="could not download") as info:
+            download_dataset("Beauty", root, url=url, sha256="0" * 64)
+        message = str(info.value)
+        assert url in message and "by hand" in message and "load_sequences" in message
+    assert isinstance(info.value, RuntimeError)  # what callers caught before DownloadError
+    assert not (tmp_path / "data").exists()  # the folders the call made are gone ...
+    assert list((tmp_path / "kept").iterdir()) == []  # ... one that was there stays, empty
 
 
 def test_mirror_without_sha256_is_refused_before_any_download(tmp_path):

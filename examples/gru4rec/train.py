@@ -18,7 +18,7 @@ HR@20, NDCG@5, NDCG@10, NDCG@20); progress goes to stderr.
     python examples/gru4rec/train.py                         # generated data, with the pieces, CPU
     python examples/gru4rec/train.py --no-pieces             # GRU4Rec alone
     python examples/gru4rec/train.py --data ../shared/data/Beauty.txt --seed 1 --threads 1 \\
-        --output docs/tutorial-results/beauty-gru4rec-pieces-s1.json
+        --output runs/beauty-gru-pieces-s1.json
     python examples/gru4rec/train.py --encoder transformer   # your own Transformer instead
 
 Only ``torch`` and ``s4rec_components`` are needed.
@@ -31,6 +31,7 @@ import copy
 import json
 import subprocess
 import sys
+from typing import NoReturn
 import time
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from s4rec_components import (
     OnlineIntentClustering,
     PrototypeDistillation,
     SequenceAugmenter,
+    SequenceDataset,
     evaluate_ranking,
     generate_synthetic,
     linear_cross_entropy,
@@ -107,6 +109,10 @@ class OwnTransformer(nn.Module):
         layer = nn.TransformerEncoderLayer(hidden_size, num_heads, 4 * hidden_size, dropout,
                                            activation="gelu", batch_first=True, norm_first=False)
         self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        for table in (self.item_embeddings, self.positions):  # small scores at the start, as GRU4Rec's
+            nn.init.normal_(table.weight, std=0.02)
+        with torch.no_grad():
+            self.item_embeddings.weight[0].zero_()
 
     def forward(self, item_ids: Tensor) -> Tensor:
         b, l = item_ids.shape
@@ -213,11 +219,12 @@ def load(data: str | None, num_users: int, data_root: str):
     return load_sequences(data)
 
 
-def train(args: argparse.Namespace) -> dict:
+def train(args: argparse.Namespace, dataset: SequenceDataset | None = None) -> dict:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dataset = load(args.data, args.num_users, args.data_root)
+    if dataset is None:
+        dataset = load(args.data, args.num_users, args.data_root)
     split = dataset.split(max_len=args.max_len)
     n = split.num_items
     if args.encoder == "gru":
@@ -347,15 +354,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def fail(message: str) -> NoReturn:
+    """A user error: one line on stderr, exit status 2 (as argparse does, without the usage)."""
+    print(f"train.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     for name in ("epochs", "patience", "threads", "batch_size", "max_len", "hidden_size",
                  "num_prototypes", "num_users"):
         if getattr(args, name) < 1:
-            parser().error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_minutes is not None and not args.max_minutes >= 0:   # also refuses nan
-        parser().error(f"--max-minutes must be >= 0, got {args.max_minutes}")
-    record = train(args)
+        fail(f"--max-minutes must be >= 0, got {args.max_minutes}")
+    try:  # a missing, unreadable or malformed data file, or a failed download
+        dataset = load(args.data, args.num_users, args.data_root)
+    except (OSError, ValueError, RuntimeError) as err:
+        fail(f"--data {args.data}: {err}")
+    record = train(args, dataset)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)

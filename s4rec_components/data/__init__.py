@@ -19,7 +19,14 @@ Examples:
 from __future__ import annotations
 
 from .dataset import MIN_SEQUENCE_LENGTH, SPLITS, LeaveOneOutSplit, SequenceDataset
-from .public import DATASET_FILES, KNOWN_MD5, KNOWN_SHA256, MAX_UNPACKED_BYTES, download_dataset
+from .public import (
+    DATASET_FILES,
+    KNOWN_MD5,
+    KNOWN_SHA256,
+    MAX_UNPACKED_BYTES,
+    DownloadError,
+    download_dataset,
+)
 from .readers import load_recbole_inter, load_sequences
 from .synthetic import generate_synthetic
 
@@ -30,6 +37,7 @@ __all__ = [
     "MAX_UNPACKED_BYTES",
     "MIN_SEQUENCE_LENGTH",
     "SPLITS",
+    "DownloadError",
     "LeaveOneOutSplit",
     "SequenceDataset",
     "download_dataset",

@@ -100,6 +100,21 @@ MAX_UNPACKED_BYTES = 256 * 2**20
 """Default cap on the decompressed size of ``ratings.dat`` (the real one is about 24 MB)."""
 
 
+class DownloadError(RuntimeError):
+    """A public dataset could not be obtained or trusted.
+
+    Raised by :func:`download_dataset` when the download fails, a checksum does not match, or
+    the MovieLens zip is not the expected archive. A subclass of ``RuntimeError``, so code that
+    caught that before still works; the message says what failed and what to do (download by
+    hand into ``root``, or load a file you trust with ``load_sequences``).
+
+    Examples:
+        >>> from s4rec_components import DownloadError
+        >>> issubclass(DownloadError, RuntimeError)
+        True
+    """
+
+
 def download_dataset(
     name: DatasetName,
     root: str | Path,
@@ -143,10 +158,11 @@ def download_dataset(
         TypeError: for arguments of the wrong type.
         ValueError: for an unknown ``name``, a malformed ``sha256``, or a mirror ``url`` without
             ``sha256`` or ``allow_unverified=True`` (raised before any network access).
-        RuntimeError: if the download fails, a checksum does not match, or the zip is not the
-            expected archive or inflates beyond ``max_unpacked_bytes``; the message says what
-            failed and what to do (download by hand into ``root``, or load a file you trust
-            with ``load_sequences``).
+        DownloadError: (a ``RuntimeError``) if the download fails, a checksum does not match,
+            or the zip is not the expected archive or inflates beyond ``max_unpacked_bytes``;
+            the message says what failed and what to do (download by hand into ``root``, or
+            load a file you trust with ``load_sequences``). A failed first download leaves no
+            empty ``root`` behind.
 
     Examples:
         >>> import tempfile
@@ -196,9 +212,18 @@ def _ensure_file(target: Path, source: str, expected: Checksum | None, hand_targ
     if target.exists():
         _verify_cached(target, expected, source, hand_target)
         return
+    created = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     LOG.info("downloading %s", source)
-    _fetch(source, target, expected, hand_target)
+    try:
+        _fetch(source, target, expected, hand_target)
+    except BaseException:
+        for folder in created:  # innermost first: the folders this call made, if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     write_record(target, [target])
 
 
@@ -207,7 +232,7 @@ def _verify_cached(target: Path, expected: Checksum | None, source: str, hand_ta
     if expected is not None:
         ok, actual = matches(target, expected)
         if not ok:
-            raise RuntimeError(
+            raise DownloadError(
                 f"checksum mismatch for {target}: expected {expected}, got {actual}. Delete the file and "
                 f"download {source} by hand into {hand_target.parent} (as {hand_target.name}), or load "
                 f"a file you trust with load_sequences"
@@ -223,7 +248,7 @@ def _verify_cached(target: Path, expected: Checksum | None, source: str, hand_ta
         except OSError as err:  # a read-only folder: trusted, but not recorded
             LOG.warning("could not record the checksum of %s (%s)", target, err)
         return
-    raise RuntimeError(
+    raise DownloadError(
         f"checksum mismatch for {target}: {problem}. Delete {target.name} and "
         f"{record_path(target).name} and download {source} again into {hand_target.parent}, or load a "
         f"file you trust with load_sequences"
@@ -243,7 +268,7 @@ def _fetch(url: str, target: Path, expected: Checksum | None, hand_target: Path)
                         out.write(chunk)
                         digest.update(chunk)
             except (urllib.error.URLError, OSError, ValueError) as err:
-                raise RuntimeError(
+                raise DownloadError(
                     f"could not download {url} ({err}). Download it by hand into {hand_target.parent} "
                     f"(as {hand_target.name}), or load a local copy with load_sequences"
                 ) from err
@@ -251,7 +276,7 @@ def _fetch(url: str, target: Path, expected: Checksum | None, hand_target: Path)
             os.fsync(out.fileno())
         actual = digest.hexdigest()
         if expected is not None and actual != expected.hexdigest:
-            raise RuntimeError(
+            raise DownloadError(
                 f"checksum mismatch for {url}: expected {expected}, got {actual}; nothing was "
                 f"written. Download it by hand into {hand_target.parent} (as {hand_target.name}) and "
                 f"check it, or load a file you trust with load_sequences"
@@ -281,7 +306,7 @@ def _movielens(root: Path, target: Path, url: str, expected: Checksum | None, ca
 
 
 def _capped_lines(stream: IO[bytes], cap: int, source: str) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of a binary stream read in blocks; ``RuntimeError`` past ``cap`` bytes."""
+    """``(line number, text)`` of a binary stream read in blocks; ``DownloadError`` past ``cap`` bytes."""
     total = 0
     number = 0
     carry = b""
@@ -291,7 +316,7 @@ def _capped_lines(stream: IO[bytes], cap: int, source: str) -> Iterator[tuple[in
             break
         total += len(block)
         if total > cap:
-            raise RuntimeError(
+            raise DownloadError(
                 f"{source} inflates to more than max_unpacked_bytes = {cap} bytes; it is not the GroupLens "
                 f"file (delete it), or raise max_unpacked_bytes"
             )
@@ -312,7 +337,7 @@ def _convert_movielens(archive: Path, cap: int) -> SequenceDataset:
         with zipfile.ZipFile(archive) as zf:
             info = zf.getinfo(MOVIELENS_RATINGS_MEMBER)
             if info.file_size > cap:
-                raise RuntimeError(
+                raise DownloadError(
                     f"{source} declares {info.file_size} bytes, more than max_unpacked_bytes = {cap}; it is "
                     f"not the GroupLens file (delete {archive.name}), or raise max_unpacked_bytes"
                 )
@@ -330,7 +355,7 @@ def _convert_movielens(archive: Path, cap: int) -> SequenceDataset:
                         raise ValueError(f"{source}, line {number}: non-integer field in {line!r}") from None
                     per_user.setdefault(user, []).append((when, str(item)))
     except (zipfile.BadZipFile, KeyError, EOFError, zlib.error, NotImplementedError) as err:
-        raise RuntimeError(
+        raise DownloadError(
             f"{archive} is not the GroupLens ml-1m.zip ({err}); delete it and download "
             f"{MOVIELENS_1M_URL} by hand into {archive.parent}, or load a converted file with load_sequences"
         ) from None

@@ -1,7 +1,7 @@
 """``train.py``'s command line: validate everything, then train into a run folder.
 
 Examples:
-    python examples/s4rec/train.py                       # s4rec on generated data, CPU, minutes
+    python examples/s4rec/train.py                       # s4rec on generated data, CPU, under a minute
     python examples/s4rec/train.py --data ../shared/data/Beauty.txt --preset iclrec --threads 1
     python examples/s4rec/train.py --resume runs/Beauty-iclrec-bce-s0   # continue a run
     python examples/s4rec/train.py --data ../shared/data/Beauty.txt --max-minutes 600   # stop after 10 h
@@ -131,7 +131,7 @@ _SWITCHES: dict[str, str] = {
 def build_parser() -> argparse.ArgumentParser:
     p = common.make_parser("train.py", __doc__)
     p.add_argument("--preset", default="s4rec", choices=sorted(PRESETS), help="which model: see s4rec_example/config.py")
-    common.add_data_arguments(p, required=False)
+    common.add_data_arguments(p, default="generated data")
     p.add_argument("--seed", type=common.nonnegative_int, default=0, help="random seed")
     p.add_argument("--output", default=None, help="run folder; default: runs/<data>-<preset>-<loss>-s<seed>")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the unfinished run in DIR")
@@ -324,11 +324,15 @@ def _train(
             folder = Path(args.resume)
             if not (folder / "config.json").is_file():
                 raise common.UsageError(f"--resume {folder}: no run there (config.json missing)")
-            saved = json.loads((folder / "config.json").read_text())
+            saved = _read_json(folder / "config.json", "--resume")
             results = folder / "results.json"
-            if results.is_file() and json.loads(results.read_text()).get("status") == "finished":
+            if results.is_file() and _read_json(results, "--resume").get("status") == "finished":
                 raise common.UsageError(f"--resume {folder}: the run is finished")
-            config = TrainConfig.from_dict(saved)
+            try:
+                config = TrainConfig.from_dict(saved)
+            except (TypeError, ValueError, AttributeError) as err:
+                raise common.UsageError(f"--resume {folder / 'config.json'}: not a run's settings ({err})") from err
+            check_config(config)
             config = dataclasses.replace(config, device=args.device)
             checkpoint = None
             if (folder / "last.pt").exists():
@@ -401,6 +405,17 @@ def _train(
         print(format_table({"valid": results["valid"], "test": results["test"]}))
         print(f"results: {files.results}")
     return results
+
+
+def _read_json(path: Path, flag: str) -> dict[str, Any]:
+    """A run file's JSON object; anything else is a one-line usage error that names the file."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise common.UsageError(f"{flag} {path}: not readable JSON ({type(err).__name__}: {err})") from err
+    if not isinstance(value, dict):
+        raise common.UsageError(f"{flag} {path}: expected a JSON object, found {type(value).__name__}")
+    return value
 
 
 def _given(argv: list[str], name: str) -> bool:

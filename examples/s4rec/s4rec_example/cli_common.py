@@ -155,14 +155,14 @@ def open_probability(text: str) -> float:
 
 
 # ---------------------------------------------------------------------------- shared flags
-def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """``--data`` (optional; ``default`` says what its absence means) and ``--data-root``."""
     parser.add_argument(
         "--data",
-        required=required,
         default=None,
         help="one-line-per-user .txt, a RecBole .inter file, or a dataset name "
-        f"({', '.join(DATASET_NAMES)}) looked up in --data-root and downloaded there if missing"
-        + ("" if required else "; default: generated data"),
+        f"({', '.join(DATASET_NAMES)}) looked up in --data-root and downloaded there if missing; "
+        f"default: {default}",
     )
     parser.add_argument("--data-root", default="data", help="folder of named datasets")
 
@@ -294,9 +294,11 @@ def setup_console_logging(quiet: bool) -> None:
 
 def run_guarded(body: Callable[[], T], *, debug: bool, prog: str) -> T:
     """Run ``body``; a user error becomes one line on stderr and exit status 2 (``--debug``: traceback)."""
+    from s4rec_components import DownloadError
+
     from .checkpoint import CheckpointError
 
-    expected = (UsageError, CheckpointError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+    expected = (UsageError, CheckpointError, DownloadError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
                 PermissionError, ValueError, TypeError)
     try:
         return body()

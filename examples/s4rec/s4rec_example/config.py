@@ -184,7 +184,20 @@ class TrainConfig:
             raise ValueError(f"unknown configuration keys {unknown}")
         kwargs = dict(values)
         if "augment_operations" in kwargs:
+            if not isinstance(kwargs["augment_operations"], (list, tuple)):
+                raise TypeError(f"augment_operations must be a list, got {kwargs['augment_operations']!r}")
             kwargs["augment_operations"] = tuple(kwargs["augment_operations"])
+        defaults = cls()
+        for name, value in kwargs.items():  # a saved config.json may have been edited by hand
+            default = getattr(defaults, name)
+            if value is None or isinstance(default, tuple):
+                continue
+            kind = {"data": str, "epochs": int}.get(name, type(default))
+            fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                fits = True
+            if not fits:
+                raise TypeError(f"{name} must be {kind.__name__}, got {value!r}")
         return cls(**kwargs)
 
     @classmethod

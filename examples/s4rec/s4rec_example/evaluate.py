@@ -144,7 +144,9 @@ def write_per_user(path: str | Path, result: RankingResult, dataset: SequenceDat
 # ---------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     parser = common.make_parser("evaluate.py", __doc__)
-    common.add_data_arguments(parser, required=True)
+    common.add_data_arguments(
+        parser, default="the data the --checkpoint was trained on (its file, dataset name or generated data)"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="best.pt or last.pt written by train.py")
     source.add_argument("--iclrec-checkpoint", help="state dict saved by the public ICLRec code")
@@ -174,9 +176,18 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
             raise common.UsageError(f"--{name.replace('_', '-')} {value!r}: no such file")
     if args.output is not None and not Path(args.output).resolve().parent.is_dir():
         raise common.UsageError(f"--output {args.output!r}: the folder does not exist")
+    if args.data is None and args.iclrec_checkpoint is not None:
+        raise common.UsageError("--iclrec-checkpoint needs --data (its file does not say which data it was trained on)")
     started = time.perf_counter()
-
-    dataset = load_dataset(TrainConfig(data=args.data, data_root=args.data_root))
+    checkpoint = None
+    if args.checkpoint is not None:
+        model, checkpoint = load_model(args.checkpoint, device)
+    if args.data is None and checkpoint is not None:  # the run's own data, generated data included
+        data_config = checkpoint.config
+        args.data = data_config.data or f"generated ({data_config.synthetic_users} users, seed {data_config.seed})"
+    else:
+        data_config = TrainConfig(data=args.data, data_root=args.data_root)
+    dataset = load_dataset(data_config)
     loaded = time.perf_counter() - started
 
     if args.iclrec_checkpoint is not None:
@@ -189,7 +200,7 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
                 f"{dataset.num_items}: wrong dataset for this checkpoint"
             )
     else:
-        model, checkpoint = load_model(args.checkpoint, device)
+        assert checkpoint is not None  # one of the two sources is required by argparse
         check_compatible(checkpoint.num_items, checkpoint.item_ids, dataset, f"--checkpoint {args.checkpoint}", args.data)
         encoder = model.encoder
     max_len = args.max_len if args.max_len is not None else encoder.max_len
