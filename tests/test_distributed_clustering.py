@@ -19,8 +19,8 @@ import tempfile
 import pytest
 import torch
 import torch.distributed as dist
-from torch import nn
 from _gloo import gloo_group, spawn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from s4rec_components import OnlineIntentClustering

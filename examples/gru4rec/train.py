@@ -31,15 +31,16 @@ import copy
 import json
 import subprocess
 import sys
-from typing import NoReturn
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s4rec_components import (
+    DownloadError,
     IntentInfoNCE,
     OnlineIntentClustering,
     PrototypeDistillation,
@@ -370,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--max-minutes must be >= 0, got {args.max_minutes}")
     try:  # a missing, unreadable or malformed data file, or a failed download
         dataset = load(args.data, args.num_users, args.data_root)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, DownloadError) as err:
         fail(f"--data {args.data}: {err}")
     record = train(args, dataset)
     if args.output:
