@@ -351,6 +351,19 @@ def test_config_json_round_trip():
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
 
 
+@pytest.mark.parametrize("preset, batch, data, cap", [
+    ("sasrec", None, "Beauty", 300), ("iclrec", None, "Beauty", 300), ("s4rec", None, "Beauty", 600),
+    ("sr+csd", None, "Beauty", 600), ("s4rec", 256, "Beauty", 300), ("sasrec", 128, "Beauty", 300),
+    ("sasrec", 1000, "Beauty", 1172), ("s4rec", None, None, 40), ("sasrec", None, None, 20),
+])
+def test_the_epoch_cap_gives_iclrecs_step_count_at_any_batch(preset, batch, data, cap):
+    overrides = {} if batch is None else {"batch_size": batch}
+    config = TrainConfig.from_preset(preset, data=data, **overrides)
+    assert config.resolved_epochs == cap
+    assert TrainConfig.from_preset(preset, data=data, epochs=7, **overrides).resolved_epochs == 7
+    assert TrainConfig.from_preset("s4rec").batch_size == 512 and TrainConfig.from_preset("iclrec").batch_size == 256
+
+
 @pytest.mark.slow
 def test_killed_at_random_moments_every_resume_finishes(tmp_path):
     """SIGKILL at random moments once training runs (writes slowed so that kills land inside them);

@@ -82,7 +82,7 @@ def from_preset(field: str) -> Any:
             groups.setdefault(shown, []).append(name)
     shown_base = ",".join(base) if isinstance(base, tuple) else str(base)
     if field == "epochs":
-        shown_base = "300 on real data, 20 on generated data"
+        shown_base = "300 on real data, 20 on generated data, times batch-size / 256 when that is more than 1"
     parts = [f"{', '.join(names)}: {value}" for value, names in groups.items()]
     return _FromPreset(shown_base + (f"; {'; '.join(parts)}" if parts else ""))
 

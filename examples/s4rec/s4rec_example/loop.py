@@ -308,6 +308,7 @@ def run_training(
             **extra(),
             "dataset": data.dataset.statistics(),
             "device": str(device),
+            "epoch_cap": epochs,
             "epochs_run": len(state.history),
             "stopped_early": state.stopped_early,
             "stopped_by": state.stopped_by,

@@ -104,6 +104,13 @@ def _best_cell(r: dict[str, Any]) -> str:
     return str(r["best_epoch"])
 
 
+def _cap(r: dict[str, Any]) -> int:
+    """A run's epoch cap as it ran. Runs recorded before ``"epoch_cap"`` existed (2026-12-05) ran
+    with 300 on real data whatever the batch, and 20 on generated data."""
+    c = r["config"]
+    return int(r.get("epoch_cap") or c.get("epochs") or (300 if c.get("data") else 20))
+
+
 def _mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.4f}"
@@ -184,7 +191,7 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
         for (preset, loss, variant), members in rows:
             for m in sorted(members, key=lambda m: m["config"]["seed"]):
                 c = m["config"]
-                cap = c.get("epochs") or ("300" if c.get("data") else "20")
+                cap = _cap(m)
                 how = {"early_stopping": "early stopping", "max_epochs": "epoch cap",
                        "time_budget": f"stopped at epoch {_last_epoch(m)} by the time budget, not converged"}
                 out.append(
@@ -203,7 +210,12 @@ def _short(commit: str) -> str:
 
 
 def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
-    """One PNG per (dataset, loss): valid NDCG@20 per epoch, one colour per preset. Needs matplotlib."""
+    """One PNG per (dataset, loss): valid NDCG@20 per epoch, one colour per preset, one line per seed.
+
+    The left panel has the presets as they are (one solid line per seed, one colour per preset);
+    the right one, drawn only when there are such runs, has the variants (a preset with other
+    settings), dashed, one colour per variant. Legends sit under the panels, and the y axis starts at half the best
+    value so that the end of the runs, where they differ, is readable. Needs matplotlib."""
     try:
         import matplotlib
 
@@ -220,26 +232,34 @@ def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
     for key, members in sorted(groups.items()):
         presets = sorted({m["config"]["preset"] for m in members}, key=_order)
         colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(presets)}
-        fig, ax = plt.subplots(figsize=(7, 3.6))
-        labelled = set()
-        for m in sorted(members, key=lambda m: (_order(m["config"]["preset"]), m["config"]["seed"])):
+        curves = []
+        for m in sorted(members, key=lambda m: (_order(m["config"]["preset"]), _variant(m), m["config"]["seed"])):
             points = [(h["epoch"], h["valid"]["NDCG@20"]) for h in m["history"] if "valid" in h]
-            if not points:
-                continue
-            preset = m["config"]["preset"]
-            variant = _variant(m)
-            label = preset + (f" ({variant})" if variant else "")
-            ax.plot(*zip(*points), color=colours[preset], linewidth=1.2, alpha=0.85,
-                    linestyle="--" if variant else "-", label=None if label in labelled else label)
-            labelled.add(label)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("valid NDCG@20")
-        ax.set_title(f"{key}: validation NDCG@20 per epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
+            if points:
+                curves.append((m["config"]["preset"], _variant(m), points))
+        if not curves:
+            continue
+        panels = [("presets", [c for c in curves if not c[1]]), ("variants", [c for c in curves if c[1]])]
+        panels = [(title, cs) for title, cs in panels if cs]
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 3.6), sharey=True, squeeze=False)
+        top = max(v for _, _, points in curves for _, v in points)
+        for ax, (title, panel) in zip(axes[0], panels):
+            labelled: set[str] = set()
+            labels = list(dict.fromkeys(f"{preset} ({variant})" for preset, variant, _ in panel if variant))
+            for preset, variant, points in panel:
+                label = preset + (f" ({variant})" if variant else "")
+                colour = plt.get_cmap("tab20")(labels.index(label) % 20) if variant else colours[preset]
+                ax.plot(*zip(*points), color=colour, linewidth=1.0, alpha=0.8,
+                        linestyle="--" if variant else "-", label=None if label in labelled else label)
+                labelled.add(label)
+            ax.set_xlabel("epoch")
+            ax.set_title(f"{key}: {title}", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.set_ylim(top / 2, top * 1.03)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)
+        axes[0][0].set_ylabel("valid NDCG@20 (one line per seed)")
         name = f"curves-{key}.png"
-        fig.savefig(img_dir / name, dpi=110)
+        fig.savefig(img_dir / name, dpi=110, bbox_inches="tight")
         plt.close(fig)
         names[key] = name
     return names
