@@ -236,6 +236,9 @@ def ce_cases(draw: st.DrawFn) -> tuple[Any, ...]:
     targets = draw(long_tensors((m,), 0, n - 1))
     weights = draw(float_tensors((m,), 0.0, 2.0))
     weights = torch.where(targets == 0, torch.zeros_like(weights), weights)
+    # subnormal weights (e.g. 2e-311) make the slow reference's w / sum(w) overflow to inf and
+    # return NaN gradients, so the comparison would test the reference; they are drawn as 0
+    weights = torch.where(weights.abs() < 1e-300, torch.zeros_like(weights), weights)
     chunk = draw(st.integers(1, m + 2))
     return hidden, table, targets, weights, chunk
 
