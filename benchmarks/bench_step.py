@@ -41,7 +41,8 @@ models (ours and the plain one) in ``torch.compile``; ``--amp bf16`` runs their 
 
 ``--epoch`` instead times full Beauty training epochs through the example's own loop
 (``s4rec_example.loop.train_epoch``, each preset's own batch: 512 for ``s4rec``, 256 for
-``sasrec``; ``s4rec`` ran at 256 until 2026-12-05): ``s4rec`` bce and ``sasrec`` ce, interleaved. Targets on 2 CPU threads: <= 8 s and <= 10 s.
+``sasrec``; ``s4rec`` ran at 256 until 2026-12-05): ``s4rec`` bce and ``sasrec`` ce,
+interleaved. Targets on 2 CPU threads: <= 8 s and <= 10 s.
 
 The last line printed is one JSON object: the ratios ``sasrec_vs_plain``, ``s4rec_vs_sasrec``,
 ``eval_vs_plain_loop`` and the absolute milliseconds. ``--output`` also writes everything

@@ -190,12 +190,10 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
         out += ["<details><summary>Every run: file, epochs, time, machine, commit and command</summary>", ""]
         for (preset, loss, variant), members in rows:
             for m in sorted(members, key=lambda m: m["config"]["seed"]):
-                c = m["config"]
-                cap = _cap(m)
                 how = {"early_stopping": "early stopping", "max_epochs": "epoch cap",
                        "time_budget": f"stopped at epoch {_last_epoch(m)} by the time budget, not converged"}
                 out.append(
-                    f"- `{m['_file']}`: {m['epochs_run']} epochs (cap {cap}, best {m['best_epoch']}, "
+                    f"- `{m['_file']}`: {m['epochs_run']} epochs (cap {_cap(m)}, best {m['best_epoch']}, "
                     f"{how[stopped_by(m)]}), "
                     f"{m['seconds_per_epoch']:.1f} s/epoch, {m['total_seconds'] / 60:.0f} min, {m.get('machine', '?')}, "
                     f"commit `{_short(str(m.get('git_commit', '?')))}`  \n  `{m.get('command', '?')}`"
@@ -214,8 +212,9 @@ def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
 
     The left panel has the presets as they are (one solid line per seed, one colour per preset);
     the right one, drawn only when there are such runs, has the variants (a preset with other
-    settings), dashed, one colour per variant. Legends sit under the panels, and the y axis starts at half the best
-    value so that the end of the runs, where they differ, is readable. Needs matplotlib."""
+    settings), dashed, one colour per variant. Legends sit under the panels, and the y axis
+    starts at half the best value so that the end of the runs, where they differ, is readable.
+    Needs matplotlib."""
     try:
         import matplotlib
 
@@ -233,10 +232,11 @@ def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
         presets = sorted({m["config"]["preset"] for m in members}, key=_order)
         colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(presets)}
         curves = []
-        for m in sorted(members, key=lambda m: (_order(m["config"]["preset"]), _variant(m), m["config"]["seed"])):
+        for m in members:
             points = [(h["epoch"], h["valid"]["NDCG@20"]) for h in m["history"] if "valid" in h]
             if points:
-                curves.append((m["config"]["preset"], _variant(m), points))
+                curves.append((m["config"]["preset"], _variant(m), m["config"]["seed"], points))
+        curves = [(p, v, points) for p, v, _, points in sorted(curves, key=lambda c: (_order(c[0]), c[1], c[2]))]
         if not curves:
             continue
         panels = [("presets", [c for c in curves if not c[1]]), ("variants", [c for c in curves if c[1]])]
@@ -245,10 +245,13 @@ def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
         top = max(v for _, _, points in curves for _, v in points)
         for ax, (title, panel) in zip(axes[0], panels):
             labelled: set[str] = set()
-            labels = list(dict.fromkeys(f"{preset} ({variant})" for preset, variant, _ in panel if variant))
+            variant_colours: dict[str, Any] = {}
             for preset, variant, points in panel:
                 label = preset + (f" ({variant})" if variant else "")
-                colour = plt.get_cmap("tab20")(labels.index(label) % 20) if variant else colours[preset]
+                if variant:
+                    colour = variant_colours.setdefault(label, plt.get_cmap("tab20")(len(variant_colours) % 20))
+                else:
+                    colour = colours[preset]
                 ax.plot(*zip(*points), color=colour, linewidth=1.0, alpha=0.8,
                         linestyle="--" if variant else "-", label=None if label in labelled else label)
                 labelled.add(label)
