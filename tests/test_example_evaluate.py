@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s4rec_components import SASRecEncoder, generate_synthetic, rank_targets, ranking_metrics
 
@@ -193,7 +196,56 @@ def test_headtail_study_uses_the_clustering_head(run, tmp_path):
     mixed = (head * study["metrics"]["head"]["NDCG@20"] + tail * study["metrics"]["tail"]["NDCG@20"]) / 120
     assert all_users == pytest.approx(mixed, abs=1e-9)
     checkpoint = load_checkpoint(folder / "run" / "best.pt")
-    assert checkpoint.config.preset == "s4rec" and (tmp_path / "ht" / "headtail.json").exists()
+    assert checkpoint.config.preset == "s4rec" and study["label"].startswith("s4rec (batch_size=32") and study["seed"] == 0
+    saved = json.loads((tmp_path / "ht" / "headtail.json").read_text())
+    assert saved["runs"] == results and saved["command"].startswith("python examples/s4rec/headtail.py --runs")
+    (summary,) = saved["summary"]
+    assert summary["seeds"] == [0] and summary["tail"]["NDCG@20"] == {"mean": study["metrics"]["tail"]["NDCG@20"], "std": 0.0}
+    assert 0.0 <= rates["length_information"] <= 0.7
+
+
+def _slow_mutual_information(assignments: list[int], heads: list[bool]) -> float:
+    """I(C; H) from the definition, one (cluster, flag) pair at a time."""
+    n = len(assignments)
+    total = 0.0
+    for c in set(assignments):
+        for h in (False, True):
+            joint = sum(1 for a, x in zip(assignments, heads) if a == c and x == h) / n
+            if joint > 0:
+                pc = assignments.count(c) / n
+                ph = heads.count(h) / n
+                total += joint * math.log(joint / (pc * ph))
+    return total
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), min_size=1, max_size=60))
+@settings(max_examples=60, deadline=None)
+def test_length_information_is_the_mutual_information_of_cluster_and_flag(pairs):
+    assignments, heads = [a for a, _ in pairs], [h for _, h in pairs]
+    got = headtail.length_information(torch.tensor(assignments), torch.tensor(heads), 6)
+    assert got == pytest.approx(_slow_mutual_information(assignments, heads), abs=1e-12)
+
+
+def test_length_information_is_zero_for_even_clusters_and_the_flag_entropy_for_separating_ones():
+    heads = torch.tensor([True, False, False, False] * 5)
+    even = torch.arange(20) // 4  # every cluster: one head user of four
+    assert headtail.length_information(even, heads, 5) == pytest.approx(0.0, abs=1e-15)
+    entropy = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert headtail.length_information(heads.long(), heads, 2) == pytest.approx(entropy, rel=1e-12)
+
+
+def test_summary_averages_seeds_of_one_label_and_keeps_labels_apart():
+    def study(label, seed, ndcg, iqr):
+        group = {"NDCG@20": ndcg}
+        return {"label": label, "seed": seed, "metrics": {"all": group, "head": group, "tail": group},
+                "head_rate": {"iqr": iqr, "length_information": iqr / 10}}
+
+    summary = headtail.summarize([study("s4rec", 0, 0.04, 0.2), study("sr+csd", 0, 0.05, 0.1),
+                                  study("s4rec", 1, 0.06, 0.4)])
+    assert [s["label"] for s in summary] == ["s4rec", "sr+csd"] and summary[0]["seeds"] == [0, 1]
+    assert summary[0]["head"]["NDCG@20"]["mean"] == pytest.approx(0.05)
+    assert summary[0]["head"]["NDCG@20"]["std"] == pytest.approx(0.02 ** 0.5 / 10)
+    assert summary[0]["iqr"]["mean"] == pytest.approx(0.3) and summary[1]["iqr"]["std"] == 0.0
 
 
 def test_report_names_a_setting_a_run_predates_by_its_default(run):

@@ -8,14 +8,22 @@ For every run folder given (written by ``train.py``), this script
 * computes each cluster's **head rate**, the share of head users among the users assigned to it
   (Figure 3: a box plot over clusters; a more compact box = head and tail users spread more
   evenly over the intents);
+* measures how much the clustering knows about sequence length as the **mutual information**
+  between a user's cluster and their head/tail flag (0 nats: head users spread over the clusters
+  exactly as over the whole population), a summary of Figure 3 that small clusters do not blur;
 * scores the test split and reports HR/NDCG for head and tail users separately (Figure 4).
+
+Runs of the same preset and settings (the label ``report.py`` gives them) are drawn together:
+their per-cluster head rates in one box, their metrics as the mean over seeds with the standard
+deviation as an error bar.
 
 Example:
     python examples/s4rec/headtail.py --runs runs/Beauty-s4rec-bce-s0 runs/Beauty-iclrec-bce-s0 \\
         --output runs/headtail
 
-Writes ``headtail.json``, ``head_rate_boxplot.png`` and ``headtail_metrics.png`` (matplotlib is
-optional; without it only the JSON is written).
+Writes ``headtail.json`` (the command, commit and machine, every run's study and the per-label
+summary), ``head_rate_boxplot.png`` and ``headtail_metrics.png`` (matplotlib is optional; without
+it only the JSON is written).
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
+import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +48,7 @@ from .evaluate import check_compatible, score_split
 from .intents import encode_sequences, fit_intents
 from .model import S4RecModel
 
-__all__ = ["cluster_assignments", "head_rates", "main", "study_run"]
+__all__ = ["cluster_assignments", "head_rates", "length_information", "main", "study_run", "summarize"]
 
 LOG = logging.getLogger("s4rec.headtail")
 
@@ -65,6 +76,30 @@ def head_rates(assignments: torch.Tensor, heads: torch.Tensor, num_clusters: int
     return head_counts[used] / sizes[used], sizes
 
 
+def length_information(assignments: torch.Tensor, heads: torch.Tensor, num_clusters: int) -> float:
+    r"""Mutual information (nats) between the cluster and the head/tail flag of the same users.
+
+    $I(C; H) = \sum_{c, h} p(c, h) \log \frac{p(c, h)}{p(c)\,p(h)}$ over the empirical joint
+    distribution of the ``(u,)`` long ``assignments`` and ``(u,)`` bool ``heads``: 0 when every
+    cluster has the population's head share, at most $H(H)$ (about 0.50 nats for a 20 % head)
+    when the clusters separate head from tail users completely.
+    """
+    h = heads.long()
+    joint = torch.bincount(assignments * 2 + h, minlength=2 * num_clusters).double().view(num_clusters, 2)
+    joint = joint / joint.sum()
+    outer = joint.sum(1, keepdim=True) * joint.sum(0, keepdim=True)
+    used = joint > 0
+    return float((joint[used] * (joint[used] / outer[used]).log()).sum())
+
+
+def _label(config_dict: dict[str, Any]) -> str:
+    """``preset`` or ``preset (settings off the preset)``, as report.py names variants."""
+    from .report import _variant
+
+    variant = _variant({"config": config_dict})
+    return f"{config_dict['preset']} ({variant})" if variant else str(config_dict["preset"])
+
+
 def study_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
     model, checkpoint = load_model(run_dir / "best.pt", device)
     config = checkpoint.config
@@ -72,7 +107,8 @@ def study_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
     check_compatible(checkpoint.num_items, checkpoint.item_ids, dataset, str(run_dir / "best.pt"), str(config.data))
     data = prepare(dataset, config, device)
     heads = data.heads.cpu()
-    result: dict[str, Any] = {"run": str(run_dir), "preset": config.preset, "data": config.data}
+    result: dict[str, Any] = {"run": str(run_dir), "preset": config.preset, "label": _label(config.to_dict()),
+                              "seed": config.seed, "data": config.data, "head_quantile": config.head_quantile}
     assign = cluster_assignments(model, data.split.train_inputs, batch_size=config.eval_batch_size, seed=config.seed,
                                  num_intents=config.num_intents, kmeans_iters=config.kmeans_iters,
                                  num_redo=config.kmeans_redo)
@@ -88,6 +124,7 @@ def study_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
             "iqr": float(q[3] - q[1]),
             "std": float(rates.std()) if rates.numel() > 1 else 0.0,
             "overall_head_share": float(heads.float().mean()),
+            "length_information": length_information(assign.cpu(), heads.bool(), k),
         }
     test = score_split(model.encoder, data.split, "test", batch_size=config.eval_batch_size)
     ranks = test.ranks.cpu()
@@ -102,6 +139,29 @@ def study_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
     return result
 
 
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per label, in the order the labels first appear: seeds, the mean and standard
+    deviation over seeds of the head, tail and all-user metrics, and of the clustering's head-rate
+    IQR and length information (where the runs have intents)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(r["label"], []).append(r)
+    summary = []
+    for label, runs in groups.items():
+        entry: dict[str, Any] = {"label": label, "seeds": [r["seed"] for r in runs]}
+        for group in ("all", "head", "tail"):
+            entry[group] = {m: _mean_std([r["metrics"][group][m] for r in runs]) for m in runs[0]["metrics"][group]}
+        if all("head_rate" in r for r in runs):
+            for key in ("iqr", "length_information"):
+                entry[key] = _mean_std([r["head_rate"][key] for r in runs])
+        summary.append(entry)
+    return summary
+
+
 def plot(results: list[dict[str, Any]], output: Path) -> list[str]:
     try:
         import matplotlib
@@ -112,32 +172,36 @@ def plot(results: list[dict[str, Any]], output: Path) -> list[str]:
         LOG.warning("matplotlib not installed: figures skipped")
         return []
     files = []
-    with_rates = [r for r in results if "head_rate" in r]
+    summary = summarize(results)
+    names = {s["label"]: f"{s['label']}\n({len(s['seeds'])} seed{'s' * (len(s['seeds']) > 1)})" for s in summary}
+    with_rates = [s for s in summary if "iqr" in s]
     if with_rates:
-        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(with_rates), 4))
-        ax.boxplot([r["head_rate"]["per_cluster"] for r in with_rates])
-        ax.set_xticks(range(1, len(with_rates) + 1), [r["preset"] for r in with_rates])
-        share = with_rates[0]["head_rate"]["overall_head_share"]
-        ax.axhline(share, linestyle="--", color="grey", linewidth=1, label=f"head share {share:.2f}")
+        boxes = [[x for r in results if r["label"] == s["label"] for x in r["head_rate"]["per_cluster"]]
+                 for s in with_rates]
+        fig, ax = plt.subplots(figsize=(1.8 + 1.7 * len(with_rates), 4.4))
+        ax.boxplot(boxes)
+        ax.set_xticks(range(1, len(with_rates) + 1), [names[s["label"]] for s in with_rates], fontsize=8)
+        share = next(r for r in results if "head_rate" in r)["head_rate"]["overall_head_share"]
+        ax.axhline(share, linestyle="--", color="grey", linewidth=1, label=f"head share of all users {share:.2f}")
         ax.set_ylabel("head rate of a cluster")
-        ax.set_title("Head rate per cluster (Fig. 3)")
+        ax.set_title("Head rate per cluster, clusters of all seeds pooled (Fig. 3)")
         ax.legend(loc="upper right")
         fig.tight_layout()
         fig.savefig(output / "head_rate_boxplot.png", dpi=120)
         plt.close(fig)
         files.append("head_rate_boxplot.png")
     metrics = ["HR@5", "HR@20", "NDCG@5", "NDCG@20"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    width = 0.8 / max(len(results), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    width = 0.8 / max(len(summary), 1)
     for ax, group in zip(axes, ["head", "tail"]):
-        for i, r in enumerate(results):
-            values = [r["metrics"][group][m] for m in metrics]
-            ax.bar([j + i * width for j in range(len(metrics))], values, width=width, label=r["preset"])
-        ax.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(metrics))], metrics)
+        for i, s in enumerate(summary):
+            ax.bar([j + i * width for j in range(len(metrics))], [s[group][m]["mean"] for m in metrics], width=width,
+                   yerr=[s[group][m]["std"] for m in metrics], capsize=2, label=names[s["label"]].replace("\n", " "))
+        ax.set_xticks([j + width * (len(summary) - 1) / 2 for j in range(len(metrics))], metrics)
         ax.set_title(f"{group} users (n={results[0]['metrics']['num_' + group]})")
-    axes[0].legend()
-    fig.suptitle("Test metrics of head and tail users (Fig. 4)")
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(len(summary), 3), fontsize=8)
+    fig.suptitle("Test metrics of head and tail users, mean and std over seeds (Fig. 4)")
+    fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(summary) - 1) // 3), 1, 1))
     fig.savefig(output / "headtail_metrics.png", dpi=120)
     plt.close(fig)
     files.append("headtail_metrics.png")
@@ -161,13 +225,21 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = [study_run(Path(r), device) for r in args.runs]
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output / "headtail.json", json.dumps(results, indent=1) + "\n")
+    from .cli import git_commit, machine
+
+    study = {
+        "command": "python examples/s4rec/headtail.py " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
+        "git_commit": git_commit(), "machine": machine(device), "torch": torch.__version__,
+        "summary": summarize(results), "runs": results,
+    }
+    atomic_write_text(output / "headtail.json", json.dumps(study, indent=1) + "\n")
     files = plot(results, output)
-    for r in results:
-        line = (f"{r['preset']:>14}: head NDCG@20 {r['metrics']['head']['NDCG@20']:.4f}, "
-                f"tail NDCG@20 {r['metrics']['tail']['NDCG@20']:.4f}")
-        if "head_rate" in r:
-            line += f", head-rate IQR {r['head_rate']['iqr']:.3f} over {r['head_rate']['clusters_used']} clusters"
+    for s in study["summary"]:
+        line = (f"{s['label']:>16} ({len(s['seeds'])} seed(s)): head NDCG@20 {s['head']['NDCG@20']['mean']:.4f}, "
+                f"tail NDCG@20 {s['tail']['NDCG@20']['mean']:.4f}")
+        if "iqr" in s:
+            line += (f", head-rate IQR {s['iqr']['mean']:.3f}, "
+                     f"I(cluster; head) {s['length_information']['mean']:.4f} nats")
         print(line)
     print(f"written: {', '.join(['headtail.json', *files])} in {output}")
     return results
@@ -175,6 +247,7 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = build_parser().parse_args(argv)
+    args.argv = argv
     common.setup_console_logging(args.quiet)
     with common.restored_torch_settings():
         return common.run_guarded(lambda: _run(args), debug=args.debug, prog="headtail.py")
