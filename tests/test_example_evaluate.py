@@ -166,6 +166,32 @@ def test_report_tables_and_curves_come_from_results_files(run, tmp_path):
     assert exit_info.value.code == 1
 
 
+def test_report_shows_a_head_tail_study_under_its_dataset(run, tmp_path):
+    folder, _, results = run
+    results_dir, docs = tmp_path / "docs" / "results", tmp_path / "docs"
+    study_dir = results_dir / "headtail-tiny-bce"
+    headtail.main(["--runs", str(folder / "run"), "--output", str(study_dir), "--quiet"])
+    page = docs / "page.md"
+    page.write_text(f"# R\n\n{report.BEGIN}\n{report.END}\n")
+    report.main(["--results-dir", str(results_dir), "--page", str(page), "--img-dir", str(docs / "img"),
+                 "--add", str(folder / "run"), "--quiet", "--no-figures"])
+    text = page.read_text()
+    section = text[text.index("#### Head and tail users"):]
+    assert text.index("### tiny") < text.index("#### Head and tail users")  # under its dataset
+    study = json.loads((study_dir / "headtail.json").read_text())
+    (entry,) = study["summary"]
+    row = next(line for line in section.splitlines() if line.startswith(f"| {entry['label']} |"))
+    assert f"{entry['tail']['NDCG@20']['mean']:.4f}" in row and f"{entry['length_information']['mean']:.4f}" in row
+    assert "(results/headtail-tiny-bce/head_rate_boxplot.png)" in section  # relative to the page
+    assert report.results_name(results) in section and study["command"] in section
+    report.main(["--results-dir", str(results_dir), "--page", str(page), "--img-dir", str(docs / "img"), "--check",
+                 "--quiet"])
+    (study_dir / "headtail.json").write_text("[]")  # a list, as headtail.py wrote before it recorded provenance
+    with pytest.raises(SystemExit) as exit_info:
+        report.main(["--results-dir", str(results_dir), "--page", str(page), "--img-dir", str(docs / "img"), "--check"])
+    assert exit_info.value.code == 2
+
+
 def test_report_marks_runs_stopped_by_the_time_budget(run):
     _, _, results = run
     assert results["stopped_by"] == "max_epochs"

@@ -29,6 +29,7 @@ it only the JSON is written).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shlex
@@ -109,6 +110,12 @@ def study_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
     heads = data.heads.cpu()
     result: dict[str, Any] = {"run": str(run_dir), "preset": config.preset, "label": _label(config.to_dict()),
                               "seed": config.seed, "data": config.data, "head_quantile": config.head_quantile}
+    finished = run_dir / "results.json"
+    if finished.is_file():  # the name report.py --add gives the run's file in docs/results
+        from .report import results_name
+
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            result["results_file"] = results_name(json.loads(finished.read_text()))
     assign = cluster_assignments(model, data.split.train_inputs, batch_size=config.eval_batch_size, seed=config.seed,
                                  num_intents=config.num_intents, kmeans_iters=config.kmeans_iters,
                                  num_redo=config.kmeans_redo)
@@ -211,7 +218,8 @@ def plot(results: list[dict[str, Any]], output: Path) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = common.make_parser("headtail.py", __doc__)
     p.add_argument("--runs", nargs="+", required=True, help="run folders written by train.py")
-    p.add_argument("--output", required=True, help="folder for headtail.json and the figures")
+    p.add_argument("--output", required=True, help="folder for headtail.json and the figures (docs/results/"
+                   "headtail-<dataset>-<loss> puts the study's table on the reproduction page via report.py)")
     common.add_runtime_arguments(p)
     return p
 

@@ -5,6 +5,10 @@ finished run (no checkpoints). The tables are written between the markers
 ``<!-- results:begin -->`` and ``<!-- results:end -->`` of the page; the curves (valid NDCG@20
 per epoch, one line per run, one colour per preset) go to ``docs/img/curves-<dataset>-<loss>.png``.
 
+A head/tail study written by ``headtail.py --output docs/results/headtail-<dataset>-<loss>``
+(its ``headtail.json`` and two figures, in a folder) gets a table and its figures under its
+dataset's runs.
+
 Example:
     python examples/s4rec/report.py                 # rewrite the page and the figures
     python examples/s4rec/report.py --check         # exit 1 if the page is out of date
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -23,7 +28,8 @@ from typing import Any
 
 from . import cli_common as common
 
-__all__ = ["BEGIN", "END", "add_run", "load_results", "main", "render_tables", "results_name", "stopped_by"]
+__all__ = ["BEGIN", "END", "add_run", "load_results", "load_studies", "main", "render_tables", "results_name",
+           "stopped_by"]
 
 LOG = logging.getLogger("s4rec.report")
 ROOT = Path(__file__).resolve().parents[3]
@@ -77,6 +83,53 @@ def load_results(results_dir: Path) -> list[dict[str, Any]]:
         r["_file"] = path.name
         runs.append(r)
     return runs
+
+
+def load_studies(results_dir: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Dataset -> [(folder name, headtail.json)] of the head/tail studies in ``results_dir``."""
+    from .data import dataset_label
+
+    studies: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for path in sorted(results_dir.glob("headtail-*/headtail.json")):
+        study = json.loads(path.read_text())
+        if not isinstance(study, dict) or not study.get("runs") or not study.get("summary"):
+            raise common.UsageError(f"{path}: not a head/tail study written by headtail.py")
+        studies[dataset_label(study["runs"][0].get("data"))].append((path.parent.name, study))
+    return studies
+
+
+def render_study(folder: str, study: dict[str, Any], href: str) -> list[str]:
+    """Markdown lines for one head/tail study: its table (mean over seeds) and figures."""
+    runs = study["runs"]
+    first = runs[0]["metrics"]
+    share = next((r["head_rate"]["overall_head_share"] for r in runs if "head_rate" in r), None)
+    out = [f"#### Head and tail users (Section 5.3, Figures 3 and 4): `{folder}`", "",
+           f"Head users: training sequence longer than the {runs[0].get('head_quantile', 0.8)} quantile of training "
+           f"lengths ({first['num_head']} of {first['num_head'] + first['num_tail']} users"
+           + (f", {share:.1%}" if share is not None else "") + "). Test split, best valid checkpoint; mean over seeds. "
+           "Head-rate IQR: the spread of the clusters' head shares (Fig. 3's boxes); I(cluster; head): the "
+           "mutual information between a user's cluster and their head/tail flag (0 = head users spread "
+           "evenly over the clusters).", "",
+           "| run | seeds | NDCG@20 head | NDCG@20 tail | NDCG@20 all | HR@20 head | HR@20 tail | head-rate IQR | "
+           "I(cluster; head), nats |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def cell(entry: dict[str, Any] | None) -> str:
+        if entry is None:
+            return "-"
+        return f"{entry['mean']:.4f}" + (f" ± {entry['std']:.4f}" if entry["std"] else "")
+
+    for e in study["summary"]:
+        out.append(f"| {e['label']} | {len(e['seeds'])} | {cell(e['head']['NDCG@20'])} | {cell(e['tail']['NDCG@20'])} | "
+                   f"{cell(e['all']['NDCG@20'])} | {cell(e['head']['HR@20'])} | {cell(e['tail']['HR@20'])} | "
+                   f"{cell(e.get('iqr'))} | {cell(e.get('length_information'))} |")
+    out.append("")
+    for name, alt in (("head_rate_boxplot.png", "head rate per cluster"), ("headtail_metrics.png", "head/tail metrics")):
+        out += [f"![{alt}, {folder}]({href}/{folder}/{name})", ""]
+    files = ", ".join(f"`{r.get('results_file', r['run'])}`" for r in runs)
+    out += ["<details><summary>The study's runs, commit and command</summary>", "",
+            f"Runs: {files}.  ", f"Commit `{_short(str(study.get('git_commit', '?')))}`, {study.get('machine', '?')}:  ",
+            f"`{study.get('command', '?')}`", "", "</details>", ""]
+    return out
 
 
 def _dataset(r: dict[str, Any]) -> str:
@@ -151,8 +204,10 @@ def paper_row(paper: dict[str, Any] | None, dataset: str, preset: str) -> list[f
     return paper[table].get(row) if dataset == "Beauty" else None
 
 
-def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_names: dict[str, str]) -> str:
-    """Markdown: per dataset, one row per (preset, loss, variant): mean ± std over seeds, then details."""
+def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_names: dict[str, str],
+                  studies: dict[str, list[tuple[str, dict[str, Any]]]] | None = None, studies_href: str = "results") -> str:
+    """Markdown: per dataset, one row per (preset, loss, variant): mean ± std over seeds, then details,
+    then the dataset's head/tail studies (``studies``, linked under ``studies_href``)."""
     groups: dict[str, dict[tuple[str, str, str], list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         c = r["config"]
@@ -200,6 +255,8 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
                     + (f"  \n  {m['note']}" if m.get("note") else "")  # added by hand, e.g. where a run was made
                 )
         out += ["", "</details>", ""]
+        for folder, study in (studies or {}).get(dataset, []):
+            out += render_study(folder, study, studies_href)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -309,7 +366,8 @@ def _run(args: argparse.Namespace) -> str:
         img_names = {k: f"curves-{k}.png" for k in keys if (Path(args.img_dir) / f"curves-{k}.png").exists()}
     else:
         img_names = draw_curves(runs, Path(args.img_dir))
-    section = render_tables(runs, paper, img_names)
+    href = Path(os.path.relpath(results_dir.resolve(), page_path.resolve().parent)).as_posix()
+    section = render_tables(runs, paper, img_names, load_studies(results_dir), href)
     page = page_path.read_text()
     updated = replace_section(page, section)
     if args.check:
