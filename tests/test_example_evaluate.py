@@ -186,10 +186,31 @@ def test_report_shows_a_head_tail_study_under_its_dataset(run, tmp_path):
     assert report.results_name(results) in section and study["command"] in section
     report.main(["--results-dir", str(results_dir), "--page", str(page), "--img-dir", str(docs / "img"), "--check",
                  "--quiet"])
-    (study_dir / "headtail.json").write_text("[]")  # a list, as headtail.py wrote before it recorded provenance
-    with pytest.raises(SystemExit) as exit_info:
-        report.main(["--results-dir", str(results_dir), "--page", str(page), "--img-dir", str(docs / "img"), "--check"])
-    assert exit_info.value.code == 2
+    (study_dir / "head_rate_boxplot.png").unlink(missing_ok=True)  # a figure that is not there is not linked
+    report.main(["--results-dir", str(results_dir), "--page", str(page), "--img-dir", str(docs / "img"), "--quiet",
+                 "--no-figures"])
+    assert "head_rate_boxplot.png" not in page.read_text()
+    good = (study_dir / "headtail.json").read_text()
+    for bad in ["[]", "{", '{"runs": [1], "summary": [1]}', '{"runs": {"a": 1}, "summary": [1]}',
+                '{"runs": [{"data": "x"}], "summary": [{"label": "a"}]}']:
+        (study_dir / "headtail.json").write_text(bad)  # e.g. a list, as headtail.py wrote before provenance
+        with pytest.raises(SystemExit) as exit_info:
+            report.main(["--results-dir", str(results_dir), "--page", str(page), "--img-dir", str(docs / "img"),
+                         "--check"])
+        assert exit_info.value.code == 2, bad
+    (study_dir / "headtail.json").write_text(good)
+
+
+def test_headtail_refuses_runs_of_different_datasets(run, tmp_path):
+    folder, _, _ = run
+    other = generate_synthetic(num_users=60, num_items=NUM_ITEMS, seed=6).save(tmp_path / "other.txt")
+    cli.train(["--preset", "s4rec", "--data", str(other), "--epochs", "1", "--output", str(tmp_path / "other"),
+               "--max-len", str(MAX_LEN), "--hidden-size", "16", "--batch-size", "32", "--num-prototypes", "8",
+               "--quiet"])
+    with pytest.raises(SystemExit) as exit_info:  # their users differ: one table would mix them
+        headtail.main(["--runs", str(folder / "run"), str(tmp_path / "other"), "--output", str(tmp_path / "ht"),
+                       "--quiet"])
+    assert exit_info.value.code == 2 and not (tmp_path / "ht" / "headtail.json").exists()
 
 
 def test_report_marks_runs_stopped_by_the_time_budget(run):

@@ -109,7 +109,7 @@ def study_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
     data = prepare(dataset, config, device)
     heads = data.heads.cpu()
     result: dict[str, Any] = {"run": str(run_dir), "preset": config.preset, "label": _label(config.to_dict()),
-                              "seed": config.seed, "data": config.data, "head_quantile": config.head_quantile}
+                              "seed": config.seed, "data": config.data, "loss": config.loss, "head_quantile": config.head_quantile}
     finished = run_dir / "results.json"
     if finished.is_file():  # the name report.py --add gives the run's file in docs/results
         from .report import results_name
@@ -231,6 +231,11 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
         if not (Path(run) / "best.pt").is_file():
             raise common.UsageError(f"--runs {run}: no best.pt there")
     results = [study_run(Path(r), device) for r in args.runs]
+    from .data import dataset_label
+
+    kinds = {(dataset_label(r["data"]), r["loss"]) for r in results}
+    if len(kinds) > 1:  # one study compares recipes on one dataset and loss; their users must be the same
+        raise common.UsageError(f"--runs: one dataset and loss per study, got {sorted(kinds)}")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     from .cli import git_commit, machine

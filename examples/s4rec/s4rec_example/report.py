@@ -85,21 +85,35 @@ def load_results(results_dir: Path) -> list[dict[str, Any]]:
     return runs
 
 
-def load_studies(results_dir: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    """Dataset -> [(folder name, headtail.json)] of the head/tail studies in ``results_dir``."""
+Study = tuple[str, dict[str, Any], tuple[str, ...]]
+"""A head/tail study: its folder's name, its headtail.json and the figures present beside it."""
+
+_FIGURES = (("head_rate_boxplot.png", "head rate per cluster"), ("headtail_metrics.png", "head/tail metrics"))
+
+
+def load_studies(results_dir: Path) -> dict[str, list[Study]]:
+    """Dataset -> the head/tail studies in ``results_dir`` (``headtail-*/headtail.json``).
+
+    A file that is not JSON or not shaped as headtail.py writes it is one ``UsageError`` naming it."""
     from .data import dataset_label
 
-    studies: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    studies: dict[str, list[Study]] = defaultdict(list)
     for path in sorted(results_dir.glob("headtail-*/headtail.json")):
-        study = json.loads(path.read_text())
-        if not isinstance(study, dict) or not study.get("runs") or not study.get("summary"):
-            raise common.UsageError(f"{path}: not a head/tail study written by headtail.py")
-        studies[dataset_label(study["runs"][0].get("data"))].append((path.parent.name, study))
+        figures = tuple(name for name, _ in _FIGURES if (path.parent / name).is_file())
+        try:
+            study = json.loads(path.read_text())
+            if not isinstance(study, dict) or not study.get("runs") or not study.get("summary"):
+                raise ValueError("no runs or summary")
+            render_study(path.parent.name, study, ".", figures)  # every field the page needs is there
+            dataset = dataset_label(study["runs"][0].get("data"))
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError) as error:
+            raise common.UsageError(f"{path}: not a head/tail study written by headtail.py ({error!r})") from None
+        studies[dataset].append((path.parent.name, study, figures))
     return studies
 
 
-def render_study(folder: str, study: dict[str, Any], href: str) -> list[str]:
-    """Markdown lines for one head/tail study: its table (mean over seeds) and figures."""
+def render_study(folder: str, study: dict[str, Any], href: str, figures: tuple[str, ...]) -> list[str]:
+    """Markdown lines for one head/tail study: its table (mean over seeds) and the ``figures`` present."""
     runs = study["runs"]
     first = runs[0]["metrics"]
     share = next((r["head_rate"]["overall_head_share"] for r in runs if "head_rate" in r), None)
@@ -123,8 +137,9 @@ def render_study(folder: str, study: dict[str, Any], href: str) -> list[str]:
                    f"{cell(e['all']['NDCG@20'])} | {cell(e['head']['HR@20'])} | {cell(e['tail']['HR@20'])} | "
                    f"{cell(e.get('iqr'))} | {cell(e.get('length_information'))} |")
     out.append("")
-    for name, alt in (("head_rate_boxplot.png", "head rate per cluster"), ("headtail_metrics.png", "head/tail metrics")):
-        out += [f"![{alt}, {folder}]({href}/{folder}/{name})", ""]
+    for name, alt in _FIGURES:
+        if name in figures:
+            out += [f"![{alt}, {folder}]({href}/{folder}/{name})", ""]
     files = ", ".join(f"`{r.get('results_file', r['run'])}`" for r in runs)
     out += ["<details><summary>The study's runs, commit and command</summary>", "",
             f"Runs: {files}.  ", f"Commit `{_short(str(study.get('git_commit', '?')))}`, {study.get('machine', '?')}:  ",
@@ -205,7 +220,7 @@ def paper_row(paper: dict[str, Any] | None, dataset: str, preset: str) -> list[f
 
 
 def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_names: dict[str, str],
-                  studies: dict[str, list[tuple[str, dict[str, Any]]]] | None = None, studies_href: str = "results") -> str:
+                  studies: dict[str, list[Study]] | None = None, studies_href: str = "results") -> str:
     """Markdown: per dataset, one row per (preset, loss, variant): mean ± std over seeds, then details,
     then the dataset's head/tail studies (``studies``, linked under ``studies_href``)."""
     groups: dict[str, dict[tuple[str, str, str], list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
@@ -255,8 +270,8 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
                     + (f"  \n  {m['note']}" if m.get("note") else "")  # added by hand, e.g. where a run was made
                 )
         out += ["", "</details>", ""]
-        for folder, study in (studies or {}).get(dataset, []):
-            out += render_study(folder, study, studies_href)
+        for folder, study, figures in (studies or {}).get(dataset, []):
+            out += render_study(folder, study, studies_href, figures)
     return "\n".join(out).rstrip() + "\n"
 
 
