@@ -224,24 +224,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
+def _run(args: argparse.Namespace, argv: list[str]) -> list[dict[str, Any]]:
     device = common.parse_device(args.device)
     common.set_threads(args.threads)
     for run in args.runs:
         if not (Path(run) / "best.pt").is_file():
             raise common.UsageError(f"--runs {run}: no best.pt there")
-    results = [study_run(Path(r), device) for r in args.runs]
     from .data import dataset_label
 
-    kinds = {(dataset_label(r["data"]), r["loss"]) for r in results}
-    if len(kinds) > 1:  # one study compares recipes on one dataset and loss; their users must be the same
-        raise common.UsageError(f"--runs: one dataset and loss per study, got {sorted(kinds)}")
+    results: list[dict[str, Any]] = []
+    for run in args.runs:  # one study compares recipes on one dataset and loss: their users must be the same
+        results.append(study_run(Path(run), device))
+        kinds = sorted({(dataset_label(r["data"]), r["loss"]) for r in results})
+        if len(kinds) > 1:
+            raise common.UsageError(f"--runs: one dataset and loss per study, got {kinds} (at {run})")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     from .cli import git_commit, machine
 
-    study = {
-        "command": "python examples/s4rec/headtail.py " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
+    study: dict[str, Any] = {
+        "command": "python examples/s4rec/headtail.py " + shlex.join(argv),
         "git_commit": git_commit(), "machine": machine(device), "torch": torch.__version__,
         "summary": summarize(results), "runs": results,
     }
@@ -259,8 +261,8 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    args.argv = argv
     common.setup_console_logging(args.quiet)
     with common.restored_torch_settings():
-        return common.run_guarded(lambda: _run(args), debug=args.debug, prog="headtail.py")
+        return common.run_guarded(lambda: _run(args, argv), debug=args.debug, prog="headtail.py")

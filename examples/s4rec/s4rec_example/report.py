@@ -85,30 +85,27 @@ def load_results(results_dir: Path) -> list[dict[str, Any]]:
     return runs
 
 
-Study = tuple[str, dict[str, Any], tuple[str, ...]]
-"""A head/tail study: its folder's name, its headtail.json and the figures present beside it."""
-
 _FIGURES = (("head_rate_boxplot.png", "head rate per cluster"), ("headtail_metrics.png", "head/tail metrics"))
 
 
-def load_studies(results_dir: Path) -> dict[str, list[Study]]:
-    """Dataset -> the head/tail studies in ``results_dir`` (``headtail-*/headtail.json``).
-
-    A file that is not JSON or not shaped as headtail.py writes it is one ``UsageError`` naming it."""
+def load_studies(results_dir: Path, href: str) -> dict[str, list[str]]:
+    """Dataset -> the markdown of its head/tail studies in ``results_dir`` (``headtail-*/headtail.json``,
+    figures linked under ``href``). A file that is not JSON or not shaped as headtail.py writes it
+    is one ``UsageError`` naming it."""
     from .data import dataset_label
 
-    studies: dict[str, list[Study]] = defaultdict(list)
+    studies: dict[str, list[str]] = defaultdict(list)
     for path in sorted(results_dir.glob("headtail-*/headtail.json")):
         figures = tuple(name for name, _ in _FIGURES if (path.parent / name).is_file())
         try:
             study = json.loads(path.read_text())
             if not isinstance(study, dict) or not study.get("runs") or not study.get("summary"):
                 raise ValueError("no runs or summary")
-            render_study(path.parent.name, study, ".", figures)  # every field the page needs is there
+            lines = render_study(path.parent.name, study, href, figures)
             dataset = dataset_label(study["runs"][0].get("data"))
         except (ValueError, KeyError, IndexError, AttributeError, TypeError) as error:
             raise common.UsageError(f"{path}: not a head/tail study written by headtail.py ({error!r})") from None
-        studies[dataset].append((path.parent.name, study, figures))
+        studies[dataset] += lines
     return studies
 
 
@@ -220,9 +217,9 @@ def paper_row(paper: dict[str, Any] | None, dataset: str, preset: str) -> list[f
 
 
 def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_names: dict[str, str],
-                  studies: dict[str, list[Study]] | None = None, studies_href: str = "results") -> str:
+                  studies: dict[str, list[str]] | None = None) -> str:
     """Markdown: per dataset, one row per (preset, loss, variant): mean ± std over seeds, then details,
-    then the dataset's head/tail studies (``studies``, linked under ``studies_href``)."""
+    then the dataset's head/tail studies (``studies``: markdown lines from :func:`load_studies`)."""
     groups: dict[str, dict[tuple[str, str, str], list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         c = r["config"]
@@ -270,8 +267,7 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
                     + (f"  \n  {m['note']}" if m.get("note") else "")  # added by hand, e.g. where a run was made
                 )
         out += ["", "</details>", ""]
-        for folder, study, figures in (studies or {}).get(dataset, []):
-            out += render_study(folder, study, studies_href, figures)
+        out += (studies or {}).get(dataset, [])
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -303,12 +299,12 @@ def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
     for key, members in sorted(groups.items()):
         presets = sorted({m["config"]["preset"] for m in members}, key=_order)
         colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(presets)}
-        curves = []
+        seeded = []
         for m in members:
             points = [(h["epoch"], h["valid"]["NDCG@20"]) for h in m["history"] if "valid" in h]
             if points:
-                curves.append((m["config"]["preset"], _variant(m), m["config"]["seed"], points))
-        curves = [(p, v, points) for p, v, _, points in sorted(curves, key=lambda c: (_order(c[0]), c[1], c[2]))]
+                seeded.append((m["config"]["preset"], _variant(m), m["config"]["seed"], points))
+        curves = [(p, v, points) for p, v, _, points in sorted(seeded, key=lambda c: (_order(c[0]), c[1], c[2]))]
         if not curves:
             continue
         panels = [("presets", [c for c in curves if not c[1]]), ("variants", [c for c in curves if c[1]])]
@@ -382,7 +378,7 @@ def _run(args: argparse.Namespace) -> str:
     else:
         img_names = draw_curves(runs, Path(args.img_dir))
     href = Path(os.path.relpath(results_dir.resolve(), page_path.resolve().parent)).as_posix()
-    section = render_tables(runs, paper, img_names, load_studies(results_dir), href)
+    section = render_tables(runs, paper, img_names, load_studies(results_dir, href))
     page = page_path.read_text()
     updated = replace_section(page, section)
     if args.check:
