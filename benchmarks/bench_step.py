@@ -36,7 +36,9 @@ RSS (``VmHWM``, reset through ``/proc/self/clear_refs``, after ``malloc_trim`` h
 heap pages back) over its RSS before the step.
 
 On ``cuda`` every timing is bracketed by ``torch.cuda.synchronize``; ``--compile`` wraps the
-models (ours and the plain one) in ``torch.compile``; ``--amp bf16`` runs their forward under
+models (ours and the plain one) in ``torch.compile`` (the example's two augmented views are then
+drawn eagerly and handed to the compiled forward, which traces as one graph; drawing them
+inside breaks the graph at each draw from the explicit generator); ``--amp bf16`` runs their forward under
 ``torch.autocast(dtype=torch.bfloat16)``.
 
 ``--epoch`` instead times full Beauty training epochs through the example's own loop
@@ -272,11 +274,16 @@ def example_step(preset: str, loss: str, *, layers: int | None, batches: list[Ba
     generator = torch.Generator(device=device).manual_seed(0)
     cycle = Cycle(batches)
 
+    # compiled: draw the views outside the compiled region (a draw from an explicit generator
+    # breaks the graph; with the views given, the whole forward traces as one graph)
+    eager_views = compile and model.uses_views
+
     def step() -> None:
         b = cycle()
+        views = model.make_views(b.inputs, generator) if eager_views else None
         with autocast(device, amp):
             terms = forward(b.inputs, b.targets, negatives=b.negatives if loss == "bce" else None,
-                            head_labels=b.heads, generator=generator)
+                            head_labels=b.heads, generator=generator, views=views)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()  # type: ignore[no-untyped-call]
         optimizer.step()
@@ -477,12 +484,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     previous = s4rec_components.validate_args_enabled()
     with restored_torch_settings():
         try:
-            return _run(args)
+            return _run(args, argv)
         finally:
             s4rec_components.set_validate_args(previous)
 
 
-def _run(args: argparse.Namespace) -> dict[str, Any]:
+def _run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as the example's CLI: denormals slow CPU matmuls tens of times

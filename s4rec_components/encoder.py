@@ -382,8 +382,9 @@ class SASRecEncoder(nn.Module):
       $m$ real tokens alone, and attention runs per length bucket on the right-most positions
       that hold real items. It reads the device a few times per call (token indices, bucket
       sizes), which is free on the CPU and a host sync on a GPU.
-    - ``"auto"`` (default): ``"dense"`` on every device but the CPU, and whenever
-      ``padding_attention="iclrec"``. On the CPU, ``"packed"`` when at most
+    - ``"auto"`` (default): ``"dense"`` on every device but the CPU, under ``torch.compile``
+      (the packed path's data-dependent sizes would break the graph), and whenever
+      ``padding_attention="iclrec"``. Otherwise on the CPU, ``"packed"`` when at most
       ``AUTO_PACKED_MAX_REAL_FRACTION = 0.75`` of the batch's $b \cdot l$ positions are real
       items, ``"dense"`` otherwise (counting them is free on the CPU). Measured (forward +
       backward, $l = 50$, $d = 64$, 1-2 layers, $b \in \{256, 512\}$, 1-2 threads): packed
@@ -568,8 +569,8 @@ class SASRecEncoder(nn.Module):
         """Whether this batch runs on the packed path (see the class docstring for "auto")."""
         if self.compute_path != "auto":
             return self.compute_path == "packed"
-        if item_ids.device.type != "cpu":
-            return False
+        if item_ids.device.type != "cpu" or torch.compiler.is_compiling():
+            return False  # data-dependent bucket sizes would break a compiled graph
         real = int((item_ids != PADDING_ID).sum())  # free on the CPU
         return real <= AUTO_PACKED_MAX_REAL_FRACTION * item_ids.numel()
 

@@ -735,6 +735,25 @@ def test_auto_path_is_dense_off_the_cpu():
     assert out.shape == (3, 7, 8) and out.device.type == "meta" and z.shape == (3, 8)
 
 
+def test_auto_path_is_dense_under_torch_compile_and_equal_to_eager():
+    """While torch.compile traces it, "auto" takes the dense path on the CPU too (the packed
+    path's data-dependent bucket sizes would break the graph): one graph, no break, and the
+    compiled output equals the eager (packed) one at every position."""
+    torch.manual_seed(0)
+    encoder = small_encoder().eval()
+    sparse = torch.tensor([[0, 0, 0, 0, 0, 5, 6], [0, 0, 0, 1, 2, 3, 4], [0, 0, 0, 0, 0, 0, 9]])
+    set_validate_args(False)
+    torch._dynamo.reset()
+    try:
+        explained = torch._dynamo.explain(encoder)(sparse)
+        compiled = torch.compile(encoder, backend="eager")(sparse)
+    finally:
+        torch._dynamo.reset()
+        set_validate_args(True)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+    torch.testing.assert_close(compiled, encoder(sparse), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("padding_attention", ["masked", "iclrec"])
 def test_no_host_sync_on_cuda_under_sync_debug_mode(padding_attention):

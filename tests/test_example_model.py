@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import s4rec_components
 from s4rec_components import generate_synthetic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "s4rec"))
@@ -442,3 +443,54 @@ def test_warm_started_intents_continue_from_the_previous_epochs_centroids(tiny):
     torch.testing.assert_close(fit_intents(model, inputs, init=first.kmeans.centroids, **kw0).kmeans.centroids, start)
     rows = fit_intents(model, inputs, **kw0).kmeans.centroids
     assert all(bool((x == row).all(1).any()) for row in rows) and not torch.allclose(rows, start)
+
+
+@pytest.mark.parametrize("preset", sorted(p for p in PRESETS if TrainConfig.from_preset(p).uses_views))
+def test_views_drawn_beforehand_give_the_same_step(preset, tiny):
+    """``forward(views=make_views(x, g))`` is ``forward(generator=g)`` for the same generator
+    state: drawing the views outside (as a compiled step does) changes no number."""
+    _, model, intents = _model(preset, tiny)
+    model.eval()  # no dropout: the two calls see the same network
+    _, inputs, targets, negatives, heads = _batch(tiny)
+    inside = model(inputs, targets, negatives, heads, intents=intents, generator=torch.Generator().manual_seed(5))
+    views = model.make_views(inputs, torch.Generator().manual_seed(5))
+    outside = model(inputs, targets, negatives, heads, intents=intents, views=views)
+    assert inside.keys() == outside.keys()
+    for key in inside:
+        torch.testing.assert_close(outside[key], inside[key], rtol=0, atol=0)
+
+
+def test_views_of_the_wrong_shape_are_refused(tiny):
+    _, model, _ = _model("cl4srec", tiny)
+    _, inputs, targets, negatives, heads = _batch(tiny)
+    with pytest.raises(ValueError, match="views must be two tensors of the inputs' shape"):
+        model(inputs, targets, negatives, heads, views=(inputs, inputs[:, 1:]))
+    sasrec = _model("sasrec", tiny)[1]
+    with pytest.raises(ValueError, match="has no augmenter"):
+        sasrec.make_views(inputs)
+
+
+@pytest.mark.parametrize("preset", ["sasrec", "cl4srec", "s4rec"])
+def test_the_whole_step_traces_as_one_graph_when_the_views_are_given(preset):
+    """Issue 8's compiled step: with the views drawn outside, dynamo traces the model's forward
+    (augmented batch, encoder, every loss term) without a graph break. A break splits the step
+    into separately launched pieces and is what kept the compiled s4rec step slow. Value checks
+    off, as in the example's loop (they read the device by design)."""
+    torch._dynamo.reset()
+    previous = s4rec_components.validate_args_enabled()
+    s4rec_components.set_validate_args(False)
+    try:
+        dataset = generate_synthetic(num_users=64, num_items=NUM_ITEMS, seed=4)
+        # the default compute_path="auto": on the CPU it takes the packed path eagerly (these
+        # short sequences are mostly padding), and the dense one while being compiled
+        config = TrainConfig.from_preset(preset, **{**SMALL, "batch_size": 32})
+        data = prepare(dataset, config, torch.device("cpu"))
+        model = build_model(config, data.num_items).train()
+        _, inputs, targets, negatives, heads = _batch(data, b=32)  # b >= the 8 prototypes: no warning
+        views = model.make_views(inputs, torch.Generator().manual_seed(0)) if model.uses_views else None
+        explained = torch._dynamo.explain(model)(inputs, targets, negatives=negatives, head_labels=heads, views=views)
+        assert explained.graph_break_count == 0, [r.reason[:200] for r in explained.break_reasons]
+        assert explained.graph_count == 1
+    finally:
+        s4rec_components.set_validate_args(previous)
+        torch._dynamo.reset()

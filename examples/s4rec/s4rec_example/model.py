@@ -255,6 +255,12 @@ class S4RecModel(nn.Module):
     def _pool(self, ids: Tensor, hidden: Tensor, pooling: str) -> Tensor:
         return self.encoder.represent(ids, pooling=pooling, hidden=hidden)
 
+    def make_views(self, inputs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """The two augmented ``(b, l)`` views of ``inputs`` that :meth:`forward` contrasts."""
+        if self.augmenter is None:
+            raise ValueError("this model has no augmenter: its loss weights use no views")
+        return self.augmenter(inputs, generator=generator), self.augmenter(inputs, generator=generator)
+
     def forward(
         self,
         inputs: Tensor,
@@ -263,6 +269,7 @@ class S4RecModel(nn.Module):
         head_labels: Tensor | None = None,
         intents: Intents | None = None,
         generator: torch.Generator | None = None,
+        views: tuple[Tensor, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """One batch's loss terms.
 
@@ -273,17 +280,28 @@ class S4RecModel(nn.Module):
             head_labels: ``(b,)`` long, 1 for head users (adversary).
             intents: this epoch's k-means intents (``intent_weight > 0``).
             generator: random source of the augmentations.
+            views: the two ``(b, l)`` augmented views, drawn beforehand by :meth:`make_views`;
+                ``None`` draws them here from ``generator``. Drawing them outside lets
+                ``torch.compile`` trace the rest of the step as one graph (a random draw from an
+                explicit ``torch.Generator`` breaks the graph); the same generator state gives
+                the same views either way.
 
         Returns:
             ``"loss"`` (the weighted sum) and every unweighted term with a non-zero weight:
             ``"sr"``, ``"scl"``, ``"intent"``, ``"clust"``, ``"ckd"``, ``"adv"``.
         """
         b = inputs.shape[0]
-        views: tuple[Tensor, Tensor] | None = None
         batch = inputs
-        if self.uses_views:
-            assert self.augmenter is not None
-            views = (self.augmenter(inputs, generator=generator), self.augmenter(inputs, generator=generator))
+        if not self.uses_views:
+            views = None
+        elif views is None:
+            views = self.make_views(inputs, generator)
+        elif len(views) != 2 or any(v.shape != inputs.shape for v in views):
+            raise ValueError(
+                f"views must be two tensors of the inputs' shape {tuple(inputs.shape)}, "
+                f"got shapes {[tuple(v.shape) for v in views]}"
+            )
+        if views is not None:
             batch = torch.cat([inputs, *views])
         hidden = self.encoder(batch)  # (b or 3b, l, d)
         # split, not three slices: each slice's backward would allocate a zero (3b, l, d) tensor
