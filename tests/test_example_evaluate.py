@@ -318,3 +318,48 @@ def test_report_ignores_a_setting_whose_term_is_off(run):
     for preset, expected in (("sasrec", ""), ("s4rec-no-csd", ""), ("s4rec", "distill_temperature=0.1")):
         old["config"] = {**TrainConfig.from_preset(preset).to_dict(), "distill_temperature": 0.1}
         assert report._variant(old) == expected, preset
+
+
+def _grid_run(preset: str, seed: int, valid: float, test: float, **settings) -> dict:
+    """A results record of ``preset`` with ``settings`` changed, as report.py loads it."""
+    config = {**TrainConfig.from_preset(preset).to_dict(), "data": "Beauty.txt", "seed": seed, **settings}
+    return {"config": config, "valid": {"NDCG@20": valid}, "test": {"NDCG@20": test}}
+
+
+def test_sensitivity_collects_runs_that_differ_from_s4rec_in_one_grid_setting():
+    from s4rec_example.sensitivity import grid_points, render_sensitivity
+
+    runs = [
+        _grid_run("s4rec", 0, 0.0630, 0.050), _grid_run("s4rec", 1, 0.0620, 0.048),
+        _grid_run("s4rec", 2, 0.0600, 0.047),  # seed 2 only at the preset: left out of the paired column
+        _grid_run("s4rec-no-gr", 0, 0.0640, 0.049), _grid_run("s4rec-no-gr", 1, 0.0640, 0.051),  # lam = 0
+        _grid_run("s4rec", 0, 0.0610, 0.052, lam=0.1),
+        _grid_run("s4rec", 0, 0.0700, 0.060, lam=0.1, batch_size=256),  # two settings off: not a grid point
+        _grid_run("s4rec", 0, 0.0700, 0.060, batch_size=256),  # one setting off, not of the grid
+        _grid_run("s4rec-no-csd", 0, 0.0500, 0.040),  # beta1 and beta2 both off
+        _grid_run("sasrec", 0, 0.0500, 0.040),
+    ]
+    points = grid_points(runs, report._dataset)
+    assert list(points) == ["Beauty-bce"] and list(points["Beauty-bce"]) == ["lam"]
+    lam = points["Beauty-bce"]["lam"]
+    assert sorted(lam) == [0.0, 0.1, 1.0] and [len(lam[v]) for v in (0.0, 0.1, 1.0)] == [2, 1, 3]
+    lines = render_sensitivity(points, {})["Beauty"]
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[3:-1]]
+            for line in lines if line.startswith("| λ")}
+    # lam = 0 vs the preset on seeds 0 and 1: valid (0.0010 + 0.0020) / 2, test (-0.001 + 0.003) / 2
+    assert rows["0"] == ["v", "0, 1", "0.0640", "0.0500", "+0.0015", "+0.0010"]
+    assert rows["0.1"] == ["", "0", "0.0610", "0.0520", "-0.0020", "+0.0020"]  # the test gain does not pick
+    assert rows["1"] == ["p", "0, 1, 2", f"{(0.063 + 0.062 + 0.060) / 3:.4f}", "0.0483", "+0.0000", "+0.0000"]
+
+
+def test_sensitivity_needs_two_values_and_draws_one_figure(tmp_path):
+    from s4rec_example.sensitivity import draw_sensitivity, grid_points
+
+    assert grid_points([_grid_run("s4rec", 0, 0.06, 0.05)], report._dataset) == {}
+    assert grid_points([_grid_run("s4rec", 0, 0.06, 0.05, alpha=0.1)], report._dataset) == {}  # no centre run
+    points = grid_points([_grid_run("s4rec", 0, 0.06, 0.05), _grid_run("s4rec", 0, 0.061, 0.05, alpha=0.1),
+                          _grid_run("s4rec", 0, 0.059, 0.05, distill_temperature=0.1)], report._dataset)
+    assert list(points["Beauty-bce"]) == ["alpha", "distill_temperature"]  # the paper's order
+    pytest.importorskip("matplotlib")
+    assert draw_sensitivity(points, tmp_path) == {"Beauty-bce": "params-Beauty-bce.png"}
+    assert (tmp_path / "params-Beauty-bce.png").stat().st_size > 0

@@ -5,6 +5,10 @@ finished run (no checkpoints). The tables are written between the markers
 ``<!-- results:begin -->`` and ``<!-- results:end -->`` of the page; the curves (valid NDCG@20
 per epoch, one line per run, one colour per preset) go to ``docs/img/curves-<dataset>-<loss>.png``.
 
+Runs that differ from the ``s4rec`` preset in one setting of the paper's grids (a loss weight, a
+temperature, K) get a table per dataset and a figure ``docs/img/params-<dataset>-<loss>.png``
+(the paper's Figure 6; see ``sensitivity.py``).
+
 A head/tail study written by ``headtail.py --output docs/results/headtail-<dataset>-<loss>``
 (its ``headtail.json`` and two figures, in a folder) gets a table and its figures under its
 dataset's runs.
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cli_common as common
+from .sensitivity import draw_sensitivity, grid_points, render_sensitivity, settings_diff
 
 __all__ = ["BEGIN", "END", "add_run", "load_results", "load_studies", "main", "render_tables", "results_name",
            "stopped_by"]
@@ -188,23 +193,7 @@ def _order(preset: str) -> int:
 
 def _variant(r: dict[str, Any]) -> str:
     """A run's settings that differ from its preset's (so different recipes are not averaged)."""
-    from .config import TrainConfig
-
-    c = r["config"]
-    base = TrainConfig.from_preset(c["preset"]).to_dict()
-    # a run recorded before a setting existed ran with that setting's default
-    ran = {**TrainConfig().to_dict(), **c}
-    ignore = {"data", "data_root", "seed", "device", "epochs", "eval_batch_size", "eval_every", "synthetic_users",
-              "synthetic_items", "loss"}
-    # a setting of a term whose weight is 0 did not change the run (tau_3 without the distillation)
-    inert = {k for k, weight in _TERM_WEIGHT.items() if not ran.get(weight)}
-    diff = [f"{k}={ran[k]}" for k in sorted(ran)
-            if k not in ignore | inert and k in base and ran[k] != base[k]]
-    return ", ".join(diff)
-
-
-_TERM_WEIGHT = {"distill_temperature": "beta2"}
-"""Setting -> the weight of the loss term it belongs to."""
+    return ", ".join(f"{k}={v}" for k, v in settings_diff(r, r["config"]["preset"]).items())
 
 
 def paper_row(paper: dict[str, Any] | None, dataset: str, preset: str) -> list[float] | None:
@@ -219,7 +208,8 @@ def paper_row(paper: dict[str, Any] | None, dataset: str, preset: str) -> list[f
 def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_names: dict[str, str],
                   studies: dict[str, list[str]] | None = None) -> str:
     """Markdown: per dataset, one row per (preset, loss, variant): mean ± std over seeds, then details,
-    then the dataset's head/tail studies (``studies``: markdown lines from :func:`load_studies`)."""
+    then the dataset's extra sections (``studies``: markdown lines per dataset, e.g. the
+    one-setting analysis of :mod:`.sensitivity` and the head/tail studies of :func:`load_studies`)."""
     groups: dict[str, dict[tuple[str, str, str], list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         c = r["config"]
@@ -373,12 +363,19 @@ def _run(args: argparse.Namespace) -> str:
     paper_path = Path(args.paper)
     paper = json.loads(paper_path.read_text()) if paper_path.is_file() else None
     keys = sorted({f"{_dataset(r)}-{r['config']['loss']}" for r in runs})
+    points = grid_points(runs, _dataset)
     if args.check or args.no_figures:
         img_names = {k: f"curves-{k}.png" for k in keys if (Path(args.img_dir) / f"curves-{k}.png").exists()}
+        param_names = {k: f"params-{k}.png" for k in points if (Path(args.img_dir) / f"params-{k}.png").exists()}
     else:
         img_names = draw_curves(runs, Path(args.img_dir))
+        param_names = draw_sensitivity(points, Path(args.img_dir))
     href = Path(os.path.relpath(results_dir.resolve(), page_path.resolve().parent)).as_posix()
-    section = render_tables(runs, paper, img_names, load_studies(results_dir, href))
+    extras: dict[str, list[str]] = defaultdict(list)
+    for part in (render_sensitivity(points, param_names), load_studies(results_dir, href)):
+        for dataset, lines in part.items():
+            extras[dataset] += lines
+    section = render_tables(runs, paper, img_names, extras)
     page = page_path.read_text()
     updated = replace_section(page, section)
     if args.check:
@@ -390,7 +387,7 @@ def _run(args: argparse.Namespace) -> str:
         from .checkpoint import atomic_write_text
 
         atomic_write_text(page_path, updated)
-    LOG.info("%d runs -> %s (%d figures)", len(runs), page_path, len(img_names))
+    LOG.info("%d runs -> %s (%d figures)", len(runs), page_path, len(img_names) + len(param_names))
     return section
 
 
