@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,9 +50,42 @@ def test_bench_step_quick_runs_in_process_and_restores_the_torch_settings():
     assert summary["sasrec_vs_plain"] > 0 and summary["s4rec_vs_sasrec"] > 0
 
 
+def test_bench_step_compiled_step_draws_the_views_outside(monkeypatch):
+    """``--compile``: the example's views are drawn eagerly and handed to the compiled forward
+    (dynamo's eager backend here: its tracing without code generation)."""
+    bench = _load("bench_step")
+    compiled_calls = []
+    real_compile = torch.compile
+
+    def eager_compile(model, **kwargs):
+        wrapped = real_compile(model, backend="eager")
+
+        def call(*args, **kw):
+            compiled_calls.append(kw.get("views") is not None)
+            return wrapped(*args, **kw)
+
+        return call
+
+    monkeypatch.setattr(bench.torch, "compile", eager_compile)
+    device = torch.device("cpu")
+    data, _ = bench.load_data(device)
+    batches = bench.make_batches(data, 128, device)[:1]  # b >= the 128 prototypes
+    previous = bench.s4rec_components.validate_args_enabled()
+    bench.s4rec_components.set_validate_args(False)
+    try:
+        for preset, views in (("s4rec", True), ("sasrec", False)):
+            step = bench.example_step(preset, "bce", layers=1, batches=batches, num_items=data.num_items,
+                                      device=device, compile=True, amp=None)
+            step()
+            assert compiled_calls[-1] is views
+    finally:
+        bench.s4rec_components.set_validate_args(previous)
+        torch._dynamo.reset()
+
+
 def test_bench_step_refuses_cuda_without_cuda():
     if torch.cuda.is_available():
-        return
+        pytest.skip("this machine has CUDA")
     done = subprocess.run([sys.executable, str(BENCH / "bench_step.py"), "--device", "cuda"],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2
@@ -59,13 +93,16 @@ def test_bench_step_refuses_cuda_without_cuda():
 
 
 def test_bench_next_item_and_bench_augment_print_their_json_line():
-    runs = {
-        "bench_next_item": ["--cases", "64:0.5", "--chunks", "32", "--rounds", "1", "--threads", "1"],
-        "bench_augment": ["--threads", "1", "--repeats", "1"],
-    }
-    for name, args in runs.items():
-        done = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), *args],
-                              capture_output=True, text=True, cwd=ROOT, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        line = _last_json_line(done.stdout)
-        assert line, name
+    done = subprocess.run([sys.executable, str(BENCH / "bench_next_item.py"), "--cases", "64:0.5", "--chunks",
+                           "32", "--rounds", "1", "--threads", "1"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    times = _last_json_line(done.stdout)["ms"]["64:0.5"]
+    assert {"plain masked", "fused 32", "fused auto"} <= set(times)
+    assert all(math.isfinite(ms) and ms > 0 for ms in times.values())
+    done = subprocess.run([sys.executable, str(BENCH / "bench_augment.py"), "--threads", "1", "--repeats", "1"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = _last_json_line(done.stdout)
+    assert math.isfinite(line["vectorised_ms"]) and line["vectorised_ms"] > 0
+    assert line["speedup_over_torch_loop"] > 0

@@ -363,3 +363,31 @@ def test_sensitivity_needs_two_values_and_draws_one_figure(tmp_path):
     pytest.importorskip("matplotlib")
     assert draw_sensitivity(points, tmp_path) == {"Beauty-bce": "params-Beauty-bce.png"}
     assert (tmp_path / "params-Beauty-bce.png").stat().st_size > 0
+
+
+def test_sensitivity_edge_cases_keys_ties_missing_scores_and_repeated_seeds(caplog):
+    from s4rec_example.sensitivity import grid_points, render_sensitivity
+
+    def rows(runs):
+        lines = render_sensitivity(grid_points(runs, report._dataset), {})["Beauty"]
+        return {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[3:-1]]
+                for line in lines if line.startswith("| λ")}
+
+    centre = [_grid_run("s4rec", 0, 0.0630, 0.050), _grid_run("s4rec", 1, 0.0620, 0.048)]
+    # a value within rounding of the preset's is the preset's row, not a second "1"
+    got = rows([*centre, _grid_run("s4rec", 2, 0.0610, 0.047, lam=1.0000000001),
+                _grid_run("s4rec", 0, 0.0610, 0.049, lam=0.1)])
+    assert set(got) == {"0.1", "1"} and got["1"][1] == "0, 1, 2"
+    # a tie on valid keeps the preset's value: the grid moves only for a strict improvement
+    got = rows([*centre, _grid_run("s4rec", 0, 0.0630, 0.060, lam=0.1)])
+    assert got["1"][0] == "p v" and got["0.1"][0] == ""
+    # a run without a valid score is left out with a warning instead of crashing the report
+    broken = _grid_run("s4rec", 1, 0.0, 0.0, lam=0.1)
+    broken["valid"] = None
+    with caplog.at_level("WARNING", logger="s4rec.report"):
+        got = rows([*centre, _grid_run("s4rec", 0, 0.0640, 0.050, lam=0.1), broken])
+    assert got["0.1"][1] == "0" and "left out of the one-setting analysis" in caplog.text
+    assert got["0.1"][0] == "v" and got["0.1"][4] == "+0.0010"
+    # a seed run twice counts once in the mean, as in the paired difference
+    got = rows([*centre, _grid_run("s4rec", 0, 0.0600, 0.050), _grid_run("s4rec", 0, 0.0650, 0.050, lam=0.1)])
+    assert got["1"][1] == "0, 1" and got["1"][2] == f"{((0.063 + 0.060) / 2 + 0.062) / 2:.4f}"

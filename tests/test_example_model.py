@@ -468,6 +468,8 @@ def test_views_of_the_wrong_shape_are_refused(tiny):
     sasrec = _model("sasrec", tiny)[1]
     with pytest.raises(ValueError, match="has no augmenter"):
         sasrec.make_views(inputs)
+    with pytest.raises(ValueError, match="use no views"):  # never silently dropped
+        sasrec(inputs, targets, negatives, heads, views=(inputs, inputs))
 
 
 @pytest.mark.parametrize("preset", ["sasrec", "cl4srec", "s4rec"])

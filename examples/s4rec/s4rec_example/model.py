@@ -293,7 +293,8 @@ class S4RecModel(nn.Module):
         b = inputs.shape[0]
         batch = inputs
         if not self.uses_views:
-            views = None
+            if views is not None:
+                raise ValueError("views were given, but this model's loss weights use no views")
         elif views is None:
             views = self.make_views(inputs, generator)
         elif len(views) != 2 or any(v.shape != inputs.shape for v in views):

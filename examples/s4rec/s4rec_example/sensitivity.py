@@ -16,6 +16,7 @@ the test column is shown beside it, never used to choose.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -63,11 +64,21 @@ def settings_diff(run: dict[str, Any], preset: str) -> dict[str, Any]:
     return {k: ran[k] for k in sorted(ran) if k not in _IGNORED | inert and k in base and ran[k] != base[k]}
 
 
+def _key(value: Any) -> float:
+    """A setting's value as a table key: 6 significant digits, so that 1.0000000001 is 1."""
+    return float(f"{float(value):.6g}")
+
+
+def _scored(run: dict[str, Any]) -> bool:
+    return all(math.isfinite(float((run.get(split) or {}).get("NDCG@20", math.nan))) for split in ("valid", "test"))
+
+
 def grid_points(runs: list[dict[str, Any]], dataset_of: Any) -> dict[str, Points]:
     """``"<dataset>-<loss>"`` -> setting -> value -> runs, for the settings varied alone.
 
     A run on the centre preset's settings joins every setting at the preset's value; a setting
-    is kept only when it was run at two values or more.
+    is kept only when it was run at two values or more. Runs without a finite valid and test
+    NDCG@20 are left out (with a log line).
     """
     from .config import TrainConfig
 
@@ -76,18 +87,24 @@ def grid_points(runs: list[dict[str, Any]], dataset_of: Any) -> dict[str, Points
     varied: dict[str, Points] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in runs:
         key = f"{dataset_of(r)}-{r['config']['loss']}"
-        diff = settings_diff(r, CENTRE)
-        if not diff:
+        diff = {k: v for k, v in settings_diff(r, CENTRE).items()
+                if not (k in GRID_SETTINGS and _key(v) == _key(centre[k]))}
+        if len(diff) > 1 or (diff and next(iter(diff)) not in GRID_SETTINGS):
+            continue
+        if not _scored(r):
+            LOG.warning("%s: no finite valid and test NDCG@20; left out of the one-setting analysis",
+                        r.get("_file", "a run"))
+        elif not diff:
             centres[key].append(r)
-        elif len(diff) == 1 and next(iter(diff)) in GRID_SETTINGS:
+        else:
             setting, value = next(iter(diff.items()))
-            varied[key][setting][float(value)].append(r)
+            varied[key][setting][_key(value)].append(r)
     out: dict[str, Points] = {}
     for key, settings in varied.items():
         kept: Points = {}
         for setting, values in settings.items():
             if centres[key]:
-                values[float(centre[setting])].extend(centres[key])
+                values[_key(centre[setting])].extend(centres[key])
             if len(values) >= 2:
                 kept[setting] = dict(sorted(values.items()))
         if kept:
@@ -96,7 +113,8 @@ def grid_points(runs: list[dict[str, Any]], dataset_of: Any) -> dict[str, Points
 
 
 def _mean(members: list[dict[str, Any]], split: str) -> float:
-    return statistics.fmean(m[split]["NDCG@20"] for m in members)
+    """Mean over the seeds (a seed run twice counts once, with the mean of its runs)."""
+    return statistics.fmean(_by_seed(members, split).values())
 
 
 def _by_seed(members: list[dict[str, Any]], split: str) -> dict[int, float]:
@@ -136,7 +154,8 @@ def render_sensitivity(points: dict[str, Points], img_names: dict[str, str]) -> 
         dataset, loss = key.rsplit("-", 1)
         lines = out[dataset]
         lines += [f"#### One setting at a time around `{CENTRE}` ({loss}; the paper's Figure 6)", "",
-                  f"Runs with the `{CENTRE}` preset's settings except the one named (ablation presets included: "
+                  f"Runs with all of the `{CENTRE}` preset's settings (its batch of 512 included: runs at 256 are "
+                  "left out) except the one named (ablation presets included: "
                   "`s4rec-no-gr` is λ = 0, `sr+csd+gr` is α = 0). NDCG@20: the mean over the seeds run at each "
                   "value, then the difference to the preset's value on the seeds both were run with (seeds move "
                   "the score about as much as these settings do). **p**: the preset's value; **v**: the value a "
@@ -145,12 +164,16 @@ def render_sensitivity(points: dict[str, Points], img_names: dict[str, str]) -> 
                   "| setting | value | | seeds | valid | test | valid − preset, same seeds | test − preset, same seeds |",
                   "|---|---:|---|---|---:|---:|---:|---:|"]
         for setting, values in settings.items():
-            reference = values.get(float(centre[setting]))
+            preset_value = _key(centre[setting])
+            reference = values.get(preset_value)
             gains = {v: (paired_gain(m, reference, "valid") if reference else None) for v, m in values.items()}
-            ranked = [v for v in values if gains[v] is not None]
-            best = max(ranked, key=lambda v: float(gains[v] or 0.0)) if ranked else None
+            # the grid moves off the preset only for a strictly better paired valid score
+            best, best_gain = (preset_value if reference else None), 0.0
+            for value, gain in gains.items():
+                if gain is not None and gain > best_gain:  # False for NaN
+                    best, best_gain = value, gain
             for value, members in values.items():
-                marks = " ".join(m for m, on in (("p", value == float(centre[setting])), ("v", value == best)) if on)
+                marks = " ".join(m for m, on in (("p", value == preset_value), ("v", value == best)) if on)
                 seeds = ", ".join(str(s) for s in sorted(_by_seed(members, "valid")))
                 test_gain = paired_gain(members, reference, "test") if reference else None
                 lines.append(f"| {GRID_SETTINGS[setting]} | {_value(value)} | {marks} | {seeds} | "
