@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_evaluation.py [--threads N] [--device cpu|cuda] [--scale]
+    python benchmarks/bench_evaluation.py [--threads N] [--device cpu|cuda] [--scale] [--output FILE.json]
 
 **Ranking (Beauty-sized).** 22,363 users x 12,101 items (+ the padding column), random
 embeddings of size 64, the validation histories of ``../shared/data/Beauty.txt`` when that file
@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from _memory import peak_memory_mib, status_kib, synchronize  # noqa: E402  (benchmarks/ is on sys.path)
+from _memory import git_commit, load_average, machine, peak_memory_mib, status_kib, synchronize  # noqa: E402  (benchmarks/ is on sys.path)
 
 from s4rec_components.evaluation import evaluate_ranking
 from s4rec_components.ragged import Ragged
@@ -280,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale-catalogue-users", type=int, default=1_000_000)
     parser.add_argument("--scale-users", type=int, default=5_000, help="users ranked in the scale case")
     parser.add_argument("--skip-ranking", action="store_true", help="only the scale case")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="also write the summary with its command, git commit, machine and load average to this JSON file")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -288,6 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     summary: dict[str, Any] = {"bench": "evaluation", "device": str(device), "threads": torch.get_num_threads(),
                                "torch": torch.__version__}
+    started = {"command": " ".join(["python", "benchmarks/bench_evaluation.py", *(sys.argv[1:] if argv is None else argv)]),
+               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": git_commit(),
+               "machine": machine(), "load_average_start": load_average()}
     if not args.skip_ranking:
         ranking = ranking_benchmark(args, device)
         print_ranking_table(ranking, device)
@@ -303,6 +308,10 @@ def main(argv: list[str] | None = None) -> None:
         summary["scale"] = {"ranked_users": scale["ranked_users"], "items": scale["items"],
                             "runs": [{k: round(v, 2) for k, v in run.items()} for run in scale["runs"]]}
     print(json.dumps(summary))
+    if args.output is not None:
+        record = {**started, "load_average_end": load_average(), "summary": summary}
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

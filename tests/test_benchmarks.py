@@ -106,3 +106,19 @@ def test_bench_next_item_and_bench_augment_print_their_json_line():
     line = _last_json_line(done.stdout)
     assert math.isfinite(line["vectorised_ms"]) and line["vectorised_ms"] > 0
     assert line["speedup_over_torch_loop"] > 0
+
+
+def test_bench_evaluation_scale_case_writes_its_record(tmp_path):
+    """The memory-at-scale case on a small generated catalogue, with ``--output``."""
+    out = tmp_path / "eval.json"
+    done = subprocess.run([sys.executable, str(BENCH / "bench_evaluation.py"), "--threads", "1", "--skip-ranking",
+                           "--scale", "--scale-items", "2000", "--scale-catalogue-users", "500", "--scale-users", "64",
+                           "--output", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert record["command"].startswith("python benchmarks/bench_evaluation.py --threads 1")
+    assert record["machine"]["torch"] == torch.__version__ and "load_average_end" in record
+    scale = record["summary"]["scale"]
+    assert scale == _last_json_line(done.stdout)["scale"]
+    assert scale["items"] == 2000 and scale["ranked_users"] == 64
+    assert all(run["users_per_batch"] >= 1 and run["seconds"] >= 0 for run in scale["runs"])  # rounded: 0.0 here
