@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.scale:
         scale = scale_benchmark(args, device)
         print_scale_table(scale)
-        summary["scale"] = {"ranked_users": scale["ranked_users"], "items": scale["items"],
+        summary["scale"] = {**{k: (round(v, 1) if isinstance(v, float) else v) for k, v in scale.items() if k != "runs"},
                             "runs": [{k: round(v, 2) for k, v in run.items()} for run in scale["runs"]]}
     print(json.dumps(summary))
     if args.output is not None:
