@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -162,10 +161,6 @@ def interleaved(cases: dict[str, Callable[[], Any]], repeats: int, device: torch
     return times
 
 
-def load_average() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-
-
 # ------------------------------------------------------------------------------ main parts
 def ranking_benchmark(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     if BEAUTY.is_file() and not args.generated:
@@ -197,7 +192,7 @@ def ranking_benchmark(args: argparse.Namespace, device: torch.device) -> dict[st
     for mode, wanted in modes.items():
         if not wanted:
             continue
-        load = load_average()
+        load = (load_average() or [math.nan])[0]  # the 1-minute load average
         if mode == "busy":
             with BusyCore():
                 times = interleaved(cases, args.repeats, device)
