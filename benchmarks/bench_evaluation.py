@@ -17,7 +17,10 @@ Library and plain repetitions are interleaved (alternating which goes first) and
 are compared, once on a quiet machine (``idle``) and once while a busy-loop process occupies a
 core (``busy``). ``score only`` is the matmul alone, the floor of both. Peak memory is the rise
 of the process's peak RSS (``VmHWM``, reset before each case) over its RSS before the case, or
-``torch.cuda.max_memory_allocated`` on a GPU.
+``torch.cuda.max_memory_allocated`` on a GPU. One call of each case is also counted in minor
+page faults and user / system CPU seconds (``getrusage``): the kernel work of mapping and
+zero-filling freshly allocated blocks, which is what slows a ranking loop most when the other
+core is busy.
 
 **Scale (``--scale``).** A generated catalogue of 1M items and 1M users (about 8 interactions
 each), ranked for the first ``--scale-users`` users under two memory budgets: the peak RSS rises
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import statistics
 import subprocess
 import sys
@@ -126,6 +130,20 @@ def score_only(score_fn: Callable[[Tensor], Tensor], users: int, batch: int, dev
 # ------------------------------------------------------------------------------ measurement
 
 
+def kernel_work(fn: Callable[[], Any]) -> dict[str, float]:
+    """Minor page faults and user / system CPU seconds of one call (this process, all threads).
+
+    Every large block a call allocates afresh is mapped by the allocator and zero-filled by the
+    kernel page by page on first touch: system time that competes with a busy neighbour core
+    for memory bandwidth. This is what made the old ranking code slow under load.
+    """
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    fn()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {"minor_faults": after.ru_minflt - before.ru_minflt,
+            "user_s": round(after.ru_utime - before.ru_utime, 3), "sys_s": round(after.ru_stime - before.ru_stime, 3)}
+
+
 def timed(fn: Callable[[], Any], device: torch.device) -> float:
     synchronize(device)
     start = time.perf_counter()
@@ -186,9 +204,10 @@ def ranking_benchmark(args: argparse.Namespace, device: torch.device) -> dict[st
         "score only": lambda: score_only(score_fn, users, batch, device),
     }
     memory = {case: peak_memory_mib(fn, device) for case, fn in cases.items()}
+    kernel = {case: kernel_work(fn) for case, fn in cases.items()}
     modes = {"idle": args.load in ("idle", "both"), "busy": args.load in ("busy", "both")}
     results: dict[str, Any] = {"data": name, "users": users, "columns": columns, "batch": batch,
-                               "differing_ranks": differ, "peak_mib": memory}
+                               "differing_ranks": differ, "peak_mib": memory, "kernel_work": kernel}
     for mode, wanted in modes.items():
         if not wanted:
             continue
@@ -238,10 +257,12 @@ def scale_benchmark(args: argparse.Namespace, device: torch.device) -> dict[str,
 def print_ranking_table(result: dict[str, Any], device: torch.device) -> None:
     print(f"\nranking: {result['data']}, {result['users']:,} users x {result['columns']:,} columns, "
           f"batch {result['batch']}, {torch.get_num_threads()} threads, {device}")
-    print(f"{'case':<12} {'idle s':>8} {'busy s':>8} {'peak MiB':>9}")
+    print(f"{'case':<12} {'idle s':>8} {'busy s':>8} {'peak MiB':>9} {'faults':>9} {'user s':>7} {'sys s':>6}")
     for case in ("library", "plain", "score only"):
         cells = [f"{result[m]['median_s'][case]:8.3f}" if m in result else f"{'-':>8}" for m in ("idle", "busy")]
-        print(f"{case:<12} {cells[0]} {cells[1]} {result['peak_mib'][case]:9.0f}")
+        k = result["kernel_work"][case]
+        print(f"{case:<12} {cells[0]} {cells[1]} {result['peak_mib'][case]:9.0f} {k['minor_faults']:9d} "
+              f"{k['user_s']:7.2f} {k['sys_s']:6.2f}")
     for mode in ("idle", "busy"):
         if mode in result:
             r = result[mode]
@@ -297,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
                 summary[f"library_s_{mode}"] = round(ranking[mode]["median_s"]["library"], 3)
                 summary[f"plain_s_{mode}"] = round(ranking[mode]["median_s"]["plain"], 3)
         summary["peak_mib"] = {case: round(v, 1) for case, v in ranking["peak_mib"].items()}
+        summary["kernel_work"] = ranking["kernel_work"]
     if args.scale:
         scale = scale_benchmark(args, device)
         print_scale_table(scale)
