@@ -235,9 +235,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for run in args.runs:  # one study compares recipes on one dataset and loss: their users must be the same
         results.append(study_run(Path(run), device))
-        kinds = sorted({(dataset_label(r["data"]), r["loss"]) for r in results})
-        if len(kinds) > 1:
-            raise common.UsageError(f"--runs: one dataset and loss per study, got {kinds} (at {run})")
+        first, kind = ((dataset_label(r["data"]), r["loss"]) for r in (results[0], results[-1]))
+        if kind != first:
+            raise common.UsageError(f"--runs: one dataset and loss per study, got {first} and {kind} (at {run})")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     from .cli import git_commit, machine

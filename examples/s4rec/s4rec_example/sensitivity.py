@@ -19,6 +19,7 @@ import logging
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def _scored(run: dict[str, Any]) -> bool:
     return all(math.isfinite(float((run.get(split) or {}).get("NDCG@20", math.nan))) for split in ("valid", "test"))
 
 
-def grid_points(runs: list[dict[str, Any]], dataset_of: Any) -> dict[str, Points]:
+def grid_points(runs: list[dict[str, Any]], dataset_of: Callable[[dict[str, Any]], str]) -> dict[str, Points]:
     """``"<dataset>-<loss>"`` -> setting -> value -> runs, for the settings varied alone.
 
     A run on the centre preset's settings joins every setting at the preset's value; a setting
