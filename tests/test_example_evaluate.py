@@ -201,8 +201,11 @@ def test_report_shows_a_head_tail_study_under_its_dataset(run, tmp_path):
     (study_dir / "headtail.json").write_text(good)
 
 
-def test_headtail_refuses_runs_of_different_datasets(run, tmp_path):
+def test_headtail_refuses_runs_of_different_datasets(run, tmp_path, monkeypatch):
     folder, _, _ = run
+    studied = []
+    real_study_run = headtail.study_run
+    monkeypatch.setattr(headtail, "study_run", lambda *a: studied.append(a) or real_study_run(*a))
     other = generate_synthetic(num_users=60, num_items=NUM_ITEMS, seed=6).save(tmp_path / "other.txt")
     cli.train(["--preset", "s4rec", "--data", str(other), "--epochs", "1", "--output", str(tmp_path / "other"),
                "--max-len", str(MAX_LEN), "--hidden-size", "16", "--batch-size", "32", "--num-prototypes", "8",
@@ -211,6 +214,7 @@ def test_headtail_refuses_runs_of_different_datasets(run, tmp_path):
         headtail.main(["--runs", str(folder / "run"), str(tmp_path / "other"), "--output", str(tmp_path / "ht"),
                        "--quiet"])
     assert exit_info.value.code == 2 and not (tmp_path / "ht" / "headtail.json").exists()
+    assert studied == []  # refused before the (slow) study of any run
 
 
 def test_report_marks_runs_stopped_by_the_time_budget(run):

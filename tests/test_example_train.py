@@ -351,6 +351,34 @@ def test_config_json_round_trip():
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
 
 
+@pytest.mark.parametrize("key, value", [
+    ("view_pooling", "max"), ("z_pooling", "flatten"), ("padding_attention", "none"), ("loss", "mse"),
+    ("cl_reduction", "sum"), ("augment_operations", ["crop", "shuffle"]), ("compute_path", 1),
+])
+def test_a_hand_edited_config_with_an_unknown_choice_is_refused(key, value):
+    """``config.json`` is read back on --resume and by evaluate.py: a value outside the choices
+    must fail there, naming the key and the allowed values, not deep inside the model."""
+    values = json.loads(TrainConfig.from_preset("s4rec").to_json())
+    values[key] = value
+    with pytest.raises(ValueError, match=f"{key} must"):
+        TrainConfig.from_dict(values)
+
+
+def test_every_string_setting_has_its_choices_and_the_cli_offers_them():
+    from s4rec_example.config import CHOICES
+
+    defaults = TrainConfig()
+    strings = {f for f in vars(defaults) if isinstance(getattr(defaults, f), str)}
+    free = {"preset", "data_root", "device"}  # checked elsewhere (preset names) or free-form
+    assert strings - free == set(CHOICES)
+    for name, allowed in CHOICES.items():
+        assert getattr(defaults, name) in allowed, name
+    parser = cli.build_parser()
+    offered = {a.dest: tuple(a.choices) for a in parser._actions if a.choices is not None}
+    for name, allowed in CHOICES.items():
+        assert offered[name] == tuple(allowed), name
+
+
 @pytest.mark.parametrize("preset, batch, data, cap", [
     ("sasrec", None, "Beauty", 300), ("iclrec", None, "Beauty", 300), ("s4rec", None, "Beauty", 600),
     ("sr+csd", None, "Beauty", 600), ("s4rec", 256, "Beauty", 300), ("sasrec", 128, "Beauty", 300),

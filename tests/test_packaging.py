@@ -105,3 +105,33 @@ def test_metadata_is_spdx_and_versions_agree():
     assert any(re.fullmatch(r"setuptools>=(\d+)", r) and int(r.split(">=")[1]) >= 77 for r in requires)
     assert PYPROJECT["tool"]["mypy"]["strict"] is True
     assert "slow" in " ".join(PYPROJECT["tool"]["pytest"]["ini_options"]["markers"])
+
+
+@pytest.mark.slow
+def test_user_code_type_checks_against_the_top_level_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A user's ``mypy --strict`` sees every public name re-exported by ``s4rec_components``
+    (a computed ``__all__`` or bare ``from .x import y`` in the ``TYPE_CHECKING`` block would
+    give "does not explicitly export attribute" for each), with the signatures' types."""
+    api = pytest.importorskip("mypy.api")
+    import s4rec_components
+
+    names = sorted(s4rec_components._EXPORTS)
+    user = tmp_path / "user_code.py"
+    user.write_text(
+        "import torch\n"
+        f"from s4rec_components import {', '.join(names)}\n\n"
+        "encoder = SASRecEncoder(num_items=10, max_len=5, hidden_size=8, num_layers=1, num_heads=2)\n"
+        "ids = torch.zeros(2, 5, dtype=torch.long)\n"
+        "hidden: torch.Tensor = encoder(ids)\n"
+        "loss: torch.Tensor = linear_cross_entropy(hidden[:, -1], encoder.item_embeddings.weight, ids[:, 0])\n"
+        "padding: int = PADDING_ID\n"
+        "wrong: str = PADDING_ID\n"
+    )
+    monkeypatch.setenv("MYPYPATH", str(ROOT))
+    out, err, status = api.run(
+        ["--strict", "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / "cache"),
+         "--no-error-summary", "--hide-error-context", str(user)]
+    )
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    # The one planted error proves the check sees the real types; nothing else may be reported.
+    assert len(errors) == 1 and "user_code.py:9:" in errors[0] and "assignment" in errors[0], out + err

@@ -45,6 +45,34 @@ def test_readme_names_the_test_command_that_ci_runs():
     assert re.search(r"^python -m pytest$", ci, flags=re.M)
 
 
+def test_all_is_written_out_and_matches_the_lazy_table():
+    """``__all__`` is a literal list (type checkers cannot evaluate ``sorted(_EXPORTS)``), it
+    names exactly the lazily resolved names, and the ``TYPE_CHECKING`` block imports each one."""
+    import ast
+
+    import s4rec_components
+
+    source = Path(s4rec_components.__file__).read_text()
+    tree = ast.parse(source)
+    literal = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+    ]
+    assert len(literal) == 1 and isinstance(literal[0], ast.List), "__all__ must be one literal list"
+    assert all(isinstance(e, ast.Constant) for e in literal[0].elts)
+    assert sorted(s4rec_components.__all__) == sorted([*s4rec_components._EXPORTS, "__version__"])
+    assert len(set(s4rec_components.__all__)) == len(s4rec_components.__all__)
+    checked = {
+        alias.asname or alias.name
+        for node in ast.walk(next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert checked == set(s4rec_components._EXPORTS), sorted(checked ^ set(s4rec_components._EXPORTS))
+
+
 def test_every_exported_name_resolves():
     import importlib
     import types

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, Literal, NoReturn, cast
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +82,7 @@ class GRU4Rec(nn.Module):
 
     def forward(self, item_ids: Tensor) -> Tensor:
         """(b, l) left-padded ids -> (b, l, d) hidden states."""
+        hidden: Tensor
         hidden, _ = self.gru(self.dropout(self.item_embeddings(item_ids)))
         return hidden
 
@@ -123,7 +124,8 @@ class OwnTransformer(nn.Module):
         eye = torch.eye(l, dtype=torch.bool, device=item_ids.device)
         allowed = (causal & (item_ids != 0)[:, None, :]) | eye      # (b, l, l)
         blocked = (~allowed).repeat_interleave(self.num_heads, dim=0)  # (b * heads, l, l)
-        return self.layers(x, mask=blocked)
+        hidden: Tensor = self.layers(x, mask=blocked)
+        return hidden
 
     def score(self, hidden: Tensor) -> Tensor:
         return hidden @ self.item_embeddings.weight.T
@@ -170,7 +172,8 @@ class Pieces(nn.Module):
         contrastive = self.nce(z1, z2, c.prototypes, c.assignments)
         distillation = 0.5 * (self.distill(F.normalize(z1, dim=-1), c.prototypes, c.assignments)
                               + self.distill(F.normalize(z2, dim=-1), c.prototypes, c.assignments))
-        return self.weight * (c.loss + contrastive + distillation)
+        total: Tensor = self.weight * (c.loss + contrastive + distillation)
+        return total
 # --8<-- [end:pieces]
 
 
@@ -178,7 +181,7 @@ class Pieces(nn.Module):
 
 
 # --8<-- [start:loss]
-def next_item_loss(model: nn.Module, hidden: Tensor, rows: Tensor, cols: Tensor, labels: Tensor,
+def next_item_loss(model: GRU4Rec | OwnTransformer, hidden: Tensor, rows: Tensor, cols: Tensor, labels: Tensor,
                    never: tuple[int, int]) -> Tensor:
     """Full-softmax cross-entropy at the real positions ``(rows, cols)``; ``never``: (0, n + 1).
 
@@ -194,7 +197,7 @@ def next_item_loss(model: nn.Module, hidden: Tensor, rows: Tensor, cols: Tensor,
 
 
 # --8<-- [start:evaluate]
-def evaluate(model: nn.Module, split: LeaveOneOutSplit, which: str,
+def evaluate(model: GRU4Rec | OwnTransformer, split: LeaveOneOutSplit, which: Literal["valid", "test"],
              device: torch.device) -> dict[str, float]:
     model.eval()
 
@@ -210,17 +213,17 @@ def evaluate(model: nn.Module, split: LeaveOneOutSplit, which: str,
 # --8<-- [end:evaluate]
 
 
-def load(data: str | None, num_users: int, data_root: str):
+def load(data: str | None, num_users: int, data_root: str) -> SequenceDataset:
     if data is None:
         return generate_synthetic(num_users=num_users, seed=0)
     if data in DATASET_NAMES:
         from s4rec_components import download_dataset
 
-        return load_sequences(download_dataset(data, data_root))
+        return load_sequences(download_dataset(cast(Literal["Beauty", "Sports", "Toys", "ML-1M"], data), data_root))
     return load_sequences(data)
 
 
-def train(args: argparse.Namespace, dataset: SequenceDataset | None = None) -> dict:
+def train(args: argparse.Namespace, dataset: SequenceDataset | None = None) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -229,7 +232,7 @@ def train(args: argparse.Namespace, dataset: SequenceDataset | None = None) -> d
     split = dataset.split(max_len=args.max_len)
     n = split.num_items
     if args.encoder == "gru":
-        model: nn.Module = GRU4Rec(n, hidden_size=args.hidden_size)
+        model: GRU4Rec | OwnTransformer = GRU4Rec(n, hidden_size=args.hidden_size)
     else:
         model = OwnTransformer(n, hidden_size=args.hidden_size, max_len=args.max_len)
     model.to(device)

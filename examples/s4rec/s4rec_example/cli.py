@@ -36,10 +36,7 @@ from . import cli_common as common
 from .checkpoint import atomic_write_text, load_checkpoint
 from .config import (
     AUGMENT_OPERATIONS,
-    CL_REDUCTIONS,
-    COMPUTE_PATHS,
-    PADDING_ATTENTIONS,
-    POOLINGS,
+    CHOICES,
     PRESETS,
     TrainConfig,
 )
@@ -103,18 +100,6 @@ _PRESET_FLAGS: dict[str, tuple[Any, str]] = {
     "synthetic_users": (common.positive_int, "users of the generated data"),
     "synthetic_items": (common.positive_int, "items of the generated data"),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "loss": ("bce", "ce"),
-    "padding_attention": PADDING_ATTENTIONS,
-    "compute_path": COMPUTE_PATHS,
-    "mask_id": ("padding", "token"),
-    "view_pooling": POOLINGS,
-    "cl_similarity": ("dot", "cosine"),
-    "cl_reduction": CL_REDUCTIONS,
-    "intent_pooling": POOLINGS,
-    "intent_views": ("separate", "shared"),
-    "z_pooling": ("mean", "mean_all", "last"),
-}
 # flags that may accompany --resume (they do not change the results)
 _RESUME_FLAGS = {"device", "threads", "quiet", "debug", "resume", "eval_batch_size", "max_minutes"}
 
@@ -143,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_argument_group("model and training (defaults: ICLRec's base; the presets named override it)")
     for name, (kind, text) in _PRESET_FLAGS.items():
         kwargs: dict[str, Any] = {"default": common.from_preset(name), "help": text}
-        if name in _CHOICES:
-            kwargs["choices"] = _CHOICES[name]
+        if name in CHOICES:
+            kwargs["choices"] = CHOICES[name]
         elif kind is not None:
             kwargs["type"] = kind
         group.add_argument("--" + name.replace("_", "-"), **kwargs)

@@ -34,10 +34,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 __all__ = [
     "AUGMENT_OPERATIONS",
+    "CHOICES",
     "CL_REDUCTIONS",
     "PADDING_ATTENTIONS",
     "POOLINGS",
@@ -46,11 +47,31 @@ __all__ = [
     "preset_table",
 ]
 
-POOLINGS = ("flatten", "mean", "mean_all", "last")
-PADDING_ATTENTIONS = ("masked", "iclrec")
-CL_REDUCTIONS = ("mean", "two-way")
-AUGMENT_OPERATIONS = ("crop", "mask", "reorder", "insert")
-COMPUTE_PATHS = ("auto", "dense", "packed")
+Pooling = Literal["flatten", "mean", "mean_all", "last"]
+ZPooling = Literal["mean", "mean_all", "last"]
+PaddingAttention = Literal["masked", "iclrec"]
+ClReduction = Literal["mean", "two-way"]
+AugmentOperation = Literal["crop", "mask", "reorder", "insert"]
+ComputePath = Literal["auto", "dense", "packed"]
+POOLINGS: tuple[Pooling, ...] = get_args(Pooling)
+PADDING_ATTENTIONS: tuple[PaddingAttention, ...] = get_args(PaddingAttention)
+CL_REDUCTIONS: tuple[ClReduction, ...] = get_args(ClReduction)
+AUGMENT_OPERATIONS: tuple[AugmentOperation, ...] = get_args(AugmentOperation)
+COMPUTE_PATHS: tuple[ComputePath, ...] = get_args(ComputePath)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "loss": ("bce", "ce"),
+    "padding_attention": PADDING_ATTENTIONS,
+    "compute_path": COMPUTE_PATHS,
+    "mask_id": ("padding", "token"),
+    "view_pooling": POOLINGS,
+    "cl_similarity": ("dot", "cosine"),
+    "cl_reduction": CL_REDUCTIONS,
+    "intent_pooling": POOLINGS,
+    "intent_views": ("separate", "shared"),
+    "z_pooling": get_args(ZPooling),
+}
+"""The allowed values of every string setting (the command line's ``choices``; checked again by
+:meth:`TrainConfig.from_dict`, since a saved ``config.json`` may have been edited by hand)."""
 
 # The terms of the s4rec family, on the same base: online clustering (Eq. 7-11) on the mean
 # over real positions, the intent-aware InfoNCE (Eq. 14) with ICLRec's NT-Xent scale (the mean
@@ -109,10 +130,10 @@ class TrainConfig:
     num_heads: int = 2
     max_len: int = 50
     dropout: float = 0.5
-    padding_attention: str = "masked"  # iclrec: padding outputs as ICLRec's additive mask gives
-    compute_path: str = "auto"
+    padding_attention: PaddingAttention = "masked"  # iclrec: padding outputs as ICLRec's additive mask gives
+    compute_path: ComputePath = "auto"
     # views (ICLRec: one of crop / mask / reorder per view, mask written as padding id 0)
-    augment_operations: tuple[str, ...] = ("crop", "mask", "reorder")
+    augment_operations: tuple[AugmentOperation, ...] = ("crop", "mask", "reorder")
     mask_id: str = "padding"  # padding: id 0 (ICLRec); token: a learned mask token n + 1
     crop_ratio: float = 0.2
     mask_ratio: float = 0.7
@@ -120,10 +141,10 @@ class TrainConfig:
     insert_ratio: float = 0.4
     # sequence-level contrastive term (ICLRec's instance NCE / S4Rec Eq. 13-14), weight beta1
     beta1: float = 0.0
-    view_pooling: str = "flatten"
+    view_pooling: Pooling = "flatten"
     cl_similarity: str = "dot"
     cl_temperature: float = 1.0  # tau_2
-    cl_reduction: str = "mean"  # mean: NT-Xent over 2b rows (ICLRec); two-way: 2x (Eq. 13)
+    cl_reduction: ClReduction = "mean"  # mean: NT-Xent over 2b rows (ICLRec); two-way: 2x (Eq. 13)
     cl_intent_negatives: bool = False  # Eq. 14: non-assigned prototypes as extra negatives
     # ICLRec's intent term: per-epoch k-means of every training sequence
     intent_weight: float = 0.0
@@ -131,14 +152,14 @@ class TrainConfig:
     kmeans_iters: int = 20
     kmeans_redo: int = 5  # faiss nredo: best of this many k-means runs (ICLRec: 5)
     kmeans_warm_start: bool = False  # start each epoch's k-means from the last epoch's centroids (ICLRec's faiss)
-    intent_pooling: str = "mean_all"
+    intent_pooling: Pooling = "mean_all"
     intent_denoise: bool = False  # ICLRec --de_noise (off in its Beauty script)
     intent_views: str = "separate"  # separate: views re-encoded for the intent term (ICLRec)
     # S4Rec terms: online clustering (alpha), distillation (beta2), adversary (lam)
     alpha: float = 0.0
     beta2: float = 0.0
     lam: float = 0.0
-    z_pooling: str = "mean"  # z_u of the original sequence (clustering, adversary)
+    z_pooling: ZPooling = "mean"  # z_u of the original sequence (clustering, adversary)
     num_prototypes: int = 128  # K
     cluster_temperature: float = 0.1  # tau_1
     sinkhorn_epsilon: float = 0.05
@@ -197,6 +218,12 @@ class TrainConfig:
             if not isinstance(kwargs["augment_operations"], (list, tuple)):
                 raise TypeError(f"augment_operations must be a list, got {kwargs['augment_operations']!r}")
             kwargs["augment_operations"] = tuple(kwargs["augment_operations"])
+            odd = [op for op in kwargs["augment_operations"] if op not in AUGMENT_OPERATIONS]
+            if odd:
+                raise ValueError(f"augment_operations must be drawn from {list(AUGMENT_OPERATIONS)}, got {odd}")
+        for name, allowed in CHOICES.items():
+            if name in kwargs and kwargs[name] not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {kwargs[name]!r}")
         defaults = cls()
         for name, value in kwargs.items():  # a saved config.json may have been edited by hand
             default = getattr(defaults, name)

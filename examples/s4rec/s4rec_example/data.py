@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor
@@ -17,6 +18,9 @@ from s4rec_components import (
     load_recbole_inter,
     load_sequences,
 )
+
+if TYPE_CHECKING:
+    from s4rec_components.data.public import DatasetName
 
 from .config import TrainConfig
 
@@ -67,7 +71,8 @@ def load_dataset(config: TrainConfig) -> SequenceDataset:
         )
     path = resolve_data_path(config.data, config.data_root)
     if path is None:
-        path = Path(download_dataset(config.data, root=config.data_root))
+        # resolve_data_path returns None only for one of DATASET_NAMES
+        path = Path(download_dataset(cast("DatasetName", config.data), root=config.data_root))
     return load_recbole_inter(path) if path.suffix == ".inter" else load_sequences(path)
 
 

@@ -19,6 +19,7 @@ import torch
 
 from s4rec_components import (
     LeaveOneOutSplit,
+    Pooling,
     RankingResult,
     SASRecEncoder,
     SequenceDataset,
@@ -60,7 +61,7 @@ def score_split(
     batch_size: int = 1024,
     device: str | torch.device | None = None,
     iclrec_quirk: bool = False,
-    pooling: str = "last",
+    pooling: Pooling = "last",
     progress: bool = False,
 ) -> RankingResult:
     """Full-ranking metrics of ``encoder`` on the ``valid`` or ``test`` split (eval mode, restored after)."""
@@ -114,7 +115,9 @@ def check_compatible(
             f"{source} was trained on {num_items} items but --data {data} has {dataset.num_items}: "
             "wrong dataset for this checkpoint"
         )
-    if (item_ids is None) != (data_ids is None) or (item_ids is not None and list(item_ids) != list(data_ids)):
+    if (item_ids is None) != (data_ids is None) or (
+        item_ids is not None and data_ids is not None and list(item_ids) != list(data_ids)
+    ):
         raise common.UsageError(
             f"{source} maps its {num_items} items to other raw ids than --data {data}: "
             "wrong dataset for this checkpoint"

@@ -43,7 +43,7 @@ import torch
 from s4rec_components import ranking_metrics
 
 from . import cli_common as common
-from .checkpoint import atomic_write_text, load_model
+from .checkpoint import atomic_write_text, load_checkpoint, load_model
 from .data import load_dataset, prepare
 from .evaluate import check_compatible, score_split
 from .intents import encode_sequences, fit_intents
@@ -65,7 +65,7 @@ def cluster_assignments(model: S4RecModel, inputs: torch.Tensor, *, batch_size: 
         intents = fit_intents(model, inputs, num_intents=num_intents, num_iters=kmeans_iters, seed=seed,
                               batch_size=batch_size, num_redo=num_redo)
         z = encode_sequences(model, inputs, model.intent_pooling, batch_size)
-        return intents.kmeans.assign(z)  # type: ignore[attr-defined]
+        return intents.kmeans.assign(z)
     return None
 
 
@@ -227,17 +227,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, argv: list[str]) -> list[dict[str, Any]]:
     device = common.parse_device(args.device)
     common.set_threads(args.threads)
+    from .data import dataset_label
+
+    # One study compares recipes on one dataset and loss (their users must be the same): every
+    # run's checkpoint is read and compared before any is studied.
+    kinds = []
     for run in args.runs:
         if not (Path(run) / "best.pt").is_file():
             raise common.UsageError(f"--runs {run}: no best.pt there")
-    from .data import dataset_label
-
-    results: list[dict[str, Any]] = []
-    for run in args.runs:  # one study compares recipes on one dataset and loss: their users must be the same
-        results.append(study_run(Path(run), device))
-        first, kind = ((dataset_label(r["data"]), r["loss"]) for r in (results[0], results[-1]))
-        if kind != first:
-            raise common.UsageError(f"--runs: one dataset and loss per study, got {first} and {kind} (at {run})")
+        config = load_checkpoint(Path(run) / "best.pt").config
+        kinds.append((dataset_label(config.data), config.loss))
+        if kinds[-1] != kinds[0]:
+            raise common.UsageError(
+                f"--runs: one dataset and loss per study, got {kinds[0]} and {kinds[-1]} (at {run})"
+            )
+    results = [study_run(Path(run), device) for run in args.runs]
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     from .cli import git_commit, machine

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from s4rec_components import KMeans
+from s4rec_components import KMeans, Pooling
 
 from .model import Intents, S4RecModel
 
@@ -14,7 +14,7 @@ __all__ = ["encode_sequences", "fit_intents"]
 
 
 @torch.no_grad()
-def encode_sequences(model: S4RecModel, inputs: Tensor, pooling: str, batch_size: int) -> Tensor:
+def encode_sequences(model: S4RecModel, inputs: Tensor, pooling: Pooling, batch_size: int) -> Tensor:
     """``(u, d')`` eval-mode representations of ``inputs (u, l)`` (restores the training mode)."""
     was_training = model.training
     model.eval()

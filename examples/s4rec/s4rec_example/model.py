@@ -37,7 +37,9 @@ from s4rec_components import (
     PADDING_ID,
     HeadTailAdversary,
     IntentInfoNCE,
+    KMeans,
     OnlineIntentClustering,
+    Pooling,
     PrototypeDistillation,
     SASRecEncoder,
     SequenceAugmenter,
@@ -63,11 +65,11 @@ class Intents(NamedTuple):
     """ICLRec's intents of one epoch: a fitted k-means and its L2-normalised centroids.
 
     Attributes:
-        kmeans: an object with ``assign(x) -> (b,) long`` (nearest raw centroid).
+        kmeans: the fitted k-means; ``assign(x) -> (b,) long`` gives the nearest raw centroid.
         centroids: ``(k, d)`` L2-normalised centroids, the positives of the intent NCE.
     """
 
-    kmeans: object
+    kmeans: KMeans
     centroids: Tensor
 
 
@@ -118,13 +120,13 @@ class S4RecModel(nn.Module):
         alpha: float = 0.0,
         beta2: float = 0.0,
         lam: float = 0.0,
-        view_pooling: str = "flatten",
+        view_pooling: Pooling = "flatten",
         cl_scale: float = 1.0,
         cl_intent_negatives: bool = False,
-        intent_pooling: str = "mean_all",
+        intent_pooling: Pooling = "mean_all",
         intent_denoise: bool = False,
         separate_intent_views: bool = True,
-        z_pooling: str = "mean",
+        z_pooling: Pooling = "mean",
         normalize_z: bool = True,
         ce_rows: Literal["auto", "real", "all"] = "auto",
         distributed: bool = False,
@@ -252,7 +254,7 @@ class S4RecModel(nn.Module):
         """The output item vectors of ids 0..n, ``(n + 1, d)`` (gradients reach the tied table)."""
         return self.encoder.embed_items(torch.arange(self.num_items + 1, device=device))
 
-    def _pool(self, ids: Tensor, hidden: Tensor, pooling: str) -> Tensor:
+    def _pool(self, ids: Tensor, hidden: Tensor, pooling: Pooling) -> Tensor:
         return self.encoder.represent(ids, pooling=pooling, hidden=hidden)
 
     def make_views(self, inputs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -363,7 +365,7 @@ class S4RecModel(nn.Module):
         """
         assert self.contrastive is not None
         query = self._pool(inputs, h_orig, self.intent_pooling).detach()
-        intent = intents.kmeans.assign(query)  # type: ignore[attr-defined]
+        intent = intents.kmeans.assign(query)
         positives = intents.centroids[intent]
         if self.separate_intent_views:  # ICLRec's Hybrid mode encodes the views a second time
             hv1, hv2 = self.encoder(torch.cat([v1, v2])).split(v1.shape[0])
@@ -371,7 +373,8 @@ class S4RecModel(nn.Module):
         groups = intent if self.intent_denoise else None
         one = self.contrastive(r1, positives, groups=groups)
         two = self.contrastive(r2, positives, groups=groups)
-        return (one + two) / 2
+        mean: Tensor = (one + two) / 2
+        return mean
 
 
 def build_model(config: TrainConfig, num_items: int, *, distributed: bool = False) -> S4RecModel:

@@ -201,8 +201,10 @@ def paper_row(paper: dict[str, Any] | None, dataset: str, preset: str) -> list[f
         return None
     table, row = PAPER_ROWS[preset]
     if table == "table2":
-        return paper["table2"].get(dataset, {}).get(row)
-    return paper[table].get(row) if dataset == "Beauty" else None
+        values = paper["table2"].get(dataset, {}).get(row)
+    else:
+        values = paper[table].get(row) if dataset == "Beauty" else None
+    return None if values is None else [float(v) for v in values]
 
 
 def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_names: dict[str, str],
