@@ -167,7 +167,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def check_config(c: TrainConfig) -> None:
-    """Combinations argparse cannot check; raises UsageError."""
+    """What argparse cannot check (combinations; and, for a ``config.json`` read back by
+    ``--resume``, the ranges the flags enforce); raises UsageError."""
+    for name, (kind, _) in _PRESET_FLAGS.items():
+        value = getattr(c, name)
+        if kind is None or value is None:
+            continue
+        try:
+            kind(str(value))
+        except argparse.ArgumentTypeError as err:
+            raise common.UsageError(f"--{name.replace('_', '-')} {value!r}: {err}") from None
     if c.hidden_size % c.num_heads:
         raise common.UsageError(f"--num-heads {c.num_heads} must divide --hidden-size {c.hidden_size}")
     prototype_views = c.beta2 > 0 or (c.beta1 > 0 and c.cl_intent_negatives)
@@ -317,7 +326,10 @@ def _train(
                 config = TrainConfig.from_dict(saved)
             except (TypeError, ValueError, AttributeError) as err:
                 raise common.UsageError(f"--resume {folder / 'config.json'}: not a run's settings ({err})") from err
-            check_config(config)
+            try:
+                check_config(config)
+            except common.UsageError as err:
+                raise common.UsageError(f"--resume {folder / 'config.json'}: {err}") from None
             config = dataclasses.replace(config, device=args.device)
             checkpoint = None
             if (folder / "last.pt").exists():
