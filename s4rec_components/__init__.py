@@ -80,7 +80,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 # Written out (not computed) so that type checkers see the re-exports under --strict
-# (no implicit re-export); tests/test_package.py checks it against _EXPORTS.
+# (no implicit re-export); tests/test_readme.py checks it against _EXPORTS.
 __all__ = [
     "AdversaryOutput",
     "ClusteringOutput",

@@ -258,6 +258,10 @@ def test_a_failed_download_exits_2_with_one_line_and_leaves_nothing(tmp_path, mo
         ('{"crop_ratio": 0}', "--crop-ratio 0: must lie in (0, 1)"),
         ('{"batch_size": 0}', "--batch-size 0: must be >= 1"),
         ('{"beta1": NaN}', "--beta1 nan: must be finite"),
+        ('{"lr": null}', "lr must be float, got None"),
+        ('{"hidden_size": null}', "hidden_size must be int, got None"),
+        ('{"augment_operations": []}', "augment_operations must be a non-empty list"),
+        ('{"preset": "nonsense"}', "preset must be one of"),
         ('{"colour": 1}', "unknown configuration keys"),
     ],
 )

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal, NoReturn, cast
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,9 @@ from s4rec_components import (
     set_validate_args,
 )
 from s4rec_components.data import LeaveOneOutSplit
+
+if TYPE_CHECKING:
+    from s4rec_components.data.public import DatasetName
 
 METRIC_KEYS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 DATASET_NAMES = ("Beauty", "Sports", "Toys", "ML-1M")
@@ -181,7 +184,18 @@ class Pieces(nn.Module):
 
 
 # --8<-- [start:loss]
-def next_item_loss(model: GRU4Rec | OwnTransformer, hidden: Tensor, rows: Tensor, cols: Tensor, labels: Tensor,
+class Recommender(Protocol):
+    """What the loss and the evaluation need from a model: GRU4Rec, OwnTransformer or yours."""
+
+    item_embeddings: nn.Embedding                        # (n + 2, d): 0 padding, n + 1 mask
+
+    def __call__(self, item_ids: Tensor) -> Tensor: ...  # (b, l) ids -> (b, l, d) hidden states
+    def score(self, hidden: Tensor) -> Tensor: ...       # (..., d) -> (..., n + 2) scores
+    def train(self, mode: bool = True) -> nn.Module: ...
+    def eval(self) -> nn.Module: ...
+
+
+def next_item_loss(model: Recommender, hidden: Tensor, rows: Tensor, cols: Tensor, labels: Tensor,
                    never: tuple[int, int]) -> Tensor:
     """Full-softmax cross-entropy at the real positions ``(rows, cols)``; ``never``: (0, n + 1).
 
@@ -197,7 +211,7 @@ def next_item_loss(model: GRU4Rec | OwnTransformer, hidden: Tensor, rows: Tensor
 
 
 # --8<-- [start:evaluate]
-def evaluate(model: GRU4Rec | OwnTransformer, split: LeaveOneOutSplit, which: Literal["valid", "test"],
+def evaluate(model: Recommender, split: LeaveOneOutSplit, which: Literal["valid", "test"],
              device: torch.device) -> dict[str, float]:
     model.eval()
 
@@ -219,7 +233,7 @@ def load(data: str | None, num_users: int, data_root: str) -> SequenceDataset:
     if data in DATASET_NAMES:
         from s4rec_components import download_dataset
 
-        return load_sequences(download_dataset(cast(Literal["Beauty", "Sports", "Toys", "ML-1M"], data), data_root))
+        return load_sequences(download_dataset(cast("DatasetName", data), data_root))
     return load_sequences(data)
 
 

@@ -53,25 +53,31 @@ PaddingAttention = Literal["masked", "iclrec"]
 ClReduction = Literal["mean", "two-way"]
 AugmentOperation = Literal["crop", "mask", "reorder", "insert"]
 ComputePath = Literal["auto", "dense", "packed"]
+Loss = Literal["bce", "ce"]
+MaskId = Literal["padding", "token"]
+ClSimilarity = Literal["dot", "cosine"]
+IntentViews = Literal["separate", "shared"]
 POOLINGS: tuple[Pooling, ...] = get_args(Pooling)
 PADDING_ATTENTIONS: tuple[PaddingAttention, ...] = get_args(PaddingAttention)
 CL_REDUCTIONS: tuple[ClReduction, ...] = get_args(ClReduction)
 AUGMENT_OPERATIONS: tuple[AugmentOperation, ...] = get_args(AugmentOperation)
 COMPUTE_PATHS: tuple[ComputePath, ...] = get_args(ComputePath)
 CHOICES: dict[str, tuple[str, ...]] = {
-    "loss": ("bce", "ce"),
+    "loss": get_args(Loss),
     "padding_attention": PADDING_ATTENTIONS,
     "compute_path": COMPUTE_PATHS,
-    "mask_id": ("padding", "token"),
+    "mask_id": get_args(MaskId),
     "view_pooling": POOLINGS,
-    "cl_similarity": ("dot", "cosine"),
+    "cl_similarity": get_args(ClSimilarity),
     "cl_reduction": CL_REDUCTIONS,
     "intent_pooling": POOLINGS,
-    "intent_views": ("separate", "shared"),
+    "intent_views": get_args(IntentViews),
     "z_pooling": get_args(ZPooling),
 }
-"""The allowed values of every string setting (the command line's ``choices``; checked again by
-:meth:`TrainConfig.from_dict`, since a saved ``config.json`` may have been edited by hand)."""
+"""The allowed values of every string setting with a fixed set of values (all but ``preset``,
+checked against ``PRESETS``, and the free-form ``data``, ``data_root`` and ``device``): the command
+line's ``choices``, checked again by :meth:`TrainConfig.from_dict`, since a saved
+``config.json`` may have been edited by hand."""
 
 # The terms of the s4rec family, on the same base: online clustering (Eq. 7-11) on the mean
 # over real positions, the intent-aware InfoNCE (Eq. 14) with ICLRec's NT-Xent scale (the mean
@@ -102,6 +108,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Per preset, the fields that differ from :class:`TrainConfig`'s defaults (ICLRec's base)."""
 
 
+_OPTIONAL = frozenset({"data", "epochs"})
+"""The settings that may be ``None`` (generated data; the epoch cap derived from the batch)."""
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on; saved into ``results.json`` and every checkpoint.
@@ -113,7 +123,7 @@ class TrainConfig:
     preset: str = "s4rec"
     data: str | None = None  # file, dataset name, or None = generated data
     data_root: str = "data"  # where named datasets are downloaded / looked up
-    loss: str = "bce"  # bce: one sampled negative per position (ICLRec); ce: full softmax
+    loss: Loss = "bce"  # bce: one sampled negative per position (ICLRec); ce: full softmax
     epochs: int | None = None  # None: 300 (generated data: 20) x max(1, batch_size / 256)
     patience: int = 40  # epochs without a better valid NDCG@20 before stopping
     eval_every: int = 1  # validate every N epochs (patience is still counted in epochs)
@@ -134,7 +144,7 @@ class TrainConfig:
     compute_path: ComputePath = "auto"
     # views (ICLRec: one of crop / mask / reorder per view, mask written as padding id 0)
     augment_operations: tuple[AugmentOperation, ...] = ("crop", "mask", "reorder")
-    mask_id: str = "padding"  # padding: id 0 (ICLRec); token: a learned mask token n + 1
+    mask_id: MaskId = "padding"  # padding: id 0 (ICLRec); token: a learned mask token n + 1
     crop_ratio: float = 0.2
     mask_ratio: float = 0.7
     reorder_ratio: float = 0.2
@@ -142,7 +152,7 @@ class TrainConfig:
     # sequence-level contrastive term (ICLRec's instance NCE / S4Rec Eq. 13-14), weight beta1
     beta1: float = 0.0
     view_pooling: Pooling = "flatten"
-    cl_similarity: str = "dot"
+    cl_similarity: ClSimilarity = "dot"
     cl_temperature: float = 1.0  # tau_2
     cl_reduction: ClReduction = "mean"  # mean: NT-Xent over 2b rows (ICLRec); two-way: 2x (Eq. 13)
     cl_intent_negatives: bool = False  # Eq. 14: non-assigned prototypes as extra negatives
@@ -154,7 +164,7 @@ class TrainConfig:
     kmeans_warm_start: bool = False  # start each epoch's k-means from the last epoch's centroids (ICLRec's faiss)
     intent_pooling: Pooling = "mean_all"
     intent_denoise: bool = False  # ICLRec --de_noise (off in its Beauty script)
-    intent_views: str = "separate"  # separate: views re-encoded for the intent term (ICLRec)
+    intent_views: IntentViews = "separate"  # separate: views re-encoded for the intent term (ICLRec)
     # S4Rec terms: online clustering (alpha), distillation (beta2), adversary (lam)
     alpha: float = 0.0
     beta2: float = 0.0
@@ -219,15 +229,17 @@ class TrainConfig:
                 raise TypeError(f"augment_operations must be a list, got {kwargs['augment_operations']!r}")
             kwargs["augment_operations"] = tuple(kwargs["augment_operations"])
             odd = [op for op in kwargs["augment_operations"] if op not in AUGMENT_OPERATIONS]
-            if odd:
-                raise ValueError(f"augment_operations must be drawn from {list(AUGMENT_OPERATIONS)}, got {odd}")
+            if odd or not kwargs["augment_operations"]:
+                raise ValueError(f"augment_operations must be a non-empty list drawn from {list(AUGMENT_OPERATIONS)}, got {odd}")
         for name, allowed in CHOICES.items():
             if name in kwargs and kwargs[name] not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {kwargs[name]!r}")
+        if "preset" in kwargs and kwargs["preset"] not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {kwargs['preset']!r}")
         defaults = cls()
         for name, value in kwargs.items():  # a saved config.json may have been edited by hand
             default = getattr(defaults, name)
-            if value is None or isinstance(default, tuple):
+            if isinstance(default, tuple) or (value is None and name in _OPTIONAL):
                 continue
             kind = {"data": str, "epochs": int}.get(name, type(default))
             fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))

@@ -229,17 +229,18 @@ def _run(args: argparse.Namespace, argv: list[str]) -> list[dict[str, Any]]:
     common.set_threads(args.threads)
     from .data import dataset_label
 
-    # One study compares recipes on one dataset and loss (their users must be the same): every
+    # One study compares recipes on one dataset and loss (their users must be the same, and so
+    # must the head/tail split, head_quantile): every
     # run's checkpoint is read and compared before any is studied.
     kinds = []
     for run in args.runs:
         if not (Path(run) / "best.pt").is_file():
             raise common.UsageError(f"--runs {run}: no best.pt there")
         config = load_checkpoint(Path(run) / "best.pt").config
-        kinds.append((dataset_label(config.data), config.loss))
+        kinds.append((dataset_label(config.data), config.loss, config.head_quantile))
         if kinds[-1] != kinds[0]:
             raise common.UsageError(
-                f"--runs: one dataset and loss per study, got {kinds[0]} and {kinds[-1]} (at {run})"
+                f"--runs: one dataset, loss and head quantile per study, got {kinds[0]} and {kinds[-1]} (at {run})"
             )
     results = [study_run(Path(run), device) for run in args.runs]
     output = Path(args.output)

@@ -410,7 +410,7 @@ def build_model(config: TrainConfig, num_items: int, *, distributed: bool = Fals
     if c.beta1 > 0 or c.intent_weight > 0:
         contrastive = IntentInfoNCE(
             temperature=c.cl_temperature,
-            similarity=c.cl_similarity,  # type: ignore[arg-type]
+            similarity=c.cl_similarity,
             gather_distributed=distributed,
         )
     clustering = None
@@ -428,7 +428,7 @@ def build_model(config: TrainConfig, num_items: int, *, distributed: bool = Fals
     adversary = HeadTailAdversary(c.hidden_size, 2, scale=c.grl_scale) if c.lam > 0 else None
     return S4RecModel(
         encoder,
-        loss=c.loss,  # type: ignore[arg-type]
+        loss=c.loss,
         augmenter=augmenter,
         contrastive=contrastive,
         clustering=clustering,
