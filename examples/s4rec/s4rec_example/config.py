@@ -36,6 +36,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from s4rec_components import POOLINGS, Pooling
+
 __all__ = [
     "AUGMENT_OPERATIONS",
     "CHOICES",
@@ -47,7 +49,6 @@ __all__ = [
     "preset_table",
 ]
 
-Pooling = Literal["flatten", "mean", "mean_all", "last"]
 ZPooling = Literal["mean", "mean_all", "last"]
 PaddingAttention = Literal["masked", "iclrec"]
 ClReduction = Literal["mean", "two-way"]
@@ -57,7 +58,6 @@ Loss = Literal["bce", "ce"]
 MaskId = Literal["padding", "token"]
 ClSimilarity = Literal["dot", "cosine"]
 IntentViews = Literal["separate", "shared"]
-POOLINGS: tuple[Pooling, ...] = get_args(Pooling)
 PADDING_ATTENTIONS: tuple[PaddingAttention, ...] = get_args(PaddingAttention)
 CL_REDUCTIONS: tuple[ClReduction, ...] = get_args(ClReduction)
 AUGMENT_OPERATIONS: tuple[AugmentOperation, ...] = get_args(AugmentOperation)
@@ -108,8 +108,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Per preset, the fields that differ from :class:`TrainConfig`'s defaults (ICLRec's base)."""
 
 
-_OPTIONAL = frozenset({"data", "epochs"})
-"""The settings that may be ``None`` (generated data; the epoch cap derived from the batch)."""
+_OPTIONAL_KINDS: dict[str, type] = {"data": str, "epochs": int}
+"""The settings that may be ``None`` (generated data; the epoch cap derived from the batch), with
+the type of their other values."""
 
 
 @dataclass
@@ -230,7 +231,10 @@ class TrainConfig:
             kwargs["augment_operations"] = tuple(kwargs["augment_operations"])
             odd = [op for op in kwargs["augment_operations"] if op not in AUGMENT_OPERATIONS]
             if odd or not kwargs["augment_operations"]:
-                raise ValueError(f"augment_operations must be a non-empty list drawn from {list(AUGMENT_OPERATIONS)}, got {odd}")
+                raise ValueError(
+                    f"augment_operations must be a non-empty list drawn from {list(AUGMENT_OPERATIONS)}, "
+                    f"got {list(kwargs['augment_operations'])}"
+                )
         for name, allowed in CHOICES.items():
             if name in kwargs and kwargs[name] not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {kwargs[name]!r}")
@@ -239,9 +243,9 @@ class TrainConfig:
         defaults = cls()
         for name, value in kwargs.items():  # a saved config.json may have been edited by hand
             default = getattr(defaults, name)
-            if isinstance(default, tuple) or (value is None and name in _OPTIONAL):
+            if isinstance(default, tuple) or (value is None and name in _OPTIONAL_KINDS):
                 continue
-            kind = {"data": str, "epochs": int}.get(name, type(default))
+            kind = _OPTIONAL_KINDS.get(name, type(default))
             fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 fits = True

@@ -229,9 +229,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> list[dict[str, Any]]:
     common.set_threads(args.threads)
     from .data import dataset_label
 
-    # One study compares recipes on one dataset and loss (their users must be the same, and so
-    # must the head/tail split, head_quantile): every
-    # run's checkpoint is read and compared before any is studied.
+    # One study compares recipes on one dataset, loss and head/tail split (head_quantile): every
+    # run's checkpoint is read and compared before any run is studied.
     kinds = []
     for run in args.runs:
         if not (Path(run) / "best.pt").is_file():
