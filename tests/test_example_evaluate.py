@@ -369,6 +369,19 @@ def test_sensitivity_needs_two_values_and_draws_one_figure(tmp_path):
     assert (tmp_path / "params-Beauty-bce.png").stat().st_size > 0
 
 
+def test_sensitivity_y_range_keeps_a_collapsed_run_from_squashing_the_panels():
+    from s4rec_example.sensitivity import _y_range, grid_points
+
+    runs = [_grid_run("s4rec", 0, 0.0630, 0.050), _grid_run("s4rec", 0, 0.0610, 0.048, alpha=0.1),
+            _grid_run("s4rec", 0, 0.0045, 0.005, cl_temperature=0.1)]
+    low, high = _y_range(grid_points(runs, report._dataset)["Beauty-bce"])
+    assert 0.005 < low < 0.048 and high > 0.063  # every healthy score on the scale, the collapsed one below
+    assert high - low < 0.03  # a scale for differences of 0.001, not for 0.0045 .. 0.063
+    healthy = [_grid_run("s4rec", 0, 0.0630, 0.050), _grid_run("s4rec", 0, 0.0610, 0.048, alpha=0.1)]
+    low, high = _y_range(grid_points(healthy, report._dataset)["Beauty-bce"])
+    assert low < 0.048 and high > 0.063
+
+
 def test_sensitivity_edge_cases_keys_ties_missing_scores_and_repeated_seeds(caplog):
     from s4rec_example.sensitivity import grid_points, render_sensitivity
 

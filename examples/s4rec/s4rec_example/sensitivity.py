@@ -137,6 +137,17 @@ def paired_gain(members: list[dict[str, Any]], reference: list[dict[str, Any]], 
     return statistics.fmean(mine[s] - theirs[s] for s in shared) if shared else None
 
 
+def _y_range(settings: dict[str, dict[float, list[dict[str, Any]]]]) -> tuple[float, float]:
+    """The shared y range of a sensitivity figure: every plotted NDCG@20 at or above half their
+    median (a collapsed run, far below, is drawn on the bottom edge instead), with a margin."""
+    ys = [m[split]["NDCG@20"] for values in settings.values() for members in values.values()
+          for m in members for split in ("valid", "test")]
+    floor = statistics.median(ys) / 2
+    kept = [y for y in ys if y >= floor]
+    pad = max(0.1 * (max(kept) - min(kept)), 0.001)
+    return min(kept) - pad, max(kept) + pad
+
+
 def _value(v: float) -> str:
     return f"{v:g}"
 
@@ -189,7 +200,10 @@ def render_sensitivity(points: dict[str, Points], img_names: dict[str, str]) -> 
 def draw_sensitivity(points: dict[str, Points], img_dir: Path) -> dict[str, str]:
     """One PNG per dataset and loss, ``params-<dataset>-<loss>.png``: a panel per setting (one
     shared y axis), valid (solid) and test (dashed) NDCG@20 against the setting's values, seeds as dots. Needs
-    matplotlib; returns ``{}`` without it."""
+    matplotlib; returns ``{}`` without it.
+
+    A run that collapsed (below half the median of all plotted values) would squash every panel's
+    scale; such points sit on the bottom edge as downward triangles labelled with their value."""
     try:
         import matplotlib
 
@@ -203,16 +217,23 @@ def draw_sensitivity(points: dict[str, Points], img_dir: Path) -> dict[str, str]
     for key, settings in sorted(points.items()):
         fig, axes = plt.subplots(1, len(settings), figsize=(0.8 + 2.8 * len(settings), 3.0), sharey=True,
                                  squeeze=False)
+        low, high = _y_range(settings)
         for ax, (setting, values) in zip(axes[0], settings.items()):
             xs = range(len(values))  # the grid's values are decades apart and include 0: categorical axis
             for split, style, colour in (("valid", "-o", "tab:blue"), ("test", "--s", "tab:orange")):
-                ax.plot(xs, [_mean(m, split) for m in values.values()], style, color=colour, label=split)
-                for x, members in zip(xs, values.values()):
-                    ax.scatter([x] * len(members), [m[split]["NDCG@20"] for m in members], color=colour,
-                               s=9, alpha=0.4)
+                means = [_mean(m, split) for m in values.values()]
+                ax.plot(xs, [max(y, low) for y in means], style, color=colour, label=split)
+                for x, members, y in zip(xs, values.values(), means):
+                    ax.scatter([x] * len(members), [max(m[split]["NDCG@20"], low) for m in members],
+                               color=colour, s=9, alpha=0.4)
+                    if y < low:
+                        ax.plot([x], [low], "v", color=colour, markersize=9)
+                        ax.annotate(f"{y:.4f}", (x, low), textcoords="offset points",
+                                    xytext=(4, 10 if split == "valid" else 2), fontsize=7, color=colour)
             ax.set_xticks(list(xs), [_value(v) for v in values])
             ax.set_title(GRID_SETTINGS[setting], fontsize=9)
             ax.grid(alpha=0.3)
+        axes[0][0].set_ylim(low, high)
         axes[0][0].set_ylabel("NDCG@20 (mean; dots: seeds)")
         axes[0][0].legend(fontsize=7)
         fig.suptitle(f"{key}: one setting at a time around {CENTRE}", fontsize=10)
