@@ -75,6 +75,7 @@ DEFAULT_MEMORY_BUDGET: int = 256 * 2**20
 """Bytes that one batch's ``(b, n)`` score block and the ranking's boolean buffer may take
 (256 MiB) when ``evaluate_ranking`` is given no ``memory_budget``."""
 
+NAN_TARGET_MESSAGE = "scores are NaN at some targets; the model's output is not rankable"
 _BUFFER_BYTES_PER_SCORE = 1
 """The ranking's only temporary of the block's size: one reused bool per score."""
 
@@ -244,6 +245,11 @@ def _count(compare: Callable[..., Tensor], scores: Tensor, threshold: Tensor, bu
     return words.sum(dim=1, dtype=torch.int32)
 
 
+def _counts_densely(device: torch.device) -> bool:
+    """Rank by plain comparisons over the block (GPUs) rather than by byte counting (CPU)."""
+    return device.type != "cpu"
+
+
 def _beaten(values: Tensor, ids: Tensor, bar: Tensor, own: Tensor) -> Tensor:
     """Does a column with score ``values`` and id ``ids`` rank before a target (``bar``, ``own``)?"""
     return (values > bar) | ((values == bar) & (ids < own))
@@ -256,9 +262,19 @@ def _rank_impl(
     ignored: Tensor,
     history_value: float | None,
     buffer: Tensor | None = None,
+    nan_flags: list[Tensor] | None = None,
+    dense: bool | None = None,
 ) -> Tensor:
-    """Ranks of validated input (targets long on the scores' device); see :func:`rank_targets`."""
+    """Ranks of validated input (targets long on the scores' device); see :func:`rank_targets`.
+
+    ``nan_flags``: if given, the NaN-target check appends a ``()`` bool device tensor to it
+    instead of reading it back (the caller checks them all at once: one sync, not one per batch).
+    ``dense``: count with plain comparisons over the block (default off the CPU, where a kernel
+    launch costs more than a pass over the memory) instead of the CPU's one-buffer byte counting.
+    """
     b, n = scores.shape
+    if dense is None:
+        dense = _counts_densely(scores.device)
     own = targets.unsqueeze(1)  # (b, 1)
     own_score = scores.gather(1, own).squeeze(1)  # (b,)
     bar = own_score
@@ -271,21 +287,27 @@ def _rank_impl(
         hits = torch.zeros(b, dtype=torch.int32, device=scores.device)
         in_history = hits.index_add_(0, pairs.rows, is_target.int()) > 0
         bar = torch.where(in_history, replaced, own_score)  # ICLRec: the target scores 0 too
-    if validate_args_enabled() and bool(torch.isnan(bar).any()):
-        raise ValueError("scores are NaN at some targets; the model's output is not rankable")
+    if validate_args_enabled():
+        if nan_flags is not None:
+            nan_flags.append(torch.isnan(bar).any())
+        elif bool(torch.isnan(bar).any()):
+            raise ValueError(NAN_TARGET_MESSAGE)
 
-    # the two passes over the (b, n) block: strictly higher, and equal (ties)
-    if buffer is None:
-        buffer = _count_buffer(b, n, scores.device)
     threshold = bar.unsqueeze(1)
-    rank = _count(torch.gt, scores, threshold, buffer)
-    equal = _count(torch.eq, scores, threshold, buffer)
-    equal -= (own_score == bar).int()  # the target's own column
-    tied = torch.nonzero(equal > 0).squeeze(1)  # rows with other ties: count the lower ids exactly
-    if tied.numel() > 0:
+    if dense:  # one expression over the block, no host sync: what a GPU wants
         columns = torch.arange(n, device=scores.device)
-        lower = (scores[tied] == threshold[tied]) & (columns < own[tied])
-        rank.index_add_(0, tied, lower.sum(dim=1, dtype=torch.int32))
+        rank = _beaten(scores, columns, threshold, own).sum(dim=1, dtype=torch.int32)
+    else:  # the two passes over the (b, n) block: strictly higher, and equal (ties)
+        if buffer is None:
+            buffer = _count_buffer(b, n, scores.device)
+        rank = _count(torch.gt, scores, threshold, buffer)
+        equal = _count(torch.eq, scores, threshold, buffer)
+        equal -= (own_score == bar).int()  # the target's own column
+        tied = torch.nonzero(equal > 0).squeeze(1)  # rows with other ties: count the lower ids exactly
+        if tied.numel() > 0:
+            columns = torch.arange(n, device=scores.device)
+            lower = (scores[tied] == threshold[tied]) & (columns < own[tied])
+            rank.index_add_(0, tied, lower.sum(dim=1, dtype=torch.int32))
 
     # the few columns that are not ordinary candidates
     if ignored.numel():
@@ -666,6 +688,7 @@ def _evaluate_impl(
     n = -1
     ignored = torch.empty(0, dtype=torch.long, device=device)
     buffer = torch.empty(0, dtype=torch.bool, device=device)
+    nan_flags: list[Tensor] = []  # one per batch, read back once at the end
     rows_per_batch = 1  # the first batch is one user: it tells n, which sizes the rest
     position = start
     with torch.no_grad():
@@ -690,7 +713,8 @@ def _evaluate_impl(
                         _check_history_range(history, n, "history")
                 row_bytes = n * (scores.element_size() + _BUFFER_BYTES_PER_SCORE)
                 rows_per_batch = max(1, min(batch_size, budget // row_bytes))
-                buffer = _count_buffer(rows_per_batch, n, scores.device)
+                if not _counts_densely(scores.device):  # the dense path needs no buffer
+                    buffer = _count_buffer(rows_per_batch, n, scores.device)
                 if ragged is not None:
                     prepared = _History.build(ragged, offset, offset + stop - start, n, ignored, scores.device)
             elif scores.shape[1] != n:
@@ -701,7 +725,8 @@ def _evaluate_impl(
             pairs = None if prepared is None else prepared.pairs(position - start, end - start)
             batch_targets = targets[position:end].to(device=scores.device, dtype=torch.long)
             parts.append(
-                _rank_impl(scores, batch_targets, pairs, ignored, history_value, buffer[: end - position])
+                _rank_impl(scores, batch_targets, pairs, ignored, history_value, buffer[: end - position],
+                           nan_flags)
             )
             del scores  # free this block before the next one is computed: one block at a time
             if bar is not None:
@@ -709,6 +734,8 @@ def _evaluate_impl(
             position = end
     if bar is not None:
         bar.close()
+    if nan_flags and bool(torch.stack(nan_flags).any()):
+        raise ValueError(NAN_TARGET_MESSAGE)
     local_ranks = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
     counts = _rank_counts(local_ranks, max(ks)).to(device)
     if world > 1:

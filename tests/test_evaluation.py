@@ -489,6 +489,44 @@ def test_column_blocks_of_the_counts_are_exact(problem, width):
     assert got.tolist() == reference_ranks(scores, targets, history, ignore, history_value)
 
 
+@given(problem=ranking_problems(), layout=st.sampled_from(["ragged", "padded"]), batch_size=st.integers(1, 4))
+@settings(max_examples=150)
+def test_dense_counting_of_gpus_matches_reference(problem, layout, batch_size):
+    """Off the CPU ranks come from plain comparisons (no buffer, no sync); forced here on the CPU."""
+    scores, targets, history, ignore, history_value = problem
+    s, t = torch.tensor(scores), torch.tensor(targets)
+    kwargs = dict(ignore_ids=ignore, history_value=history_value)
+    with mock.patch.object(evaluation, "_counts_densely", lambda device: True):
+        if nan_target(scores, targets, history, ignore, history_value):
+            with pytest.raises(ValueError, match="NaN at some targets"):
+                rank_targets(s, t, exclude=as_history(history, layout), **kwargs)
+            with pytest.raises(ValueError, match="NaN at some targets"):
+                evaluate_ranking(lambda x: s[x[:, 0]], torch.arange(len(targets))[:, None], t,
+                                 history=as_history(history, layout), batch_size=batch_size, **kwargs)
+            return
+        got = rank_targets(s, t, exclude=as_history(history, layout), **kwargs)
+        result = evaluate_ranking(lambda x: s[x[:, 0]], torch.arange(len(targets))[:, None], t,
+                                  history=as_history(history, layout), batch_size=batch_size, **kwargs)
+    expected = reference_ranks(scores, targets, history, ignore, history_value)
+    assert got.tolist() == expected and result.ranks.tolist() == expected
+
+
+def test_a_nan_target_in_a_late_batch_is_caught():
+    """The NaN checks of the batches are read back once, after the last batch: none is lost."""
+    table = torch.randn(8, 6)
+    table[6, 3] = NAN  # user 6's target scores NaN; batches of 2 users: the fourth batch
+    users, targets = torch.arange(8)[:, None], torch.full((8,), 3)
+    for dense in (False, True):
+        with mock.patch.object(evaluation, "_counts_densely", lambda device: dense):
+            with pytest.raises(ValueError, match="NaN at some targets"):
+                evaluate_ranking(lambda x: table[x[:, 0]], users, targets, batch_size=2)
+            set_validate_args(False)
+            try:
+                evaluate_ranking(lambda x: table[x[:, 0]], users, targets, batch_size=2)  # the switch
+            finally:
+                set_validate_args(True)
+
+
 @pytest.mark.slow
 def test_counts_of_long_rows_are_exact():
     """70,001 columns (35 blocks, byte lanes filled to 255): counts above 2**15 and 2**16 stay exact."""
