@@ -22,7 +22,10 @@ the mask first and costs more than the comparison itself. The columns that are n
 ignored ids, each user's history) are few; they are corrected afterwards from their gathered
 scores, on flat ``(row, item)`` pairs (CSR), never on a ``(b, longest history)`` padding, so a
 batch is a handful of large kernels whatever the history lengths, as in the plain ``matmul`` /
-``-inf`` scatter / ``(scores > target).sum(1)`` loop.
+``-inf`` scatter / ``(scores > target).sum(1)`` loop. That byte counting is the CPU's path; on
+other devices (GPUs), where each kernel launch costs more than a pass over the block, the ranks
+come from plain comparisons (``>``, ``==`` with the lower-id tie-break) summed per row, with
+no host synchronisation inside the batch loop.
 
 Examples:
     >>> import torch
@@ -77,6 +80,8 @@ DEFAULT_MEMORY_BUDGET: int = 256 * 2**20
 
 NAN_TARGET_MESSAGE = "scores are NaN at some targets; the model's output is not rankable"
 _BUFFER_BYTES_PER_SCORE = 1
+_DENSE_BYTES_PER_SCORE = 3
+"""Bytes per score of the dense (off-CPU) ranking's bool blocks; the CPU's byte counting needs 1."""
 """The ranking's only temporary of the block's size: one reused bool per score."""
 
 _WORDS_PER_BLOCK = 255
@@ -294,9 +299,14 @@ def _rank_impl(
             raise ValueError(NAN_TARGET_MESSAGE)
 
     threshold = bar.unsqueeze(1)
-    if dense:  # one expression over the block, no host sync: what a GPU wants
+    if dense:  # a few comparisons over the block, no host sync: what a GPU wants
         columns = torch.arange(n, device=scores.device)
-        rank = _beaten(scores, columns, threshold, own).sum(dim=1, dtype=torch.int32)
+        beaten = torch.gt(scores, threshold)  # (b, n): three such bool blocks alive at most
+        ties = torch.eq(scores, threshold)
+        ties &= columns < own  # a tie ranks before the target when its id is lower
+        beaten |= ties
+        del ties
+        rank = beaten.sum(dim=1, dtype=torch.int32)
     else:  # the two passes over the (b, n) block: strictly higher, and equal (ties)
         if buffer is None:
             buffer = _count_buffer(b, n, scores.device)
@@ -577,10 +587,11 @@ def evaluate_ranking(
 
     **Memory.** A users x items matrix is never built. A batch holds at most ``batch_size``
     users and, whatever ``batch_size`` says, no more than ``memory_budget`` bytes of scores plus
-    one boolean per score (at least one user per batch). The first call of ``score_fn`` scores
+    the ranking's bool blocks: one byte per score on the CPU, three on other devices (at least
+    one user per batch). The first call of ``score_fn`` scores
     one user to learn ``n``; the rest go in batches of that size. Peak memory is the model, the
     inputs, the history and one batch's block: for 1M items and the default 256 MiB budget,
-    about 53 users per batch.
+    about 53 users per batch on the CPU (38 on a GPU).
 
     **Several processes.** With ``distributed=True`` and an initialised default process group
     (``torch.distributed``), every process must pass the same ``inputs``, ``targets`` and
@@ -608,7 +619,7 @@ def evaluate_ranking(
         device: where to score and rank; default the device of ``inputs``.
         progress: show a tqdm bar (only if tqdm is installed and stderr is a terminal).
         ks: distinct cut-offs, each >= 1.
-        memory_budget: bytes for one batch's score block and its boolean buffer; default
+        memory_budget: bytes for one batch's score block and its bool blocks; default
             :data:`DEFAULT_MEMORY_BUDGET` (256 MiB).
         distributed: shard the users over the processes of the default process group.
 
@@ -711,9 +722,11 @@ def _evaluate_impl(
                     _check_targets_range(targets, n, ignored)
                     if history is not None:
                         _check_history_range(history, n, "history")
-                row_bytes = n * (scores.element_size() + _BUFFER_BYTES_PER_SCORE)
+                dense = _counts_densely(scores.device)
+                working = _DENSE_BYTES_PER_SCORE if dense else _BUFFER_BYTES_PER_SCORE
+                row_bytes = n * (scores.element_size() + working)
                 rows_per_batch = max(1, min(batch_size, budget // row_bytes))
-                if not _counts_densely(scores.device):  # the dense path needs no buffer
+                if not dense:  # the dense path needs no buffer
                     buffer = _count_buffer(rows_per_batch, n, scores.device)
                 if ragged is not None:
                     prepared = _History.build(ragged, offset, offset + stop - start, n, ignored, scores.device)

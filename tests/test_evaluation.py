@@ -380,6 +380,12 @@ def test_memory_budget_bounds_the_batch():
                               batch_size=64, memory_budget=budget)
     assert [size for size, _ in calls] == [1] + [10] * 9 + [9]
     assert torch.equal(result.ranks, rank_targets(scores, targets))
+    calls.clear()  # the dense counting of GPUs holds three bool blocks: fewer users per batch
+    with mock.patch.object(evaluation, "_counts_densely", lambda device: True):
+        result = evaluate_ranking(table_scorer(scores, calls), torch.arange(100).unsqueeze(1), targets,
+                                  batch_size=64, memory_budget=budget)
+    assert [size for size, _ in calls] == [1] + [7] * 14 + [1]
+    assert torch.equal(result.ranks, rank_targets(scores, targets))
 
 
 def test_evaluate_ranking_progress_bar_only_on_a_terminal(monkeypatch):
