@@ -238,16 +238,21 @@ def scale_benchmark(args: argparse.Namespace, device: torch.device) -> dict[str,
     subset = Ragged(history.values[: int(history.offsets[ranked])], history.offsets[: ranked + 1])
     runs = []
     for budget in (64 * 2**20, 256 * 2**20):
-        per_batch = max(1, min(args.batch_size, budget // (columns * 5)))
+        sizes: list[int] = []  # users per call of the scorer, as the library chose them
+
+        def counted(users_batch: Tensor) -> Tensor:
+            sizes.append(users_batch.shape[0])
+            return score_fn(users_batch)
+
         seconds = 0.0
 
         def run() -> None:
             nonlocal seconds
-            seconds = timed(lambda: library(score_fn, targets[:ranked], subset, args.batch_size, device, budget),
+            seconds = timed(lambda: library(counted, targets[:ranked], subset, args.batch_size, device, budget),
                             device)
 
         peak = peak_memory_mib(run, device)
-        runs.append({"budget_mib": budget / 2**20, "users_per_batch": per_batch, "seconds": seconds,
+        runs.append({"budget_mib": budget / 2**20, "users_per_batch": max(sizes), "seconds": seconds,
                      "users_per_second": ranked / seconds, "peak_rise_mib": peak})
     return {"items": items, "catalogue_users": users, "ranked_users": ranked,
             "interactions": int(history.values.numel()), "rss_start_mib": rss_start, "rss_with_data_mib": rss_data,

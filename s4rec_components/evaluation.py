@@ -14,7 +14,7 @@ The public ICLRec code does not exclude the history but sets its scores to 0
 (``rating_pred[train_matrix > 0] = 0``); ``history_value=0.0`` reproduces that.
 
 How the ranking is computed, and why it costs no more than a hand-written loop. The
-``(b, n)`` score block is read twice, by two comparisons with the target's score (``>`` and
+``(b, n)`` score block is read twice (three times if there are ties), by two comparisons with the target's score (``>`` and
 ``==``) written into one reused boolean buffer and counted per row; nothing else touches the
 block, and it is never modified. The counts are native int64 sums of the buffer read as words
 (in blocks, so the byte lanes never carry; exact), instead of a bool-to-int64 sum, which casts
@@ -22,10 +22,13 @@ the mask first and costs more than the comparison itself. The columns that are n
 ignored ids, each user's history) are few; they are corrected afterwards from their gathered
 scores, on flat ``(row, item)`` pairs (CSR), never on a ``(b, longest history)`` padding, so a
 batch is a handful of large kernels whatever the history lengths, as in the plain ``matmul`` /
-``-inf`` scatter / ``(scores > target).sum(1)`` loop. That byte counting is the CPU's path; on
-other devices (GPUs), where each kernel launch costs more than a pass over the block, the ranks
-come from plain comparisons (``>``, ``==`` with the lower-id tie-break) summed per row, with
-no host synchronisation inside the batch loop.
+``-inf`` scatter / ``(scores > target).sum(1)`` loop. Ties with the target are rare: on the
+CPU the ``==`` count says whether a batch has any, and only then does a third pass count the
+tied columns with a lower id (the tie-break), through the same buffer. On other devices
+(GPUs), where reading that answer back stalls the stream, the second pass counts the lower-id
+ties directly, the NaN-target checks are read back once after the last batch, and CPU inputs
+are page-locked once and copied without waiting: the ranking adds no host synchronisation
+inside the batch loop (``score_fn`` may have its own).
 
 Examples:
     >>> import torch
@@ -75,14 +78,13 @@ DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
 """Cut-offs reported by default; the paper uses 5 and 20, ICLRec also 10."""
 
 DEFAULT_MEMORY_BUDGET: int = 256 * 2**20
-"""Bytes that one batch's ``(b, n)`` score block and the ranking's boolean buffer may take
+"""Bytes that one batch's ``(b, n)`` score block and the ranking's bool blocks may take
 (256 MiB) when ``evaluate_ranking`` is given no ``memory_budget``."""
 
 NAN_TARGET_MESSAGE = "scores are NaN at some targets; the model's output is not rankable"
-_BUFFER_BYTES_PER_SCORE = 1
-_DENSE_BYTES_PER_SCORE = 3
-"""Bytes per score of the dense (off-CPU) ranking's bool blocks; the CPU's byte counting needs 1."""
-"""The ranking's only temporary of the block's size: one reused bool per score."""
+_BUFFER_BYTES_PER_SCORE = 2
+"""The ranking's temporaries of the block's size: the reused bool buffer, and one more bool per
+score while ties are broken by item id."""
 
 _WORDS_PER_BLOCK = 255
 """int64 words of a boolean buffer summed at once: each of a word's 8 byte lanes then counts at
@@ -241,6 +243,13 @@ def _count(compare: Callable[..., Tensor], scores: Tensor, threshold: Tensor, bu
     b, n = scores.shape
     rows = buffer[:b]
     compare(scores, threshold, out=rows[:, :n])
+    return _count_ones(rows)
+
+
+def _count_ones(rows: Tensor) -> Tensor:
+    """``(b,)`` int32 number of True per row of a ``(b, w)`` bool buffer of :func:`_count_buffer`
+    (its padding columns False): the word sums of :func:`_count`, no host sync."""
+    b = rows.shape[0]
     blocks = rows.shape[1] // (8 * _WORDS_PER_BLOCK)
     words = rows.view(torch.int64).view(b, blocks, _WORDS_PER_BLOCK).sum(dim=2)  # (b, blocks)
     # add up each word's 8 byte lanes in place (SWAR): pairs into 16-bit lanes, then 32, then 64
@@ -274,8 +283,9 @@ def _rank_impl(
 
     ``nan_flags``: if given, the NaN-target check appends a ``()`` bool device tensor to it
     instead of reading it back (the caller checks them all at once: one sync, not one per batch).
-    ``dense``: count with plain comparisons over the block (default off the CPU, where a kernel
-    launch costs more than a pass over the memory) instead of the CPU's one-buffer byte counting.
+    ``dense``: count the ties with a lower id over the whole block unconditionally (default off
+    the CPU, where a host read-back stalls the stream) instead of first counting all ties and
+    reading back whether there are any (on the CPU the cheaper way: ties are rare).
     """
     b, n = scores.shape
     if dense is None:
@@ -299,25 +309,18 @@ def _rank_impl(
             raise ValueError(NAN_TARGET_MESSAGE)
 
     threshold = bar.unsqueeze(1)
-    if dense:  # a few comparisons over the block, no host sync: what a GPU wants
-        columns = torch.arange(n, device=scores.device)
-        beaten = torch.gt(scores, threshold)  # (b, n): three such bool blocks alive at most
-        ties = torch.eq(scores, threshold)
-        ties &= columns < own  # a tie ranks before the target when its id is lower
-        beaten |= ties
-        del ties
-        rank = beaten.sum(dim=1, dtype=torch.int32)
-    else:  # the two passes over the (b, n) block: strictly higher, and equal (ties)
-        if buffer is None:
-            buffer = _count_buffer(b, n, scores.device)
-        rank = _count(torch.gt, scores, threshold, buffer)
+    if buffer is None:
+        buffer = _count_buffer(b, n, scores.device)
+    rank = _count(torch.gt, scores, threshold, buffer)  # strictly higher
+    if not dense:  # the CPU reads back whether any column ties with a target: ties are rare
         equal = _count(torch.eq, scores, threshold, buffer)
         equal -= (own_score == bar).int()  # the target's own column
-        tied = torch.nonzero(equal > 0).squeeze(1)  # rows with other ties: count the lower ids exactly
-        if tied.numel() > 0:
-            columns = torch.arange(n, device=scores.device)
-            lower = (scores[tied] == threshold[tied]) & (columns < own[tied])
-            rank.index_add_(0, tied, lower.sum(dim=1, dtype=torch.int32))
+        dense = bool((equal > 0).any())
+    if dense:  # ties with a lower id rank before the target: one more pass, no host sync
+        ties = buffer[:b, :n]
+        torch.eq(scores, threshold, out=ties)
+        ties &= torch.arange(n, device=scores.device) < own  # one more (b, n) bool block
+        rank += _count_ones(buffer[:b])
 
     # the few columns that are not ordinary candidates
     if ignored.numel():
@@ -587,11 +590,10 @@ def evaluate_ranking(
 
     **Memory.** A users x items matrix is never built. A batch holds at most ``batch_size``
     users and, whatever ``batch_size`` says, no more than ``memory_budget`` bytes of scores plus
-    the ranking's bool blocks: one byte per score on the CPU, three on other devices (at least
-    one user per batch). The first call of ``score_fn`` scores
+    the ranking's bool blocks, two bytes per score (at least one user per batch). The first call of ``score_fn`` scores
     one user to learn ``n``; the rest go in batches of that size. Peak memory is the model, the
     inputs, the history and one batch's block: for 1M items and the default 256 MiB budget,
-    about 53 users per batch on the CPU (38 on a GPU).
+    about 44 users per batch.
 
     **Several processes.** With ``distributed=True`` and an initialised default process group
     (``torch.distributed``), every process must pass the same ``inputs``, ``targets`` and
@@ -700,12 +702,18 @@ def _evaluate_impl(
     ignored = torch.empty(0, dtype=torch.long, device=device)
     buffer = torch.empty(0, dtype=torch.bool, device=device)
     nan_flags: list[Tensor] = []  # one per batch, read back once at the end
+    dense = False
+    shard_inputs, shard_targets = inputs[start:stop], targets[start:stop].to(device=device, dtype=torch.long)
+    copy_async = device.type == "cuda" and shard_inputs.device.type == "cpu"
+    if copy_async:  # page-locked once, so that no batch's copy to the GPU waits for the stream
+        shard_inputs = shard_inputs.pin_memory()
     rows_per_batch = 1  # the first batch is one user: it tells n, which sizes the rest
     position = start
     with torch.no_grad():
         while position < stop:
             end = min(stop, position + rows_per_batch)
-            scores = score_fn(inputs[position:end].to(device))
+            batch = shard_inputs[position - start : end - start]
+            scores = score_fn(batch.to(device, non_blocking=copy_async))
             check_tensor(scores, "score_fn output")
             check_ndim(scores, 2, "score_fn output", "(b, n)")
             check_float(scores, "score_fn output")
@@ -723,11 +731,9 @@ def _evaluate_impl(
                     if history is not None:
                         _check_history_range(history, n, "history")
                 dense = _counts_densely(scores.device)
-                working = _DENSE_BYTES_PER_SCORE if dense else _BUFFER_BYTES_PER_SCORE
-                row_bytes = n * (scores.element_size() + working)
+                row_bytes = n * (scores.element_size() + _BUFFER_BYTES_PER_SCORE)
                 rows_per_batch = max(1, min(batch_size, budget // row_bytes))
-                if not dense:  # the dense path needs no buffer
-                    buffer = _count_buffer(rows_per_batch, n, scores.device)
+                buffer = _count_buffer(rows_per_batch, n, scores.device)
                 if ragged is not None:
                     prepared = _History.build(ragged, offset, offset + stop - start, n, ignored, scores.device)
             elif scores.shape[1] != n:
@@ -736,10 +742,10 @@ def _evaluate_impl(
                     f"then {scores.shape[1]}"
                 )
             pairs = None if prepared is None else prepared.pairs(position - start, end - start)
-            batch_targets = targets[position:end].to(device=scores.device, dtype=torch.long)
-            parts.append(
+            batch_targets = shard_targets[position - start : end - start].to(scores.device)
+            parts.append(  # the NaN checks are read back once at the end where a read costs a sync
                 _rank_impl(scores, batch_targets, pairs, ignored, history_value, buffer[: end - position],
-                           nan_flags)
+                           nan_flags if dense else None, dense)
             )
             del scores  # free this block before the next one is computed: one block at a time
             if bar is not None:

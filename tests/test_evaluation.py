@@ -375,17 +375,14 @@ def test_memory_budget_bounds_the_batch():
     scores = torch.randn(100, 1000, generator=g)
     targets = torch.randint(1, 1000, (100,), generator=g)
     calls = []
-    budget = 10 * 1000 * 5  # ten users of float32 scores plus their bool buffer
-    result = evaluate_ranking(table_scorer(scores, calls), torch.arange(100).unsqueeze(1), targets,
-                              batch_size=64, memory_budget=budget)
-    assert [size for size, _ in calls] == [1] + [10] * 9 + [9]
-    assert torch.equal(result.ranks, rank_targets(scores, targets))
-    calls.clear()  # the dense counting of GPUs holds three bool blocks: fewer users per batch
-    with mock.patch.object(evaluation, "_counts_densely", lambda device: True):
-        result = evaluate_ranking(table_scorer(scores, calls), torch.arange(100).unsqueeze(1), targets,
-                                  batch_size=64, memory_budget=budget)
-    assert [size for size, _ in calls] == [1] + [7] * 14 + [1]
-    assert torch.equal(result.ranks, rank_targets(scores, targets))
+    budget = 10 * 1000 * 6  # ten users of float32 scores plus their two bool blocks
+    for dense in (False, True):
+        calls.clear()
+        with mock.patch.object(evaluation, "_counts_densely", lambda device: dense):
+            result = evaluate_ranking(table_scorer(scores, calls), torch.arange(100).unsqueeze(1), targets,
+                                      batch_size=64, memory_budget=budget)
+        assert [size for size, _ in calls] == [1] + [10] * 9 + [9]
+        assert torch.equal(result.ranks, rank_targets(scores, targets))
 
 
 def test_evaluate_ranking_progress_bar_only_on_a_terminal(monkeypatch):
@@ -515,6 +512,23 @@ def test_dense_counting_of_gpus_matches_reference(problem, layout, batch_size):
                                   history=as_history(history, layout), batch_size=batch_size, **kwargs)
     expected = reference_ranks(scores, targets, history, ignore, history_value)
     assert got.tolist() == expected and result.ranks.tolist() == expected
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_no_temporary_larger_than_one_bool_per_score(dense):
+    """Beside the reused buffer, each path allocates at most one bool per score at a time: no
+    int cast of a (b, n) mask (``mask.sum(dtype=...)`` copies it at 4-8 bytes per score)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    b, n = 16, 50_000
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(b, n, generator=g).round(decimals=1)  # ties in every row
+    targets = torch.randint(1, n, (b,), generator=g)
+    buffer = evaluation._count_buffer(b, n, scores.device)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        ranks = evaluation._rank_impl(scores, targets, None, torch.tensor([0]), None, buffer, [], dense)
+    assert max(event.cpu_memory_usage for event in prof.events()) <= b * n
+    assert ranks.tolist() == rank_targets(scores, targets).tolist()
 
 
 def test_a_nan_target_in_a_late_batch_is_caught():

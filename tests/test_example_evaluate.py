@@ -380,6 +380,22 @@ def test_sensitivity_y_range_keeps_a_collapsed_run_from_squashing_the_panels():
     healthy = [_grid_run("s4rec", 0, 0.0630, 0.050), _grid_run("s4rec", 0, 0.0610, 0.048, alpha=0.1)]
     low, high = _y_range(grid_points(healthy, report._dataset)["Beauty-bce"])
     assert low < 0.048 and high > 0.063
+    collapsed = [_grid_run("s4rec", s, 0.001, 0.001, cl_temperature=0.1) for s in range(6)]
+    low, high = _y_range(grid_points(healthy + collapsed, report._dataset)["Beauty-bce"])
+    assert low == 0.0 < high  # mostly collapsed: the scale shows them all, never below 0
+
+
+def test_sensitivity_figure_draws_off_scale_means_and_seeds(tmp_path):
+    from s4rec_example.sensitivity import draw_sensitivity, grid_points
+
+    pytest.importorskip("matplotlib")
+    runs = [_grid_run("s4rec", s, 0.063, 0.050) for s in range(3)]
+    runs += [_grid_run("s4rec", 0, 0.0045, 0.005, cl_temperature=0.1),  # a collapsed mean
+             _grid_run("s4rec", 0, 0.061, 0.048, alpha=0.1), _grid_run("s4rec", 1, 0.062, 0.049, alpha=0.1),
+             _grid_run("s4rec", 2, 0.004, 0.003, alpha=0.1)]  # one collapsed seed, its mean on the scale
+    points = grid_points(runs, report._dataset)
+    assert draw_sensitivity(points, tmp_path) == {"Beauty-bce": "params-Beauty-bce.png"}
+    assert (tmp_path / "params-Beauty-bce.png").stat().st_size > 0
 
 
 def test_sensitivity_edge_cases_keys_ties_missing_scores_and_repeated_seeds(caplog):

@@ -145,7 +145,7 @@ def _y_range(settings: dict[str, dict[float, list[dict[str, Any]]]]) -> tuple[fl
     floor = statistics.median(ys) / 2
     kept = [y for y in ys if y >= floor]
     pad = max(0.1 * (max(kept) - min(kept)), 0.001)
-    return min(kept) - pad, max(kept) + pad
+    return max(min(kept) - pad, 0.0), max(kept) + pad
 
 
 def _value(v: float) -> str:
@@ -203,7 +203,8 @@ def draw_sensitivity(points: dict[str, Points], img_dir: Path) -> dict[str, str]
     matplotlib; returns ``{}`` without it.
 
     A run that collapsed (below half the median of all plotted values) would squash every panel's
-    scale; such points sit on the bottom edge as downward triangles labelled with their value."""
+    scale; it is drawn on the bottom edge instead: an open downward triangle for seeds, a filled
+    one labelled with its value for a mean."""
     try:
         import matplotlib
 
@@ -224,12 +225,18 @@ def draw_sensitivity(points: dict[str, Points], img_dir: Path) -> dict[str, str]
                 means = [_mean(m, split) for m in values.values()]
                 ax.plot(xs, [max(y, low) for y in means], style, color=colour, label=split)
                 for x, members, y in zip(xs, values.values(), means):
-                    ax.scatter([x] * len(members), [max(m[split]["NDCG@20"], low) for m in members],
-                               color=colour, s=9, alpha=0.4)
-                    if y < low:
-                        ax.plot([x], [low], "v", color=colour, markersize=9)
-                        ax.annotate(f"{y:.4f}", (x, low), textcoords="offset points",
-                                    xytext=(4, 10 if split == "valid" else 2), fontsize=7, color=colour)
+                    seeds = [m[split]["NDCG@20"] for m in members]
+                    on_scale = [v for v in seeds if v >= low]
+                    ax.scatter([x] * len(on_scale), on_scale, color=colour, s=9, alpha=0.4)
+                    if len(on_scale) < len(seeds):  # seeds below the scale: open triangles on its edge
+                        ax.scatter([x], [low], marker="v", facecolors="none", edgecolors=colour, s=30,
+                                   clip_on=False, zorder=3)
+                    if y < low:  # the mean too: a filled triangle with its value
+                        ax.plot([x], [low], "v", color=colour, markersize=9, clip_on=False, zorder=4)
+                        last = x == len(values) - 1
+                        ax.annotate(f"{split} {y:.4f}", (x, low), textcoords="offset points",
+                                    xytext=(-6 if last else 6, 14 if split == "valid" else 4),
+                                    ha="right" if last else "left", fontsize=7, color=colour)
             ax.set_xticks(list(xs), [_value(v) for v in values])
             ax.set_title(GRID_SETTINGS[setting], fontsize=9)
             ax.grid(alpha=0.3)
