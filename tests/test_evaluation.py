@@ -363,7 +363,7 @@ def test_evaluate_ranking_matches_reference(problem, layout, batch_size, budget)
         assert result.metrics[key] == pytest.approx(value, rel=1e-12, abs=1e-15)
     # one user first (it tells n), then batches of batch_size capped by the memory budget
     n = len(scores[0])
-    per_batch = max(1, min(batch_size, (DEFAULT_MEMORY_BUDGET if budget is None else budget) // (n * (s.element_size() + 1))))
+    per_batch = max(1, min(batch_size, (DEFAULT_MEMORY_BUDGET if budget is None else budget) // (n * (s.element_size() + 2))))
     sizes = [size for size, _ in calls]
     assert sizes[0] == 1 and sum(sizes) == len(targets)
     assert all(size == per_batch for size in sizes[1:-1]) and all(size <= per_batch for size in sizes[1:])
