@@ -13,22 +13,22 @@ where $r_u$ is the 0-based rank of the target (one relevant item, so the ideal D
 The public ICLRec code does not exclude the history but sets its scores to 0
 (``rating_pred[train_matrix > 0] = 0``); ``history_value=0.0`` reproduces that.
 
-How the ranking is computed, and why it costs no more than a hand-written loop. The
-``(b, n)`` score block is read twice (three times if there are ties), by two comparisons with the target's score (``>`` and
-``==``) written into one reused boolean buffer and counted per row; nothing else touches the
-block, and it is never modified. The counts are native int64 sums of the buffer read as words
-(in blocks, so the byte lanes never carry; exact), instead of a bool-to-int64 sum, which casts
-the mask first and costs more than the comparison itself. The columns that are not ordinary candidates (the
-ignored ids, each user's history) are few; they are corrected afterwards from their gathered
-scores, on flat ``(row, item)`` pairs (CSR), never on a ``(b, longest history)`` padding, so a
-batch is a handful of large kernels whatever the history lengths, as in the plain ``matmul`` /
-``-inf`` scatter / ``(scores > target).sum(1)`` loop. Ties with the target are rare: on the
-CPU the ``==`` count says whether a batch has any, and only then does a third pass count the
-tied columns with a lower id (the tie-break), through the same buffer. On other devices
-(GPUs), where reading that answer back stalls the stream, the second pass counts the lower-id
-ties directly, the NaN-target checks are read back once after the last batch, and CPU inputs
-are page-locked once and copied without waiting: the ranking adds no host synchronisation
-inside the batch loop (``score_fn`` may have its own).
+How the ranking is computed, and why it costs no more than a hand-written loop. The ``(b, n)``
+score block is read twice (three times on the CPU if there are ties), by two comparisons with
+the target's score (``>`` and ``==``) written into one reused boolean buffer and counted per
+row; nothing else touches the block, and it is never modified. The counts are native int64 sums
+of the buffer read as words (in blocks, so the byte lanes never carry; exact), instead of a
+bool-to-int64 sum, which casts the mask first and costs more than the comparison itself. The
+columns that are not ordinary candidates (the ignored ids, each user's history) are few; they
+are corrected afterwards from their gathered scores, on flat ``(row, item)`` pairs (CSR), never
+on a ``(b, longest history)`` padding, so a batch is a handful of large kernels whatever the
+history lengths, as in the plain ``matmul`` / ``-inf`` scatter / ``(scores > target).sum(1)``
+loop. Ties with the target are rare: on the CPU the ``==`` count says whether a batch has any,
+and only then does a third pass count the tied columns with a lower id (the tie-break), through
+the same buffer. On other devices (GPUs), where reading that answer back stalls the stream, the
+second pass counts the lower-id ties directly, the NaN-target checks are read back once after
+the last batch, and CPU inputs are page-locked once and copied without waiting: the ranking
+adds no host synchronisation inside the batch loop (``score_fn`` may have its own).
 
 Examples:
     >>> import torch
@@ -81,7 +81,7 @@ DEFAULT_MEMORY_BUDGET: int = 256 * 2**20
 """Bytes that one batch's ``(b, n)`` score block and the ranking's bool blocks may take
 (256 MiB) when ``evaluate_ranking`` is given no ``memory_budget``."""
 
-NAN_TARGET_MESSAGE = "scores are NaN at some targets; the model's output is not rankable"
+_NAN_TARGET_MESSAGE = "scores are NaN at some targets; the model's output is not rankable"
 _BUFFER_BYTES_PER_SCORE = 2
 """The ranking's temporaries of the block's size: the reused bool buffer, and one more bool per
 score while ties are broken by item id."""
@@ -260,7 +260,8 @@ def _count_ones(rows: Tensor) -> Tensor:
 
 
 def _counts_densely(device: torch.device) -> bool:
-    """Rank by plain comparisons over the block (GPUs) rather than by byte counting (CPU)."""
+    """Count the lower-id ties over the whole block without first reading back whether there
+    are any (GPUs: no host sync), rather than only when the ``==`` count finds some (CPU)."""
     return device.type != "cpu"
 
 
@@ -306,17 +307,18 @@ def _rank_impl(
         if nan_flags is not None:
             nan_flags.append(torch.isnan(bar).any())
         elif bool(torch.isnan(bar).any()):
-            raise ValueError(NAN_TARGET_MESSAGE)
+            raise ValueError(_NAN_TARGET_MESSAGE)
 
     threshold = bar.unsqueeze(1)
     if buffer is None:
         buffer = _count_buffer(b, n, scores.device)
     rank = _count(torch.gt, scores, threshold, buffer)  # strictly higher
+    tie_pass = dense
     if not dense:  # the CPU reads back whether any column ties with a target: ties are rare
         equal = _count(torch.eq, scores, threshold, buffer)
         equal -= (own_score == bar).int()  # the target's own column
-        dense = bool((equal > 0).any())
-    if dense:  # ties with a lower id rank before the target: one more pass, no host sync
+        tie_pass = bool((equal > 0).any())
+    if tie_pass:  # ties with a lower id rank before the target: one more pass, no host sync
         ties = buffer[:b, :n]
         torch.eq(scores, threshold, out=ties)
         ties &= torch.arange(n, device=scores.device) < own  # one more (b, n) bool block
@@ -589,11 +591,11 @@ def evaluate_ranking(
     users. Runs under ``torch.no_grad()``.
 
     **Memory.** A users x items matrix is never built. A batch holds at most ``batch_size``
-    users and, whatever ``batch_size`` says, no more than ``memory_budget`` bytes of scores plus
-    the ranking's bool blocks, two bytes per score (at least one user per batch). The first call of ``score_fn`` scores
-    one user to learn ``n``; the rest go in batches of that size. Peak memory is the model, the
-    inputs, the history and one batch's block: for 1M items and the default 256 MiB budget,
-    about 44 users per batch.
+    users and, whatever ``batch_size`` says, no more than ``memory_budget`` bytes of scores
+    plus the ranking's bool blocks, two bytes per score (at least one user per batch). The
+    first call of ``score_fn`` scores one user to learn ``n``; the rest go in batches of that
+    size. Peak memory is the model, the inputs, the history and one batch's block: for 1M items
+    and the default 256 MiB budget, about 44 users per batch.
 
     **Several processes.** With ``distributed=True`` and an initialised default process group
     (``torch.distributed``), every process must pass the same ``inputs``, ``targets`` and
@@ -754,7 +756,7 @@ def _evaluate_impl(
     if bar is not None:
         bar.close()
     if nan_flags and bool(torch.stack(nan_flags).any()):
-        raise ValueError(NAN_TARGET_MESSAGE)
+        raise ValueError(_NAN_TARGET_MESSAGE)
     local_ranks = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
     counts = _rank_counts(local_ranks, max(ks)).to(device)
     if world > 1:
