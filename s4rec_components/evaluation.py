@@ -606,9 +606,10 @@ def evaluate_ranking(
     average of per-process means). Every process also receives every user's rank (one
     ``all_gather`` of ``u`` int64 values), so :attr:`RankingResult.ranks` is the same full
     ``(u,)`` tensor everywhere; write results from rank 0 only. The collectives run on
-    ``device`` (a CUDA device under ``nccl``). Without a process group the flag is ignored. An
-    error raised on one process only (a NaN score in its block) leaves the others waiting in the
-    collective.
+    ``device`` (a CUDA device under ``nccl``). Without a process group the flag is ignored. A
+    NaN target score in any process's block makes every process raise the same ``ValueError``
+    after the reduction (none is left waiting in a collective). An exception that ``score_fn``
+    raises on one process only still leaves the others waiting: that is the caller's to avoid.
 
     Args:
         score_fn: maps ``(b, l)`` inputs to ``(b, n)`` float scores of the items ``0..n-1``.
@@ -745,9 +746,10 @@ def _evaluate_impl(
                 )
             pairs = None if prepared is None else prepared.pairs(position - start, end - start)
             batch_targets = shard_targets[position - start : end - start].to(scores.device)
-            parts.append(  # the NaN checks are read back once at the end where a read costs a sync
+            parts.append(  # the NaN checks are read back once at the end where a read costs a sync,
+                # or folded into the reduction when other processes must learn of them too
                 _rank_impl(scores, batch_targets, pairs, ignored, history_value, buffer[: end - position],
-                           nan_flags if dense else None, dense)
+                           nan_flags if dense or world > 1 else None, dense)
             )
             del scores  # free this block before the next one is computed: one block at a time
             if bar is not None:
@@ -755,14 +757,21 @@ def _evaluate_impl(
             position = end
     if bar is not None:
         bar.close()
-    if nan_flags and bool(torch.stack(nan_flags).any()):
-        raise ValueError(_NAN_TARGET_MESSAGE)
     local_ranks = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
     counts = _rank_counts(local_ranks, max(ks)).to(device)
     if world > 1:
+        # one extra slot counts the processes that met a NaN target, so that all of them raise
+        # together after the reduction instead of one raising while the others wait in it
+        nan_slot = torch.stack(nan_flags).any().view(1) if nan_flags else torch.zeros(1, dtype=torch.bool)
+        counts = torch.cat([counts, nan_slot.to(device=device, dtype=counts.dtype)])
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+        counts, processes_with_nan = counts[:-1], int(counts[-1])
+        if processes_with_nan:
+            raise ValueError(f"{_NAN_TARGET_MESSAGE} (on {processes_with_nan} of {world} processes)")
         ranks = _gather_ranks(local_ranks.to(device), users, world)
     else:
+        if nan_flags and bool(torch.stack(nan_flags).any()):
+            raise ValueError(_NAN_TARGET_MESSAGE)
         ranks = local_ranks
     return RankingResult(_metrics_from_counts(counts.tolist(), ks), ranks.cpu(), ks)
 

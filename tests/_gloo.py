@@ -17,6 +17,7 @@ a Python exception (a failing law, a wrong shape) is never retried: that is a re
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gc
 import os
 import warnings
@@ -31,10 +32,16 @@ RETRIES_AFTER_A_SIGNAL = 1
 
 
 @contextlib.contextmanager
-def gloo_group(rank: int, world: int, init_file: str) -> Iterator[None]:
-    """One thread, a gloo group for the body, and a teardown that cannot race the group's threads."""
+def gloo_group(rank: int, world: int, init_file: str, timeout_s: float | None = None) -> Iterator[None]:
+    """One thread, a gloo group for the body, and a teardown that cannot race the group's threads.
+
+    ``timeout_s`` bounds every collective (torch's default is 30 minutes): a test of "nobody is
+    left waiting" sets it so that a regression fails in seconds instead of hanging the suite.
+    """
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    timeout = None if timeout_s is None else datetime.timedelta(seconds=timeout_s)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            **({} if timeout is None else {"timeout": timeout}))
     ok = False
     try:
         yield

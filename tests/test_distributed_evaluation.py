@@ -109,6 +109,33 @@ def test_the_reduction_is_global_not_a_mean_of_rank_means(per_rank):
     assert metrics == ranking_metrics(ranks, ks=KS)
 
 
+def _nan_worker(rank: int, init_file: str, out_dir: str) -> None:
+    """Only rank 1's block holds a NaN target score; both ranks must raise, neither may hang."""
+    case = dict(CASES[0])  # 7 users: rank 0 scores users 0-2, rank 1 users 3-6
+    scores = case["scores"].clone()
+    scores[5, case["targets"][5]] = float("nan")
+    case["scores"] = scores
+    with gloo_group(rank, WORLD_SIZE, init_file, timeout_s=60):
+        try:
+            run_case(case, distributed=True)
+            outcome = "returned"
+        except ValueError as error:  # a gloo timeout (RuntimeError) is not caught: the test fails
+            outcome = str(error)
+        torch.save(outcome, os.path.join(out_dir, f"nan{rank}.pt"))
+
+
+@pytest.mark.slow
+def test_a_nan_target_on_one_process_raises_on_every_process():
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file = os.path.join(tmp, "rendezvous")
+        spawn(_nan_worker, (init_file, tmp), WORLD_SIZE, init_file)
+        outcomes = [torch.load(os.path.join(tmp, f"nan{r}.pt")) for r in range(WORLD_SIZE)]
+    for outcome in outcomes:
+        assert "NaN" in outcome and "1 of 2 processes" in outcome
+
+
 def test_flag_without_a_process_group_is_single_process():
     case = CASES[0]
     assert not (dist.is_available() and dist.is_initialized())
