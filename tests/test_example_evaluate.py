@@ -201,6 +201,32 @@ def test_report_shows_a_head_tail_study_under_its_dataset(run, tmp_path):
     (study_dir / "headtail.json").write_text(good)
 
 
+def test_headtail_studies_an_iclrec_run_beside_an_s4rec_run(run, tmp_path):
+    """ICLRec's intents are refit by k-means on the best model; the study's laws hold for both."""
+    folder, data_path, results = run
+    iclrec = cli.train(["--preset", "iclrec", "--data", str(data_path), "--epochs", "2", "--output",
+                        str(tmp_path / "iclrec"), "--max-len", str(MAX_LEN), "--hidden-size", "16",
+                        "--batch-size", "32", "--num-intents", "6", "--kmeans-redo", "1", "--quiet"])
+    studied = headtail.main(["--runs", str(folder / "run"), str(tmp_path / "iclrec"), "--output",
+                             str(tmp_path / "ht"), "--quiet"])
+    by_preset = {entry["preset"]: entry for entry in studied}
+    for preset, reported in [("iclrec", iclrec), ("s4rec", results)]:  # the models train.py tested
+        assert by_preset[preset]["metrics"]["all"] == pytest.approx(reported["test"], abs=1e-6)  # (6 digits)
+    for preset, clusters in [("iclrec", 6), ("s4rec", 8)]:
+        rate = by_preset[preset]["head_rate"]
+        sizes, per_cluster = torch.tensor(rate["cluster_sizes"]), torch.tensor(rate["per_cluster"], dtype=torch.float64)
+        assert sizes.numel() == clusters and int(sizes.sum()) == 120  # every user in exactly one cluster
+        used = sizes[sizes > 0].double()
+        # the clusters' head rates, weighted by their sizes, give back the population's head share
+        assert float((per_cluster * used).sum() / used.sum()) == pytest.approx(rate["overall_head_share"])
+        assert 0.0 <= rate["length_information"] <= 0.7
+        metrics = by_preset[preset]["metrics"]
+        assert metrics["num_head"] + metrics["num_tail"] == 120
+        for key in KEYS:  # head and tail users split the population: their metrics average back to it
+            mixed = (metrics["head"][key] * metrics["num_head"] + metrics["tail"][key] * metrics["num_tail"]) / 120
+            assert mixed == pytest.approx(metrics["all"][key])
+
+
 def test_headtail_refuses_runs_of_different_datasets(run, tmp_path, monkeypatch):
     folder, _, _ = run
     studied = []
