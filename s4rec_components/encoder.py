@@ -274,7 +274,8 @@ class _SelfAttention(nn.Module):
         bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
         qkv = F.linear(x, weight, bias)  # (m, 3d)
         p = self.attention_dropout if self.training else 0.0
-        context = x.new_zeros(x.shape)
+        # in the attention's dtype, which under autocast is not x's (bfloat16 from a float32 x)
+        context = qkv.new_zeros(x.shape[0], x.shape[1])
         for bucket in layout.buckets:
             # in place on fresh zeros (no grad of their own): no copy of the whole grid
             grid = qkv.new_zeros(bucket.rows * bucket.span, qkv.shape[1])

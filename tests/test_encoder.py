@@ -221,6 +221,29 @@ def test_length_buckets_match_dense_attention_on_long_batches():
     torch.testing.assert_close(packed.eval()(ids), dense.eval()(ids), atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("compute_path", ["packed", "dense"])
+def test_bfloat16_autocast_runs_on_every_path_and_stays_near_float32(compute_path):
+    """Under ``torch.autocast`` the projections return bfloat16 while the embeddings stay float32:
+    every path must run (the packed path once wrote bfloat16 into a float32 buffer) and agree with
+    the float32 forward to bfloat16's precision, with gradients for every parameter."""
+    torch.manual_seed(0)
+    encoder = SASRecEncoder(30, hidden_size=16, num_heads=2, num_layers=2, max_len=12, compute_path=compute_path)
+    ids = torch.randint(1, 31, (9, 12))
+    ids[torch.arange(12)[None] < torch.arange(0, 18, 2)[:, None]] = 0  # spans 12, 10, ..., 0
+    ids[1, -3] = 0  # a hole, as masking with id 0 makes
+    exact = encoder.eval()(ids)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = encoder(ids)
+    assert mixed.dtype in (torch.float32, torch.bfloat16)
+    real = ids > 0
+    torch.testing.assert_close(mixed.float()[real], exact[real], atol=0.1, rtol=0.05)
+    assert (mixed[~real] == 0).all()
+    encoder.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        encoder(ids).float().square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in encoder.parameters())
+
+
 def test_matches_iclrec_reference_float32():
     state = random_iclrec_state(num_items=20, d=16, num_layers=2, max_len=9, seed=3)
     ids = random_ids(4, 9, 20, seed=4)
