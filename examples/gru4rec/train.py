@@ -148,7 +148,7 @@ def mean_over_real(hidden: Tensor, item_ids: Tensor) -> Tensor:
 
 # --8<-- [start:pieces]
 class Pieces(nn.Module):
-    """S4Rec's self-supervised terms with the recommended settings (see the docs' table)."""
+    """S4Rec's self-supervised terms (the tutorial's table says where they differ from the recommended settings)."""
 
     def __init__(self, num_items: int, hidden_size: int, *, num_prototypes: int = 64,
                  weight: float = 0.1) -> None:
@@ -202,7 +202,7 @@ def next_item_loss(model: Recommender, hidden: Tensor, rows: Tensor, cols: Tenso
     The same value and gradient as
     ``F.cross_entropy(model.score(h).index_fill(1, never, -inf), labels)`` with
     ``h = hidden[rows, cols]``, but fused and chunked: the ``(p, n + 2)`` logits never exist
-    whole (on Beauty's 12,102 items, a GRU4Rec epoch on one CPU thread drops from about 90 s
+    whole (on Beauty's 12,102 columns, 12,101 items and padding, a GRU4Rec epoch on one CPU thread drops from about 90 s
     to about 10 s).
     """
     return linear_cross_entropy(hidden[rows, cols], model.item_embeddings.weight, labels,
