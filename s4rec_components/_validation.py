@@ -66,6 +66,12 @@ def validate_args_enabled() -> bool:
     return _VALIDATE_ARGS
 
 
+def reads_values(*tensors: Tensor) -> bool:
+    """Whether a value check may read ``tensors``: validation is on and none of them is on the
+    ``meta`` device (shape-only tensors, e.g. for counting a model's sizes, hold no values)."""
+    return _VALIDATE_ARGS and all(t.device.type != "meta" for t in tensors)
+
+
 def check_tensor(x: object, name: str) -> Tensor:
     """Raise ``TypeError`` unless ``x`` is a ``torch.Tensor``; return it."""
     if not isinstance(x, Tensor):
@@ -92,6 +98,16 @@ def check_integer(x: Tensor, name: str) -> None:
         raise TypeError(f"{name} must be an integer tensor (torch.long), got dtype {x.dtype}")
 
 
+def as_index(x: Tensor) -> Tensor:
+    """A checked integer tensor in a dtype that torch indexes, embeds and gathers with.
+
+    ``int32`` and ``int64`` are kept; every other integer dtype becomes ``int64``. (``uint8``
+    would otherwise index as a boolean mask, silently, and ``int8`` / ``int16`` fail deep inside
+    ``embedding`` or ``gather``.)
+    """
+    return x if x.dtype in (torch.int32, torch.int64) else x.long()
+
+
 def check_nonempty(x: Tensor, name: str) -> None:
     """Raise ``ValueError`` if any dimension of ``x`` is empty."""
     if x.numel() == 0:
@@ -103,7 +119,7 @@ def check_range(x: Tensor, low: int, high: int, name: str) -> None:
 
     A value check: skipped while validation is off (it reads the device).
     """
-    if not _VALIDATE_ARGS or x.numel() == 0:
+    if not reads_values(x) or x.numel() == 0:
         return
     lo, hi = int(x.min()), int(x.max())
     if lo < low or hi > high:
@@ -136,6 +152,14 @@ def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return value
+
+
+def check_generator(generator: object, name: str = "generator") -> None:
+    """Raise ``TypeError`` unless ``generator`` is ``None`` or a ``torch.Generator``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{name} must be a torch.Generator or None, got {type(generator).__name__} {generator!r}"
+        )
 
 
 def check_same_dtype(a: Tensor, b: Tensor, names: tuple[str, str]) -> None:
@@ -171,6 +195,10 @@ def check_real(
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(
+            f"{name} must be finite, got an int too large for a float ({value!r:.40}...)"
+        ) from None
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {number!r}")
     lo_bad = low is not None and (number <= low if low_open else number < low)
@@ -187,6 +215,25 @@ def check_real(
 def check_positive(value: object, name: str) -> float:
     """Raise unless ``value`` is a finite real number ``> 0`` (temperatures, epsilons)."""
     return check_real(value, name, low=0.0, low_open=True)
+
+
+MIN_DIVISOR = 4.0 / torch.finfo(torch.float32).max
+"""Smallest temperature or entropy weight accepted (about 1.2e-38): the losses divide scores
+by it in float32, and ``1 / value`` must stay finite with room for the log-sum-exp's shifts."""
+
+
+def check_divisor(value: object, name: str) -> float:
+    """A temperature or entropy weight: a finite real number >= :data:`MIN_DIVISOR`.
+
+    Below it even a score of 1 divided by ``value`` overflows float32, and the loss is NaN.
+    """
+    number = check_positive(value, name)
+    if number < MIN_DIVISOR:
+        raise ValueError(
+            f"{name} must be >= {MIN_DIVISOR:.3g} (scores are divided by it in float32, and "
+            f"1 / {name} would overflow), got {number!r}"
+        )
+    return number
 
 
 def check_probability(value: object, name: str) -> float:

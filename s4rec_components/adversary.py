@@ -56,6 +56,8 @@ def _check_inputs(z: Tensor, labels: Tensor, weight: Tensor, bias: Tensor | None
     check_ndim(weight, 2, "weight", "(c, d)")
     check_float(weight, "weight")
     check_same_size(z, weight, (1, 1), ("z", "weight"))
+    if weight.shape[0] == 0:
+        raise ValueError(f"weight must have at least one class row, got shape {tuple(weight.shape)}")
     if bias is not None:
         check_tensor(bias, "bias")
         check_ndim(bias, 1, "bias", "(c,)")
@@ -72,7 +74,7 @@ def _adversarial_loss_impl(
     dtype = loss_dtype(*dtypes)
     reversed_z = _grad_reverse_impl(z, scale).to(dtype)
     logits = F.linear(reversed_z, weight.to(dtype), None if bias is None else bias.to(dtype))
-    loss = F.cross_entropy(logits, labels)
+    loss = F.cross_entropy(logits, labels.long())  # (int32 / int16 labels: cross_entropy takes long)
     return AdversaryOutput(loss, logits)
 
 

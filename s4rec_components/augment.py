@@ -23,13 +23,14 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import (
+    check_generator,
     check_int,
     check_integer,
     check_ndim,
     check_probability,
     check_real,
     check_tensor,
-    validate_args_enabled,
+    reads_values,
 )
 from .constants import PADDING_ID
 
@@ -74,7 +75,7 @@ def _check_item_ids(item_ids: object, max_id: int | None, name: str = "item_ids"
         raise TypeError(f"{name} must have dtype torch.long, got dtype {ids.dtype}")
     if ids.shape[1] == 0:
         raise ValueError(f"{name} must have length l >= 1, got shape {tuple(ids.shape)}")
-    if not validate_args_enabled() or ids.numel() == 0:
+    if not reads_values(ids) or ids.numel() == 0:
         return ids
     lo, hi = (int(v) for v in torch.aminmax(ids))
     if lo < PADDING_ID or (max_id is not None and hi > max_id):
@@ -121,7 +122,7 @@ def _check_pool(pool: object, num_items: int) -> Tensor:
     check_integer(tensor, "insert_pool")
     if tensor.numel() == 0:
         raise ValueError("insert_pool must not be empty, got shape (0,)")
-    if validate_args_enabled():
+    if reads_values(tensor):
         lo, hi = (int(v) for v in torch.aminmax(tensor))
         if lo < 1 or hi > num_items:
             raise ValueError(
@@ -330,6 +331,7 @@ def mask_items(
     gamma = check_probability(ratio, "ratio")
     masked = n + 1 if mask_id is None else _check_mask_id(mask_id, n)
     ids = _check_item_ids(item_ids, max(n + 1, masked))
+    check_generator(generator)
     return _mask(ids, _draw(ids, ("mask",), n, None, generator), gamma, masked)
 
 
@@ -358,6 +360,7 @@ def crop_items(
     """
     eta = check_probability(ratio, "ratio")
     ids = _check_item_ids(item_ids, None)
+    check_generator(generator)
     return _crop(ids, _draw(ids, ("crop",), 1, None, generator), eta)
 
 
@@ -386,6 +389,7 @@ def reorder_items(
     """
     beta = check_probability(ratio, "ratio")
     ids = _check_item_ids(item_ids, None)
+    check_generator(generator)
     return _reorder(ids, _draw(ids, ("reorder",), 1, None, generator), beta)
 
 
@@ -425,6 +429,7 @@ def insert_items(
     alpha = check_probability(ratio, "ratio")
     pool = None if insert_pool is None else _check_pool(insert_pool, n)
     ids = _check_item_ids(item_ids, n + 1)
+    check_generator(generator)
     return _insert(ids, _draw(ids, ("insert",), n, pool, generator), alpha)
 
 
@@ -639,6 +644,7 @@ class SequenceAugmenter(nn.Module):
             long index into ``self.operations`` of the operation of each row.
         """
         ids = _check_item_ids(item_ids, max(self.num_items + 1, self.mask_id))
+        check_generator(generator)
         return self._augment(ids, generator)
 
     def _augment(

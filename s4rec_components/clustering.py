@@ -20,13 +20,13 @@ from torch import Tensor, nn
 from ._validation import (
     check_bool,
     check_choice,
+    check_divisor,
     check_float,
     check_int,
     check_ndim,
     check_nonempty,
-    check_positive,
     check_tensor,
-    validate_args_enabled,
+    reads_values,
 )
 from .constants import loss_dtype
 from .sinkhorn import _global_batch_size, _sinkhorn_impl, _use_distributed
@@ -70,8 +70,8 @@ def _check_hyperparameters(
     distributed: object,
 ) -> tuple[float, float]:
     """The one check of the hyper-parameters; returns ``(temperature, epsilon)`` as floats."""
-    temperature = check_positive(temperature, "temperature")
-    epsilon = check_positive(epsilon, "epsilon")
+    temperature = check_divisor(temperature, "temperature")
+    epsilon = check_divisor(epsilon, "epsilon")
     check_int(num_iters, "num_iters", 1)
     check_bool(normalize, "normalize")
     check_choice(assign_from, ASSIGN_SOURCES, "assign_from")
@@ -89,7 +89,7 @@ def _check_z(z: Tensor) -> None:
 
 def _check_finite(x: Tensor, name: str) -> None:
     """A value check (a host read): only while validation is on."""
-    if validate_args_enabled() and not bool(torch.isfinite(x).all()):
+    if reads_values(x) and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite, got a tensor holding inf or nan")
 
 
@@ -188,8 +188,10 @@ def online_clustering(
     Args:
         z: sequence representations.
         prototypes: prototype rows $\mu$ (normalised here; pass them detached to freeze).
-        temperature: $\tau_1$ of Eq. 7. Must be > 0.
-        epsilon: Sinkhorn entropy weight $\epsilon$ of Eq. 9. Must be > 0.
+        temperature: $\tau_1$ of Eq. 7. Must be >= ``MIN_DIVISOR`` (about 1.2e-38; scores are
+            divided by it in float32).
+        epsilon: Sinkhorn entropy weight $\epsilon$ of Eq. 9. Must be >= ``MIN_DIVISOR`` (about
+            1.2e-38).
         num_iters: Sinkhorn normalisation rounds. Must be an ``int`` >= 1.
         normalize: L2-normalise ``z`` before scoring.
         assign_from: ``"targets"`` (argmax of q) or ``"probs"`` (argmax of p).
@@ -275,8 +277,10 @@ class OnlineIntentClustering(nn.Module):
         hidden_size: dimension ``d`` of the representations. Must be >= 1.
         num_prototypes: number of intents ``k``. Must be >= 1. Batches smaller than ``k``
             trigger Sinkhorn's equipartition warning.
-        temperature: $\tau_1$ of Eq. 7. Must be > 0.
-        epsilon: Sinkhorn entropy weight $\epsilon$ of Eq. 9. Must be > 0.
+        temperature: $\tau_1$ of Eq. 7. Must be >= ``MIN_DIVISOR`` (about 1.2e-38; scores are
+            divided by it in float32).
+        epsilon: Sinkhorn entropy weight $\epsilon$ of Eq. 9. Must be >= ``MIN_DIVISOR`` (about
+            1.2e-38).
         num_iters: Sinkhorn normalisation rounds. Must be an ``int`` >= 1.
         normalize: L2-normalise the representations before scoring.
         freeze_prototypes_steps: number of first training steps with frozen prototypes, >= 0.

@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._validation import (
-    check_row_ids,
     check_bool,
     check_choice,
+    check_divisor,
     check_float,
     check_integer,
     check_ndim,
-    check_positive,
+    check_row_ids,
     check_same_size,
     check_tensor,
 )
@@ -32,6 +32,7 @@ from .distributed import (
     all_gather_no_grad,
     all_gather_sizes,
     all_gather_with_grad,
+    is_distributed,
     rank,
     world_size,
 )
@@ -52,7 +53,7 @@ def _check_hyperparameters(
     temperature: object, similarity: object, reduction: object, gather_distributed: object
 ) -> float:
     """Check the hyper-parameters (no tensor is read); return the temperature as a float."""
-    tau = check_positive(temperature, "temperature")
+    tau = check_divisor(temperature, "temperature")
     check_choice(similarity, SIMILARITIES, "similarity")
     check_choice(reduction, REDUCTIONS, "reduction")
     check_bool(gather_distributed, "gather_distributed")
@@ -233,7 +234,8 @@ def intent_info_nce(
         assignments: $h(u)$, each sample's intent in $[0, k)$ (the prototype that is not
             its negative); required with ``prototypes``.
         groups: optional integer ids; rows with equal ids are never each other's negatives.
-        temperature: $\tau_2$. Must be finite and > 0.
+        temperature: $\tau_2$. Must be finite and >= ``MIN_DIVISOR`` (about 1.2e-38; similarities
+            are divided by it in float32).
         similarity: ``"dot"`` (as in the paper and ICLRec) or ``"cosine"`` (all vectors
             L2-normalised).
         reduction: ``"mean"`` over the $2b$ anchors, ``"sum"`` or ``"none"``.
@@ -252,10 +254,11 @@ def intent_info_nce(
     Raises:
         TypeError: on a non-tensor, non-floating embeddings, non-integer ``assignments`` or
             ``groups``, a non-numeric ``temperature`` or a non-bool ``gather_distributed``.
-        ValueError: on wrong ranks or sizes, empty inputs, ``assignments`` outside
-            $[0, k)$, ``prototypes`` without ``assignments`` (or the reverse),
-            a non-finite or non-positive ``temperature``, or an unknown ``similarity`` /
-            ``reduction``.
+        ValueError: on wrong ranks or sizes, empty inputs (a batch of 0 rows is allowed
+            only with ``gather_distributed=True`` inside a process group, where other ranks
+            hold rows), ``assignments`` outside $[0, k)$, ``prototypes`` without
+            ``assignments`` (or the reverse), a ``temperature`` that is not finite or below
+            ``MIN_DIVISOR`` (about 1.2e-38), or an unknown ``similarity`` / ``reduction``.
 
     Examples:
         >>> import math, torch
@@ -272,7 +275,9 @@ def intent_info_nce(
         torch.float32
     """
     tau = _check_hyperparameters(temperature, similarity, reduction, gather_distributed)
-    _check_inputs(z1, z2, prototypes, assignments, groups, allow_empty_batch=gather_distributed)
+    _check_inputs(
+        z1, z2, prototypes, assignments, groups, allow_empty_batch=gather_distributed and is_distributed()
+    )
     return _intent_info_nce_impl(
         z1, z2, prototypes, assignments, groups, tau, similarity, reduction, gather_distributed
     )
@@ -300,7 +305,8 @@ class IntentInfoNCE(nn.Module):
     the training script (a process-wide setting, so the library does not make it for you).
 
     Args:
-        temperature: $\tau_2$. Must be finite and > 0.
+        temperature: $\tau_2$. Must be finite and >= ``MIN_DIVISOR`` (about 1.2e-38; similarities
+            are divided by it in float32).
         similarity: ``"dot"`` (as in the paper) or ``"cosine"``.
         reduction: ``"mean"`` over the $2b$ anchors, ``"sum"`` or ``"none"``.
         gather_distributed: use the rows of every process as candidates.
@@ -314,7 +320,7 @@ class IntentInfoNCE(nn.Module):
     Raises:
         TypeError: if ``temperature`` is not a real number or ``gather_distributed`` not a
             bool (and in ``forward`` on bad dtypes).
-        ValueError: if ``temperature`` is not finite and > 0 or ``similarity`` /
+        ValueError: if ``temperature`` is not finite and >= ``MIN_DIVISOR`` or ``similarity`` /
             ``reduction`` is unknown (and in ``forward`` on bad shapes or ranges).
 
     Examples:
@@ -353,7 +359,7 @@ class IntentInfoNCE(nn.Module):
     ) -> Tensor:
         """The loss of the views ``(b, d)``; see :func:`intent_info_nce`."""
         _check_inputs(
-            z1, z2, prototypes, assignments, groups, allow_empty_batch=self.gather_distributed
+            z1, z2, prototypes, assignments, groups, allow_empty_batch=self.gather_distributed and is_distributed()
         )
         return _intent_info_nce_impl(
             z1,

@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._validation import (
-    check_row_ids,
     check_bool,
     check_choice,
+    check_divisor,
     check_float,
     check_ndim,
     check_nonempty,
-    check_positive,
+    check_row_ids,
     check_same_size,
     check_tensor,
 )
@@ -33,7 +33,7 @@ def _check_hyperparameters(temperature: object, detach_teacher: object, reductio
     """The one check of the hyper-parameters; returns the temperature as a float."""
     check_bool(detach_teacher, "detach_teacher")
     check_choice(reduction, REDUCTIONS, "reduction")
-    return check_positive(temperature, "temperature")
+    return check_divisor(temperature, "temperature")
 
 
 def _check_inputs(student: Tensor, prototypes: Tensor, assignments: Tensor) -> None:
@@ -112,7 +112,8 @@ def prototype_distillation(
         student: the sequence embeddings $z_u$.
         prototypes: the intent prototypes $\mu$.
         assignments: $h(u)$, each sample's intent, in $[0, k)$.
-        temperature: $\tau_3$, the distillation temperature. Must be > 0.
+        temperature: $\tau_3$, the distillation temperature. Must be >= ``MIN_DIVISOR`` (about
+            1.2e-38; scores are divided by it in float32).
         detach_teacher: stop the gradient into ``prototypes``.
         reduction: ``"mean"`` over the batch, ``"sum"``, or ``"none"``.
 
@@ -161,7 +162,7 @@ class PrototypeDistillation(nn.Module):
     hyper-parameters; see ``prototype_distillation``.
 
     Args:
-        temperature: $\tau_3$. Must be > 0.
+        temperature: $\tau_3$. Must be >= ``MIN_DIVISOR`` (about 1.2e-38).
         detach_teacher: stop the gradient into the prototypes (default ``True``).
         reduction: ``"mean"`` over the batch, ``"sum"``, or ``"none"``.
 

@@ -21,6 +21,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ._validation import (
+    as_index,
     check_choice,
     check_float,
     check_int,
@@ -31,7 +32,7 @@ from ._validation import (
     check_probability,
     check_range,
     check_tensor,
-    validate_args_enabled,
+    reads_values,
 )
 from .constants import PADDING_ID
 
@@ -543,7 +544,8 @@ class SASRecEncoder(nn.Module):
         return self.position_embeddings.num_embeddings
 
     # ------------------------------------------------------------------ checks
-    def _check_item_ids(self, item_ids: Tensor) -> None:
+    def _check_item_ids(self, item_ids: Tensor) -> Tensor:
+        """Validate ``item_ids``; return them in an index dtype (see ``as_index``)."""
         check_ndim(item_ids, 2, "item_ids", "(b, l)")
         check_integer(item_ids, "item_ids")
         check_nonempty(item_ids, "item_ids")
@@ -553,12 +555,12 @@ class SASRecEncoder(nn.Module):
                 f"{tuple(item_ids.shape)}"
             )
         check_range(item_ids, PADDING_ID, self.mask_id, "item_ids")
+        return as_index(item_ids)
 
     # ------------------------------------------------------------------ forward
     def forward(self, item_ids: Tensor) -> Tensor:
         """Encode a batch of item sequences; see the class docstring."""
-        self._check_item_ids(item_ids)
-        return self._forward_impl(item_ids)
+        return self._forward_impl(self._check_item_ids(item_ids))
 
     def _forward_impl(self, item_ids: Tensor) -> Tensor:
         """Forward pass on validated ids, on the path ``compute_path`` selects."""
@@ -654,7 +656,7 @@ class SASRecEncoder(nn.Module):
             ValueError: item_ids must be left-padded for pooling='last' ...
         """
         check_choice(pooling, POOLINGS, "pooling")
-        self._check_item_ids(item_ids)
+        item_ids = self._check_item_ids(item_ids)
         if hidden is None:
             hidden = self._forward_impl(item_ids)
         else:
@@ -667,7 +669,7 @@ class SASRecEncoder(nn.Module):
                     f"{tuple(hidden.shape)}"
                 )
         if pooling == "last":
-            if validate_args_enabled():
+            if reads_values(item_ids):
                 _check_last_is_real(item_ids)
             return hidden[:, -1]
         if pooling == "mean_all":
@@ -710,7 +712,7 @@ class SASRecEncoder(nn.Module):
         check_tensor(item_ids, "item_ids")
         check_integer(item_ids, "item_ids")
         check_range(item_ids, PADDING_ID, self.mask_id, "item_ids")
-        vectors: Tensor = self.item_embeddings(item_ids)
+        vectors: Tensor = self.item_embeddings(as_index(item_ids))
         return vectors
 
     def score_items(self, h: Tensor) -> Tensor:

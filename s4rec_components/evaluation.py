@@ -430,7 +430,11 @@ def rank_targets(
 
 # ------------------------------------------------------------------------------ metrics
 def _rank_counts(ranks: Tensor, top: int) -> Tensor:
-    """``(top + 1,)`` int64: how many ranks equal ``0..top-1``, then the number of ranks."""
+    """``(top + 1,)`` int64: how many ranks equal ``0..top-1``, then the number of ranks.
+
+    ``top`` need not reach the largest cut-off: a rank that no target can have needs no bin
+    (the callers pass ``min(max(ks), bound on the ranks)``, so a huge ``k`` costs nothing).
+    """
     counts = torch.zeros(top + 1, dtype=torch.long, device=ranks.device)
     counts.index_add_(0, ranks.long().clamp(max=top), torch.ones_like(ranks, dtype=torch.long))
     counts[top] = ranks.numel()  # the bin of ranks >= top becomes the user count
@@ -444,11 +448,11 @@ def _metrics_from_counts(counts: Sequence[int], ks: tuple[int, ...]) -> dict[str
     the multiset of ranks only, never on their order or on how they were split across
     processes.
     """
-    total = counts[-1]
+    bins, total = counts[:-1], counts[-1]
     out: dict[str, float] = {}
     for k in ks:
-        hits = sum(counts[:k])
-        gain = math.fsum(c / math.log2(r + 2) for r, c in enumerate(counts[:k]))
+        hits = sum(bins[:k])
+        gain = math.fsum(c / math.log2(r + 2) for r, c in enumerate(bins[:k]))
         out[f"HR@{k}"] = hits / total
         out[f"NDCG@{k}"] = gain / total
     return out
@@ -493,9 +497,11 @@ def ranking_metrics(ranks: Tensor, *, ks: Sequence[int] = DEFAULT_KS) -> dict[st
     check_integer(ranks, "ranks")
     check_nonempty(ranks, "ranks")
     cutoffs = _check_ks(ks)
-    if validate_args_enabled() and int(ranks.min()) < 0:
-        raise ValueError(f"ranks must be >= 0, got a minimum of {int(ranks.min())}")
-    return _metrics_from_counts(_rank_counts(ranks, max(cutoffs)).tolist(), cutoffs)
+    low, high = (int(v) for v in torch.aminmax(ranks))  # read once: the counts are read anyway
+    if validate_args_enabled() and low < 0:
+        raise ValueError(f"ranks must be >= 0, got a minimum of {low}")
+    top = min(max(cutoffs), high + 1)  # no bins beyond the largest rank, however large k is
+    return _metrics_from_counts(_rank_counts(ranks, top).tolist(), cutoffs)
 
 
 @dataclass
@@ -668,6 +674,8 @@ def evaluate_ranking(
     cutoffs = _check_ks(ks)
     check_bool(progress, "progress")
     check_bool(distributed, "distributed")
+    if isinstance(device, bool) or not (device is None or isinstance(device, (str, int, torch.device))):
+        raise TypeError(f"device must be a torch.device, a str such as 'cuda:0', an int or None, got {device!r}")
     where = torch.device(device) if device is not None else inputs.device
     if validate_args_enabled():
         _check_targets_range(targets, None, _ignored_columns(ids, None, targets.device))
@@ -758,7 +766,12 @@ def _evaluate_impl(
     if bar is not None:
         bar.close()
     local_ranks = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
-    counts = _rank_counts(local_ranks, max(ks)).to(device)
+    columns = n  # every rank is below the number of score columns: no bins beyond it
+    if world > 1:  # a process without users never learnt n; all must bin alike
+        width = torch.tensor([n], dtype=torch.long, device=device)
+        dist.all_reduce(width, op=dist.ReduceOp.MAX)
+        columns = int(width)
+    counts = _rank_counts(local_ranks, max(1, min(max(ks), columns))).to(device)
     if world > 1:
         # one extra slot counts the processes that met a NaN target, so that all of them raise
         # together after the reduction instead of one raising while the others wait in it

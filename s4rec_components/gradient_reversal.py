@@ -22,7 +22,7 @@ from ._validation import (
     check_probability,
     check_real,
     check_tensor,
-    validate_args_enabled,
+    reads_values,
 )
 
 __all__ = ["GradientReversal", "dann_schedule", "grad_reverse"]
@@ -40,10 +40,24 @@ def _check_scale(scale: object) -> float | Tensor:
     if isinstance(scale, Tensor):
         check_ndim(scale, 0, "scale", "() (a 0-d tensor)")
         check_float(scale, "scale")
-        if validate_args_enabled() and not bool(torch.isfinite(scale)):
+        if reads_values(scale) and not bool(torch.isfinite(scale)):
             raise ValueError(f"scale must be finite, got {scale.item()!r}")
         return scale
     return check_real(scale, "scale")
+
+
+def _check_fits(value: float | Tensor, dtype: torch.dtype) -> None:
+    """The module keeps ``scale`` in a ``dtype`` buffer: refuse a value that would become inf there.
+
+    For a tensor this is a value check (a host read), run only while validation is on.
+    """
+    limit = torch.finfo(dtype).max
+    if isinstance(value, Tensor):
+        if not reads_values(value):
+            return
+        value = float(value)
+    if abs(value) > limit:
+        raise ValueError(f"scale must fit the module's {dtype} buffer (|scale| <= {limit:.3g}), got {value!r}")
 
 
 class _GradReverse(torch.autograd.Function):
@@ -198,6 +212,7 @@ class GradientReversal(nn.Module):
     def __init__(self, *, scale: float | Tensor = DEFAULT_SCALE) -> None:
         super().__init__()
         value = _check_scale(scale)
+        _check_fits(value, torch.float32)
         if isinstance(value, Tensor):
             initial = value.detach().to(torch.float32).clone()
         else:
@@ -212,9 +227,11 @@ class GradientReversal(nn.Module):
 
         Raises:
             TypeError: if ``value`` is not a real number or a floating 0-d tensor.
-            ValueError: if ``value`` is not finite or is a tensor that is not 0-d.
+            ValueError: if ``value`` is not finite, does not fit the buffer's dtype or is a
+                tensor that is not 0-d.
         """
         checked = _check_scale(value)
+        _check_fits(checked, self.scale.dtype)
         with torch.no_grad():
             self.scale.fill_(checked.detach() if isinstance(checked, Tensor) else checked)
 

@@ -43,10 +43,11 @@ from torch import Tensor, nn
 from ._validation import (
     check_bool,
     check_float,
+    check_generator,
     check_int,
     check_ndim,
     check_tensor,
-    validate_args_enabled,
+    reads_values,
 )
 from .constants import loss_dtype
 
@@ -91,14 +92,23 @@ def _check_hyperparameters(
     check_bool(distributed, "distributed")
 
 
-def _check_points(x: object, name: str = "x") -> Tensor:
+def _check_points(x: object, name: str = "x", layout: str = "(n, d)") -> Tensor:
     x = check_tensor(x, name)
-    check_ndim(x, 2, name, "(n, d)")
+    check_ndim(x, 2, name, layout)
     check_float(x, name)
     if x.shape[1] == 0:
         raise ValueError(f"{name} must have d >= 1 columns, got shape {tuple(x.shape)}")
-    if validate_args_enabled() and x.numel() > 0 and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    if reads_values(x) and x.numel() > 0:  # one host read for both checks
+        largest = float(x.detach().abs().max())
+        if not math.isfinite(largest):
+            raise ValueError(f"{name} must be finite (no NaN or inf)")
+        # squared distances sum d squares: past this size they overflow the compute dtype
+        limit = math.sqrt(torch.finfo(loss_dtype(x.dtype)).max / (4 * x.shape[1]))
+        if largest > limit:
+            raise ValueError(
+                f"{name} has entries up to {largest:.3g}; their squared distances overflow "
+                f"{loss_dtype(x.dtype)} past {limit:.3g}: scale the points down or pass float64"
+            )
     return x
 
 
@@ -373,10 +383,12 @@ def k_means(
         ``KMeansResult(centroids, assignments, inertia)``.
 
     Raises:
-        TypeError: if ``x`` / ``init`` is not a floating-point tensor or a count is not an int.
+        TypeError: if ``x`` / ``init`` is not a floating-point tensor, a count is not an int
+            or ``generator`` is not a ``torch.Generator``.
         ValueError: if ``x`` is not 2-D or has no columns, there are fewer points than
             ``num_clusters``, a count is out of range, ``init`` has the wrong shape, or (a
-            value check) ``x`` / ``init`` holds NaN or inf.
+            value check) ``x`` / ``init`` holds NaN or inf or entries so large that squared
+            distances overflow the compute dtype (about 1e18 for float32 at d = 64).
 
     Examples:
         >>> import torch
@@ -395,6 +407,7 @@ def k_means(
         num_clusters, num_iters, num_redo, max_points_per_centroid, chunk_size, distributed
     )
     x = _check_points(x)
+    check_generator(generator)
     if init is not None:
         init = _check_points(init, "init")
         if tuple(init.shape) != (num_clusters, x.shape[1]):
@@ -441,7 +454,8 @@ class KMeans(nn.Module):
     Raises:
         TypeError / ValueError: for bad hyper-parameters (at construction) or inputs (see
             :func:`k_means`); ``assign`` raises ``RuntimeError`` before the first ``fit`` and
-            ``ValueError`` for a width other than the centroids'.
+            ``ValueError`` for a width or device other than the centroids', or (value checks)
+            for points that are not finite or too large.
 
     Examples:
         >>> import torch
@@ -476,7 +490,7 @@ class KMeans(nn.Module):
         _check_hyperparameters(
             num_clusters, num_iters, num_redo, max_points_per_centroid, chunk_size, distributed
         )
-        check_int(seed, "seed", 0)
+        check_int(seed, "seed", 0, 2**64 - 1)  # torch.Generator.manual_seed's range
         check_bool(warm_start, "warm_start")
         self.warm_start = warm_start
         self.num_clusters = num_clusters
@@ -529,9 +543,11 @@ class KMeans(nn.Module):
 
     @torch.no_grad()
     def assign(self, x: Tensor) -> Tensor:
-        """Index of the nearest centroid (squared L2) of each row of ``x``; no host reads.
+        """Index of the nearest centroid (squared L2) of each row of ``x``.
 
-        ``x`` and the centroids are compared in their promoted dtype (at least float32).
+        ``x`` and the centroids are compared in their promoted dtype (at least float32). With
+        validation on, one host read checks that ``x`` is finite and small enough for squared
+        distances in that dtype (as :func:`k_means` does); with it off, nothing is read.
 
         Examples:
             >>> import torch
@@ -541,11 +557,14 @@ class KMeans(nn.Module):
             ...     torch.tensor([[0.0], [10.0]])).tolist()
             True
         """
-        x = check_tensor(x, "x")
-        check_ndim(x, 2, "x", "(b, d)")
-        check_float(x, "x")
+        x = _check_points(x, layout="(b, d)")
         if not self.fitted:
             raise RuntimeError("KMeans.assign needs centroids: call fit(x) or load_state_dict first")
+        if x.device != self.centroids.device:
+            raise ValueError(
+                f"x must be on the centroids' device {self.centroids.device}, got {x.device} "
+                f"(move the module with .to(device))"
+            )
         if x.shape[1] != self.centroids.shape[1]:
             raise ValueError(
                 f"x must have d = {self.centroids.shape[1]} columns like the centroids, got shape "

@@ -28,13 +28,14 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ._validation import (
+    as_index,
     check_float,
     check_int,
     check_integer,
     check_ndim,
     check_range,
     check_tensor,
-    validate_args_enabled,
+    reads_values,
 )
 from .constants import PADDING_ID, loss_dtype
 
@@ -93,7 +94,7 @@ def _check_rows(
                 f"weights must have one entry per row of hidden ({m}), "
                 f"got shape {tuple(weights.shape)}"
             )
-        if validate_args_enabled() and weights.numel() > 0:
+        if reads_values(weights) and weights.numel() > 0:
             bad = ~torch.isfinite(weights) | (weights < 0)
             if bool(bad.any()):
                 first = int(bad.nonzero()[0, 0])
@@ -334,7 +335,7 @@ def linear_cross_entropy(
     )
     if len(ignored) == n:
         raise ValueError(f"ignore_columns must leave at least one of the {n} columns, got {ignored}")
-    if validate_args_enabled() and ignored and targets.numel() > 0:
+    if reads_values(targets) and ignored and targets.numel() > 0:
         weighted = torch.ones_like(targets, dtype=torch.bool) if weights is None else weights != 0
         hits = weighted & torch.isin(targets, torch.tensor(ignored, device=targets.device))
         if bool(hits.any()):
@@ -344,7 +345,7 @@ def linear_cross_entropy(
                 f"non-zero, got target {int(targets[row])} at row {row}; give such rows "
                 f"weight 0 (e.g. weights=(targets > 0).float())"
             )
-    return _linear_cross_entropy_impl(hidden, table, targets, weights, chunk_size, ignored)
+    return _linear_cross_entropy_impl(hidden, table, as_index(targets), weights, chunk_size, ignored)
 
 
 def _linear_cross_entropy_impl(
@@ -444,7 +445,7 @@ def sampled_bce(
     if weights is not None:
         weights = check_tensor(weights, "weights")
     _check_rows(hidden, table, [(positives, "positives"), (negatives, "negatives")], weights)
-    return _sampled_bce_impl(hidden, table, positives, negatives, weights)
+    return _sampled_bce_impl(hidden, table, as_index(positives), as_index(negatives), weights)
 
 
 def _sampled_bce_impl(

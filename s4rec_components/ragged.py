@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ._validation import (
+    as_index,
     check_int,
     check_integer,
     check_ndim,
@@ -276,6 +277,7 @@ class Ragged:
                     f"index must lie in [0, {self.num_rows - 1}] ({self.num_rows} rows), "
                     f"got values in [{lo}, {hi}]"
                 )
+        index = as_index(index)  # (a uint8 index would select as a boolean mask)
         starts = self.offsets[index]
         lengths = self.offsets[index + 1] - starts
         if width is None:
@@ -330,15 +332,22 @@ class Ragged:
 
         Raises:
             TypeError: if ``num_values`` is not an int.
-            ValueError: if ``num_values < 0``.
+            ValueError: if ``num_values < 0``; with validation on, if a stored value lies
+                outside ``[0, num_values]`` (its key would collide with another row's).
         """
         num_values = check_int(num_values, "num_values", 0)
+        self._check_values_within(num_values)
         rows = torch.repeat_interleave(
             torch.arange(self.num_rows, device=self.values.device),
             self.lengths,
             output_size=self.values.numel(),
         )
         return (rows * (num_values + 1) + self.values).sort().values
+
+    def _check_values_within(self, num_values: int) -> None:
+        """A value check: keys ``row * (num_values + 1) + value`` are distinct per row only if
+        every stored value lies in ``[0, num_values]``."""
+        check_range(self.values, 0, num_values, f"the stored values (for num_values={num_values})")
 
     def contains(
         self, rows: Tensor, candidates: Tensor, *, keys: Tensor | None = None, num_values: int | None = None
@@ -348,7 +357,8 @@ class Ragged:
         Args:
             rows: row numbers, any shape.
             candidates: values of the same shape as ``rows``, in ``[0, num_values]``.
-            keys: the output of :meth:`sorted_keys` (computed here when ``None``).
+            keys: the output of :meth:`sorted_keys` for the same ``num_values`` (computed
+                here when ``None``).
             num_values: the largest possible value (default: the largest stored value, one
                 host read).
 
@@ -359,8 +369,9 @@ class Ragged:
             TypeError: if ``rows``, ``candidates`` or ``keys`` is not an integer tensor, or
                 ``num_values`` not an int.
             ValueError: if ``rows`` and ``candidates`` differ in shape, ``keys`` is not 1-D or
-                ``num_values < 0``; with validation on, if a row is outside ``[0, r)`` or a
-                candidate outside ``[0, num_values]``.
+                ``num_values < 0``; with validation on, if a row is outside ``[0, r)``, a
+                candidate outside ``[0, num_values]`` or (when ``keys`` is computed here) a
+                stored value outside ``[0, num_values]``.
         """
         check_integer(check_tensor(rows, "rows"), "rows")
         check_integer(check_tensor(candidates, "candidates"), "candidates")

@@ -23,13 +23,13 @@ from torch import Tensor, nn
 
 from ._validation import (
     check_bool,
+    check_divisor,
     check_float,
     check_int,
     check_ndim,
     check_nonempty,
-    check_positive,
     check_tensor,
-    validate_args_enabled,
+    reads_values,
 )
 from .constants import COMPUTE_DTYPE
 
@@ -44,17 +44,27 @@ def _check_hyperparameters(num_iters: object, epsilon: object, distributed: obje
     """Validate the rounds (an ``int`` >= 1), the entropy weight (finite, > 0) and the flag."""
     check_int(num_iters, "num_iters", 1)
     check_bool(distributed, "distributed")
-    return check_positive(epsilon, "epsilon")
+    return check_divisor(epsilon, "epsilon")
 
 
-def _check_scores(scores: Tensor) -> None:
-    """Shape and dtype checks (free); finiteness only while validation is on (a host read)."""
+def _check_scores(scores: Tensor, epsilon: float) -> None:
+    """Shape and dtype checks (free); while validation is on, one host read checks that the
+    scores are finite and that ``scores / epsilon`` fits the float32 log-domain iterations."""
     check_tensor(scores, "scores")
     check_ndim(scores, 2, "scores", "(b, k)")
     check_float(scores, "scores")
     check_nonempty(scores, "scores")
-    if validate_args_enabled() and not bool(torch.isfinite(scores).all()):
+    if not reads_values(scores):
+        return
+    largest = float(scores.detach().abs().max())
+    if not math.isfinite(largest):
         raise ValueError("scores must be finite, got a tensor holding inf or nan")
+    limit = torch.finfo(COMPUTE_DTYPE).max / 4  # room for the differences the iterations form
+    if largest / epsilon > limit:
+        raise ValueError(
+            f"scores / epsilon must stay below {limit:.3g} in float32, got scores up to "
+            f"{largest:.3g} with epsilon {epsilon!r}: scale the scores down or raise epsilon"
+        )
 
 
 def _use_distributed(distributed: bool) -> bool:
@@ -96,7 +106,7 @@ def _warn_if_underfull(batch: int | Tensor, num_prototypes: int) -> None:
     A global size is a device tensor: it is read (a host sync) only while validation is on.
     """
     if isinstance(batch, Tensor):
-        if not validate_args_enabled():
+        if not reads_values(batch):
             return
         batch = int(batch.item())
     if batch < num_prototypes:
@@ -166,7 +176,8 @@ def sinkhorn_knopp(
     numbers equal SwAV's ``distributed_sinkhorn`` for the same ``num_iters`` (SwAV's initial
     division by the total mass is cancelled by the first prototype step and is omitted), but
     every step is done on $\log Q$ with ``logsumexp``, so the result stays finite for
-    tiny $\epsilon$, huge scores and ``float16`` / ``bfloat16`` inputs.
+    small $\epsilon$, large scores and ``float16`` / ``bfloat16`` inputs, as long as
+    $|S| / \epsilon$ fits float32 (below about $8.5 \cdot 10^{37}$; a value check).
 
     The computation runs in ``float32`` under ``torch.no_grad()`` whatever the input: the
     output is ``float32`` and never requires grad (targets are constants, as in SwAV). The
@@ -201,8 +212,9 @@ def sinkhorn_knopp(
             (a ``bool`` is refused), ``epsilon`` is not a real number or ``distributed`` is
             not a ``bool``.
         ValueError: if ``scores`` is not 2-D or is empty, if ``num_iters < 1`` or
-            ``epsilon`` is not finite and > 0; and, while value checks are on (see
-            ``s4rec_components.set_validate_args``), if ``scores`` holds inf or NaN.
+            ``epsilon`` is not finite and >= ``MIN_DIVISOR`` (about 1.2e-38); and, while value
+            checks are on (see ``s4rec_components.set_validate_args``), if ``scores`` holds inf
+            or NaN or ``|scores| / epsilon`` exceeds float32's range (a quarter of it).
 
     Warns:
         UserWarning: when the (global) batch is smaller than ``k``: equipartition cannot hold.
@@ -220,7 +232,7 @@ def sinkhorn_knopp(
                 [0., 1.]])
     """
     epsilon = _check_hyperparameters(num_iters, epsilon, distributed)
-    _check_scores(scores)
+    _check_scores(scores, epsilon)
     return _sinkhorn_impl(scores, num_iters, epsilon, _use_distributed(distributed))
 
 
@@ -248,9 +260,9 @@ class SinkhornKnopp(nn.Module):
         TypeError: if ``num_iters`` is not an ``int``, ``epsilon`` is not a real number or
             ``distributed`` is not a ``bool`` (and in ``forward`` if ``scores`` is not a
             floating tensor).
-        ValueError: if ``num_iters < 1`` or ``epsilon`` is not finite and > 0 (and in
-            ``forward`` if ``scores`` is not 2-D, is empty or, with value checks on, is not
-            finite).
+        ValueError: if ``num_iters < 1`` or ``epsilon`` is not finite and >= ``MIN_DIVISOR``
+            (about 1.2e-38) (and in ``forward`` if ``scores`` is not 2-D, is empty or, with
+            value checks on, is not finite or too large for ``epsilon``).
 
     Examples:
         >>> import torch
@@ -274,7 +286,7 @@ class SinkhornKnopp(nn.Module):
 
     def forward(self, scores: Tensor) -> Tensor:
         """Soft targets ``(b, k)`` for the scores ``(b, k)``; see ``sinkhorn_knopp``."""
-        _check_scores(scores)
+        _check_scores(scores, self.epsilon)
         return _sinkhorn_impl(
             scores, self.num_iters, self.epsilon, _use_distributed(self.distributed)
         )

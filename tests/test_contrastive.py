@@ -450,11 +450,16 @@ def test_gather_without_process_group_changes_nothing(batch: Batch) -> None:
         )
 
 
-def test_empty_batch_only_with_gather() -> None:
+def test_empty_batch_only_inside_a_process_group() -> None:
+    """An empty rank is allowed when rows are gathered from other processes (tested with gloo
+    in test_distributed_contrastive.py); without a process group the flag changes nothing, so an
+    empty batch is refused with it as without it."""
     empty = torch.zeros(0, 3)
-    assert float(intent_info_nce(empty, empty, gather_distributed=True)) == 0.0
-    with pytest.raises(ValueError, match="z1 must not be empty"):
-        intent_info_nce(empty, empty)
+    for gather in (False, True):
+        with pytest.raises(ValueError, match="z1 must not be empty"):
+            intent_info_nce(empty, empty, gather_distributed=gather)
+        with pytest.raises(ValueError, match="z1 must not be empty"):
+            IntentInfoNCE(gather_distributed=gather)(empty, empty)
 
 
 # ----------------------------------------------------------------------------- host reads

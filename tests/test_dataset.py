@@ -198,8 +198,11 @@ def test_item_ids_are_checked_and_indexed():
         SequenceDataset.from_sequences([[1, 2, 3]], item_ids=["a", "b", "a"])
     with pytest.raises(TypeError, match="item_ids must be a list of str, got int 7 at position 1"):
         SequenceDataset.from_sequences([[1, 2, 1]], item_ids=["a", 7])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="num_items must be >= the largest item id 3"):
+    with pytest.raises(ValueError, match="item_ids must have one raw id per internal item 1..n, so at least the "
+                                         "largest item id 3 entries, got 2"):  # (num_items was not passed)
         SequenceDataset.from_sequences([[1, 2, 3]], item_ids=["a", "b"])
+    with pytest.raises(ValueError, match="num_items must be >= the largest item id 3"):
+        SequenceDataset.from_sequences([[1, 2, 3]], num_items=2)
 
 
 def test_statistics_closed_form():

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from .._validation import check_choice, check_int, check_integer, check_ndim, validate_args_enabled
 from ..constants import PADDING_ID
-from ..ragged import Ragged
+from ..ragged import Ragged, RowIndexError, _as_int
 from ._files import atomic_write_bytes, item_ids_path, write_item_ids
 
 __all__ = ["MIN_SEQUENCE_LENGTH", "SPLITS", "LeaveOneOutSplit", "SequenceDataset"]
@@ -46,6 +46,18 @@ SPLITS = ("valid", "test")
 """The evaluation splits of :class:`LeaveOneOutSplit`."""
 
 Split = Literal["valid", "test"]
+
+
+def _int_rows(rows: object, name: str) -> list[list[int]]:
+    """``rows`` as lists of Python ints, each entry checked (nothing truncated, bools refused)."""
+    if isinstance(rows, (str, bytes, Tensor)) or not isinstance(rows, Sequence):
+        raise TypeError(f"{name} must be a sequence of sequences of ints, got {type(rows).__name__}")
+    out: list[list[int]] = []
+    for i, row in enumerate(rows):
+        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, Tensor)):
+            raise TypeError(f"{name}[{i}] must be a sequence of ints, got {type(row).__name__} {row!r}")
+        out.append([_as_int(v, f"{name}[{i}] entries") for v in row])
+    return out
 
 
 class SequenceDataset:
@@ -128,6 +140,7 @@ class SequenceDataset:
             raise ValueError(
                 f"user_ids must have one entry per user ({offsets.numel() - 1}), got shape {tuple(user_ids.shape)}"
             )
+        counted_from_item_ids = num_items is None and item_ids is not None
         if item_ids is not None:
             item_ids = _checked_item_ids(item_ids)
             if num_items is None:
@@ -157,6 +170,11 @@ class SequenceDataset:
                 raise ValueError(f"items must be ids >= 1 (0 is padding), got a minimum of {low}")
             if num_items is None:
                 num_items = largest
+            if num_items < largest and counted_from_item_ids:
+                raise ValueError(
+                    f"item_ids must have one raw id per internal item 1..n, so at least the largest "
+                    f"item id {largest} entries, got {num_items}"
+                )
             if num_items < largest:
                 raise ValueError(f"num_items must be >= the largest item id {largest}, got {num_items}")
         self.items = items
@@ -181,13 +199,28 @@ class SequenceDataset:
         """Build from Python lists (one list of internal item ids per user); for small data.
 
         The ids are taken as they are (``1..num_items``); raw ids from a file are re-indexed by
-        the loaders (:func:`~s4rec_components.data.load_sequences`).
+        the loaders (:func:`~s4rec_components.data.load_sequences`). Entries must be ints
+        (numpy integers and 0-d integer tensors too): floats and bools are refused, never
+        truncated.
+
+        Raises:
+            TypeError: if ``sequences`` is not a sequence of sequences of ints, or ``user_ids``
+                not a sequence of ints.
+            ValueError: if ``sequences`` is empty, and as the constructor.
         """
-        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+        rows = _int_rows(sequences, "sequences")
+        if not rows:
+            raise ValueError("sequences must hold at least one user's items, got an empty sequence")
+        lengths = torch.tensor([len(s) for s in rows], dtype=torch.long)
         offsets = torch.zeros(lengths.numel() + 1, dtype=torch.long)
         torch.cumsum(lengths, 0, out=offsets[1:])
-        flat = torch.tensor([i for s in sequences for i in s], dtype=torch.long)
-        users = None if user_ids is None else torch.as_tensor(list(user_ids), dtype=torch.long)
+        flat = torch.tensor([i for s in rows for i in s], dtype=torch.long)
+        users = None
+        if user_ids is not None:
+            given: object = user_ids
+            if isinstance(given, (str, bytes)) or not isinstance(given, (Sequence, Tensor)):
+                raise TypeError(f"user_ids must be a sequence of ints, got {type(given).__name__}")
+            users = torch.tensor([_as_int(v, "user_ids entries") for v in user_ids], dtype=torch.long)
         return cls(flat, offsets, users, num_items=num_items, name=name, item_ids=item_ids)
 
     # ------------------------------------------------------------------ basic access
@@ -211,8 +244,18 @@ class SequenceDataset:
         )
 
     def sequence(self, user: int) -> Tensor:
-        """The ``(T_u,)`` item sequence of the user at index ``user`` (0-based, file order)."""
-        return self.items[int(self.offsets[user]) : int(self.offsets[user + 1])]
+        """The ``(T_u,)`` item sequence of the user at index ``user`` (0-based, file order;
+        negative counts from the end, as for a list).
+
+        Raises:
+            TypeError: if ``user`` is not an int (bools and floats refused).
+            RowIndexError: (an ``IndexError`` and a ``ValueError``) if ``user`` is out of range.
+        """
+        i, u = _as_int(user, "user"), self.num_users
+        if not -u <= i < u:
+            raise RowIndexError(f"user {i} is out of range for {u} users (valid: -{u} .. {u - 1})")
+        i %= u
+        return self.items[int(self.offsets[i]) : int(self.offsets[i + 1])]
 
     def item_index(self) -> dict[str, int]:
         """``{raw id: internal id}`` for every item ``1..num_items``.
@@ -258,13 +301,25 @@ class SequenceDataset:
         ``<path>.item_ids.json`` (with the SHA-256 of the file it belongs to), which
         :func:`~s4rec_components.data.load_sequences` reads back; a stale sidecar of an earlier
         save is removed otherwise.
+
+        Raises:
+            ValueError: if a user id is below 1 or repeats (the file could not be read back);
+                nothing is written then.
         """
         path = Path(path)
+        users = self.user_ids.tolist()
+        if min(users) < 1:  # what load_sequences would refuse to read back
+            raise ValueError(f"user_ids must be ids >= 1 to be saved (the file format's rule), got {min(users)}")
+        seen: set[int] = set()
+        for user in users:
+            if user in seen:
+                raise ValueError(f"user_ids must be distinct to be saved (the file format's rule), got {user} twice")
+            seen.add(user)
         bounds = self.offsets.tolist()
         flat = self.items.tolist()
         lines = [
             " ".join(map(str, [user, *flat[bounds[u] : bounds[u + 1]]]))
-            for u, user in enumerate(self.user_ids.tolist())
+            for u, user in enumerate(users)
         ]
         atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("ascii"))
         if self.item_ids is not None:
