@@ -8,6 +8,7 @@ through the value checks; a huge cut-off costs nothing and means "every rank".
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import hypothesis.strategies as st
@@ -119,6 +120,30 @@ def test_save_refuses_user_ids_the_format_cannot_hold(tmp_path, user_ids, match)
     with pytest.raises(ValueError, match=match):
         data.save(tmp_path / "data.txt")
     assert not (tmp_path / "data.txt").exists()  # nothing written
+
+
+def test_a_sidecar_with_repeated_ids_is_named(tmp_path):
+    path = SequenceDataset.from_sequences([[1, 2, 3]], item_ids=["a", "b", "c"]).save(tmp_path / "d.txt")
+    sidecar = tmp_path / "d.txt.item_ids.json"
+    sidecar.write_text(sidecar.read_text().replace('"c"', '"a"'))
+    with pytest.raises(ValueError, match=r"d\.txt\.item_ids\.json: item id 'a' repeats \(at position 2\)"):
+        s4.load_sequences(path)
+
+
+def test_a_hand_built_split_must_fit_together():
+    split = SequenceDataset.from_sequences([[4, 5, 6], [1, 2, 3, 4]]).split(max_len=2)
+    fields = {f.name: getattr(split, f.name) for f in dataclasses.fields(split)}
+    assert dataclasses.replace(split).num_users == 2  # the real one passes
+    with pytest.raises(TypeError, match="train_inputs must be a torch.Tensor"):
+        type(split)(**{**fields, "train_inputs": "x"})
+    with pytest.raises(ValueError, match=r"test_inputs must have shape \(u, l\) = \(2, 2\)"):
+        type(split)(**{**fields, "test_inputs": torch.zeros(2, 3, dtype=torch.long)})
+    with pytest.raises(TypeError, match="user_items must be a Ragged"):
+        type(split)(**{**fields, "user_items": [[1]]})
+    with pytest.raises(ValueError, match=r"valid_history must have one row per user \(2\)"):
+        type(split)(**{**fields, "valid_history": Ragged.from_lists([[1]])})
+    with pytest.raises(TypeError, match="max_len must be an int"):
+        type(split)(**{**fields, "max_len": "2"})
 
 
 # ------------------------------------------------------------------ k-means

@@ -157,6 +157,11 @@ def read_item_ids(sidecar: Path) -> tuple[list[str], str]:
         raise ValueError(
             f"{sidecar}: not an item-id file of format {ITEM_IDS_FORMAT!r} version {ITEM_IDS_VERSION}"
         )
+    seen: set[str] = set()
+    for position, raw in enumerate(payload["item_ids"]):
+        if raw in seen:
+            raise ValueError(f"{sidecar}: item id {raw!r} repeats (at position {position}); the ids must be distinct")
+        seen.add(raw)
     return list(payload["item_ids"]), str(payload["data_sha256"])
 
 

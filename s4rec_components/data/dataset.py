@@ -454,6 +454,33 @@ class LeaveOneOutSplit:
     num_items: int
     max_len: int
 
+    def __post_init__(self) -> None:
+        """Structure only (types, shapes, row counts): built by hand, a split must still fit."""
+        check_int(self.num_items, "num_items", 1)
+        check_int(self.max_len, "max_len", 1)
+        check_ndim(self.lengths, 1, "lengths", "(u,)")
+        check_integer(self.lengths, "lengths")
+        users = self.lengths.shape[0]
+        layout = f"(u, l) = ({users}, {self.max_len})"
+        for name in ("train_inputs", "train_targets", "valid_inputs", "test_inputs"):
+            value = getattr(self, name)
+            check_ndim(value, 2, name, layout)
+            check_integer(value, name)
+            if tuple(value.shape) != (users, self.max_len):
+                raise ValueError(f"{name} must have shape {layout}, got shape {tuple(value.shape)}")
+        for name in ("valid_targets", "test_targets"):
+            value = getattr(self, name)
+            check_ndim(value, 1, name, f"(u,) = ({users},)")
+            check_integer(value, name)
+            if value.shape[0] != users:
+                raise ValueError(f"{name} must have shape ({users},), got shape {tuple(value.shape)}")
+        for name in ("valid_history", "test_history", "user_items"):
+            value = getattr(self, name)
+            if not isinstance(value, Ragged):
+                raise TypeError(f"{name} must be a Ragged, got {type(value).__name__}")
+            if value.num_rows != users:
+                raise ValueError(f"{name} must have one row per user ({users}), got {value.num_rows}")
+
     @property
     def num_users(self) -> int:
         """Number of users."""
