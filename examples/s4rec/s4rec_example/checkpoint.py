@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -156,14 +157,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # pickle.UnpicklingError for objects, RuntimeError for broken zips
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{path}: not a readable tensor-only checkpoint ({first[:200]}); files of the public "
-            "ICLRec code are read with --iclrec-checkpoint"
-        ) from None
+    payload = load_tensor_file(
+        path, map_location, hint="files of the public ICLRec code are read with --iclrec-checkpoint"
+    )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not an s4rec-example checkpoint (no format tag {FORMAT!r}); files of the public "
@@ -195,9 +191,44 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
+def atomic_savefig(fig: Any, path: str | Path, **kwargs: Any) -> None:
+    """``fig.savefig`` through :func:`atomic_write_bytes`: a kill never leaves a truncated figure."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_tensor_file(path: str | Path, map_location: Any = "cpu", *, hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)``; a file that is not tensors and plain containers
+    is one ``CheckpointError`` naming it, and is never unpickled."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        reason = "it holds Python objects beyond tensors, which only a full unpickle (able to run code) would load"
+    except Exception as err:  # RuntimeError for broken zips, EOFError, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        reason = f"damaged or not a torch file ({type(err).__name__}: {first[:160]})"
+    raise CheckpointError(f"{path}: refused, {reason}" + (f"; {hint}" if hint else ""))
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[S4RecModel, Checkpoint]:
-    """The model of a checkpoint, rebuilt with :func:`build_model`, on ``device``, in eval mode."""
+    """The model of a checkpoint, rebuilt with :func:`build_model`, on ``device``, in eval mode.
+
+    The item table's size is compared with the recorded item count before the model is built
+    (a forged count cannot make it allocate), and weights that do not fit the model are one
+    ``CheckpointError`` naming the file.
+    """
     checkpoint = load_checkpoint(path)
+    table = checkpoint.model.get("encoder.item_embeddings.weight")
+    if not isinstance(table, torch.Tensor) or table.ndim != 2 or table.shape[0] != checkpoint.num_items + 2:
+        shape = tuple(table.shape) if isinstance(table, torch.Tensor) else None
+        raise CheckpointError(
+            f"{path}: its item table (shape {shape}) does not hold num_items + 2 = {checkpoint.num_items + 2} rows"
+        )
     model = build_model(checkpoint.config, checkpoint.num_items)
-    model.load_state_dict(checkpoint.model)
+    try:
+        model.load_state_dict(checkpoint.model)
+    except RuntimeError as err:  # missing / unexpected keys, wrong shapes
+        first = str(err).strip().splitlines()
+        raise CheckpointError(f"{path}: its weights do not fit the model of its settings ({' '.join(first)[:300]})") from None
     return model.to(device).eval(), checkpoint

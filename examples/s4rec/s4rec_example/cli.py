@@ -16,6 +16,7 @@ or ``"time_budget"``), ``best.pt`` and ``last.pt``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import json
@@ -23,7 +24,6 @@ import logging
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from . import cli_common as common
-from .checkpoint import atomic_write_text, load_checkpoint
+from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint
 from .config import (
     AUGMENT_OPERATIONS,
     CHOICES,
@@ -216,23 +216,54 @@ def machine(device: torch.device) -> str:
 
 
 # ---------------------------------------------------------------------------- run folders
-def _check_folder(folder: Path, overwrite: bool) -> bool:
-    """Refuse a folder that holds another run, unless ``--overwrite``; True when it must be emptied."""
-    if not folder.exists():
+def _own_file(entry: Path) -> bool:
+    """A run's own file (a regular file, not a link), or a temp file its atomic writes left."""
+    if entry.is_symlink() or not entry.is_file():
         return False
+    if entry.name in _RUN_FILES:
+        return True
+    return entry.name.endswith(".tmp") and any(entry.name.startswith(f".{name}.") for name in _RUN_FILES)
+
+
+def _remove_run(folder: Path) -> None:
+    """Delete the run's own files in ``folder``, then the folder if nothing else is left."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for entry in folder.iterdir():
+        if _own_file(entry):
+            entry.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only if empty
+
+
+def _check_folder(folder: Path, overwrite: bool) -> list[Path]:
+    """Refuse a folder that holds another run (unless ``--overwrite``) or anything that is not a
+    run's own file (always); return the files to delete before the run starts (its own only)."""
+    for parent in reversed(folder.parents):
+        if parent.exists() and not parent.is_dir():
+            raise common.UsageError(f"--output {folder}: {parent} is a file, not a folder")
+    if folder.is_symlink():
+        raise common.UsageError(f"--output {folder}: is a link; name the folder itself")
+    if not folder.exists():
+        return []
     if not folder.is_dir():
         raise common.UsageError(f"--output {folder}: exists and is not a folder")
-    entries = [e for e in folder.iterdir() if not e.name.startswith(".")]  # .tmp files of killed writes
-    if not entries:
-        return False
-    if {e.name for e in entries} <= {"train.log"}:  # a run killed before it wrote its config
-        return True
+    entries = list(folder.iterdir())
+    foreign = sorted(e.name for e in entries if not _own_file(e))
+    if foreign:
+        raise common.UsageError(f"--output {folder}: holds files of no run ({', '.join(foreign[:3])}); "
+                                "refusing to touch them: name another folder")
+    runs = [e for e in entries if not e.name.startswith(".")]  # temp files of killed writes aside
+    if not runs:
+        return entries
+    if {e.name for e in runs} == {"train.log"}:  # a run killed before it wrote its config
+        return entries
     results = folder / "results.json"
     finished = False
     if results.is_file():
         try:
             finished = json.loads(results.read_text()).get("status") == "finished"
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             finished = False
     if not overwrite:
         if finished:
@@ -242,14 +273,42 @@ def _check_folder(folder: Path, overwrite: bool) -> bool:
                 f"--output {folder}: holds an unfinished run; --resume {folder} continues it, --overwrite replaces it"
             )
         raise common.UsageError(f"--output {folder}: not empty; pass --overwrite to replace it")
-    foreign = [e.name for e in entries if e.name not in _RUN_FILES and not e.name.startswith(".")]
-    if foreign:
-        raise common.UsageError(f"--output {folder}: holds files of no run ({', '.join(sorted(foreign)[:3])}); "
-                                "refusing to delete them")
-    return True
+    return entries
+
+
+_MAY_DIFFER_ON_RESUME = {"device", "eval_batch_size"}
+"""Settings that --resume may change (where and in what batches it scores, not what it trains)."""
+
+
+def _check_same_settings(folder: Path, given: TrainConfig, stored: TrainConfig) -> None:
+    """config.json is editable, last.pt's settings are the run's: refuse a resume where they differ."""
+    a, b = given.to_dict(), stored.to_dict()
+    changed = [k for k in sorted(set(a) | set(b)) if k not in _MAY_DIFFER_ON_RESUME and a.get(k) != b.get(k)]
+    if changed:
+        k = changed[0]
+        raise common.UsageError(
+            f"--resume {folder / 'config.json'}: {k} = {a.get(k)!r} differs from {b.get(k)!r} in last.pt, the "
+            f"settings the run started with ({len(changed)} setting(s) differ); restore config.json, or start a "
+            f"new run with the new settings"
+        )
+
+
+def _check_same_data(folder: Path, dataset: Any, results: dict[str, Any]) -> None:
+    """The data a resumed run reads must be the data it started on (its recorded statistics)."""
+    recorded = results.get("dataset")
+    if isinstance(recorded, dict) and recorded != dataset.statistics():
+        first = next(k for k in sorted(set(recorded) | set(dataset.statistics()))
+                     if recorded.get(k) != dataset.statistics().get(k))
+        raise common.UsageError(
+            f"--resume {folder}: the data changed since the run started ({first}: {recorded.get(first)!r} "
+            f"recorded in results.json, {dataset.statistics().get(first)!r} now)"
+        )
 
 
 def _file_logging(path: Path) -> logging.Handler:
+    # opened without following a link (checked in validate() too, where the error is a usage error)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    os.close(fd)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
@@ -303,7 +362,7 @@ def _barrier(shard: Shard) -> None:
 def _train(
     argv: list[str], args: argparse.Namespace, shard: Shard, stop_after_epochs: int | None, deadline: float | None
 ) -> dict[str, Any]:
-    def validate() -> tuple[TrainConfig, Path, torch.device, Any, bool]:
+    def validate() -> tuple[TrainConfig, Path, torch.device, Any, list[Path]]:
         device = common.parse_device(args.device)
         if shard.world > 1 and device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -318,6 +377,10 @@ def _train(
             folder = Path(args.resume)
             if not (folder / "config.json").is_file():
                 raise common.UsageError(f"--resume {folder}: no run there (config.json missing)")
+            log = folder / "train.log"
+            if log.is_symlink() or (log.exists() and not log.is_file()):
+                raise common.UsageError(f"--resume {log}: not a regular file (a link or a folder); "
+                                        "the run's log is not written through it")
             saved = _read_json(folder / "config.json", "--resume")
             results = folder / "results.json"
             if results.is_file() and _read_json(results, "--resume").get("status") == "finished":
@@ -336,14 +399,15 @@ def _train(
                 checkpoint = load_checkpoint(folder / "last.pt")  # tensor-only; a bad file stops here
                 if not checkpoint.resumable:
                     raise common.UsageError(f"--resume {folder}: last.pt holds no resume state")
-            empty_folder = False
+                _check_same_settings(folder, config, checkpoint.config)
+            stale: list[Path] = []
             if _given(argv, "eval_batch_size"):
                 config = dataclasses.replace(config, eval_batch_size=args.eval_batch_size)
         else:
             checkpoint = None
             config = config_from_args(args)
             folder = Path(args.output or f"runs/{dataset_label(config.data)}-{config.preset}-{config.loss}-s{config.seed}")
-            empty_folder = _check_folder(folder, args.overwrite)
+            stale = _check_folder(folder, args.overwrite)
         if config.data is not None:
             resolve_data_path(config.data, config.data_root)  # a missing file fails here, before any folder
         dataset = load_dataset(config)
@@ -351,17 +415,19 @@ def _train(
             raise common.UsageError(f"--data {config.data}: no users")
         if args.resume is not None and checkpoint is not None:  # the data file may have changed since
             check_compatible(checkpoint.num_items, checkpoint.item_ids, dataset, f"{folder / 'last.pt'}",
-                             str(config.data))
-        return config, folder, device, dataset, empty_folder
+                             str(config.data or "(generated data)"))
+            if (folder / "results.json").is_file():
+                _check_same_data(folder, dataset, _read_json(folder / "results.json", "--resume"))
+        return config, folder, device, dataset, stale
 
-    config, folder, device, dataset, empty_folder = common.run_guarded(validate, debug=args.debug, prog="train.py")
+    config, folder, device, dataset, stale = common.run_guarded(validate, debug=args.debug, prog="train.py")
     _barrier(shard)  # every rank has validated before rank 0 touches the folder
-    created = not folder.exists() or empty_folder
+    created = not folder.exists() or bool(stale)
     files = RunFiles(folder)
     handler: logging.Handler | None = None
     if shard.main:
-        if empty_folder:  # --overwrite, and every argument is valid
-            shutil.rmtree(folder)
+        for path in stale:  # the run's own files only (--overwrite, and every argument is valid)
+            path.unlink(missing_ok=True)
         folder.mkdir(parents=True, exist_ok=True)
         handler = _file_logging(folder / "train.log")
     try:
@@ -382,14 +448,20 @@ def _train(
                 first = json.loads(old.read_text())
                 provenance = {**{k: first[k] for k in provenance if k in first}, "resumed_with": command,
                               "resumed_git_commit": provenance["git_commit"]}
-        results = run_training(
-            config, data, files, device=device, resume=args.resume is not None,
-            progress=common.show_progress(args.quiet), stop_after_epochs=stop_after_epochs,
-            results_extra=lambda: provenance, shard=shard, deadline=deadline,
-        )
+        try:
+            results = run_training(
+                config, data, files, device=device, resume=args.resume is not None,
+                progress=common.show_progress(args.quiet), stop_after_epochs=stop_after_epochs,
+                results_extra=lambda: provenance, shard=shard, deadline=deadline,
+            )
+        except CheckpointError as err:  # last.pt read back on --resume: one line, as the other file errors
+            if args.debug:
+                raise
+            print(f"train.py: error: {err}", file=sys.stderr)
+            raise SystemExit(common.EXIT_USAGE) from None
     except BaseException:
         if shard.main and created and not files.last.exists():
-            shutil.rmtree(folder, ignore_errors=True)  # a run that failed before its first epoch leaves nothing
+            _remove_run(folder)  # a run that failed before its first epoch leaves nothing
         raise
     finally:
         if handler is not None:

@@ -27,7 +27,7 @@ from s4rec_components import (
 )
 
 from . import cli_common as common
-from .checkpoint import load_model
+from .checkpoint import load_model, load_tensor_file
 from .config import TrainConfig
 from .data import load_dataset
 
@@ -194,8 +194,14 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
     loaded = time.perf_counter() - started
 
     if args.iclrec_checkpoint is not None:
-        state = torch.load(args.iclrec_checkpoint, map_location="cpu", weights_only=True)
-        encoder = SASRecEncoder.from_iclrec_state_dict(state, num_heads=args.num_heads)
+        state = load_tensor_file(args.iclrec_checkpoint)
+        try:
+            encoder = SASRecEncoder.from_iclrec_state_dict(state, num_heads=args.num_heads)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise common.UsageError(
+                f"--iclrec-checkpoint {args.iclrec_checkpoint}: not an ICLRec SASRec state dict ({message[:200]})"
+            ) from None
         encoder = encoder.to(device).eval()
         if dataset.num_items != encoder.num_items:
             raise common.UsageError(

@@ -43,7 +43,7 @@ import torch
 from s4rec_components import ranking_metrics
 
 from . import cli_common as common
-from .checkpoint import atomic_write_text, load_checkpoint, load_model
+from .checkpoint import atomic_savefig, atomic_write_text, load_checkpoint, load_model
 from .data import load_dataset, prepare
 from .evaluate import check_compatible, score_split
 from .intents import encode_sequences, fit_intents
@@ -105,7 +105,8 @@ def study_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
     model, checkpoint = load_model(run_dir / "best.pt", device)
     config = checkpoint.config
     dataset = load_dataset(config)
-    check_compatible(checkpoint.num_items, checkpoint.item_ids, dataset, str(run_dir / "best.pt"), str(config.data))
+    check_compatible(checkpoint.num_items, checkpoint.item_ids, dataset, str(run_dir / "best.pt"),
+                     str(config.data or "(generated data)"))
     data = prepare(dataset, config, device)
     heads = data.heads.cpu()
     result: dict[str, Any] = {"run": str(run_dir), "preset": config.preset, "label": _label(config.to_dict()),
@@ -194,7 +195,7 @@ def plot(results: list[dict[str, Any]], output: Path) -> list[str]:
         ax.set_title("Head rate per cluster, clusters of all seeds pooled (Fig. 3)")
         ax.legend(loc="upper right")
         fig.tight_layout()
-        fig.savefig(output / "head_rate_boxplot.png", dpi=120)
+        atomic_savefig(fig, output / "head_rate_boxplot.png", dpi=120)
         plt.close(fig)
         files.append("head_rate_boxplot.png")
     metrics = ["HR@5", "HR@20", "NDCG@5", "NDCG@20"]
@@ -209,7 +210,7 @@ def plot(results: list[dict[str, Any]], output: Path) -> list[str]:
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=min(len(summary), 3), fontsize=8)
     fig.suptitle("Test metrics of head and tail users, mean and std over seeds (Fig. 4)")
     fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(summary) - 1) // 3), 1, 1))
-    fig.savefig(output / "headtail_metrics.png", dpi=120)
+    atomic_savefig(fig, output / "headtail_metrics.png", dpi=120)
     plt.close(fig)
     files.append("headtail_metrics.png")
     return files
@@ -231,6 +232,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> list[dict[str, Any]]:
 
     # One study compares recipes on one dataset, loss and head/tail split (head_quantile): every
     # run's checkpoint is read and compared before any run is studied.
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise common.UsageError(f"--output {output}: exists and is not a folder")
     kinds = []
     for run in args.runs:
         if not (Path(run) / "best.pt").is_file():
@@ -243,7 +247,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> list[dict[str, Any]]:
             )
     results = [study_run(Path(run), device) for run in args.runs]
     output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
+    output.mkdir(parents=True, exist_ok=True)  # (checked before the studies ran)
     from .cli import git_commit, machine
 
     study: dict[str, Any] = {

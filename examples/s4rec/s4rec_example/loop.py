@@ -28,7 +28,7 @@ import torch
 import s4rec_components
 from s4rec_components import RankingResult, validate_args_enabled
 
-from .checkpoint import atomic_write_text, load_checkpoint, load_model, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, load_model, save_checkpoint
 from .config import TrainConfig
 from .data import TrainData
 from .evaluate import round_metrics, score_split
@@ -287,12 +287,16 @@ def run_training(
         checkpoint = load_checkpoint(files.last, map_location=device)
         if not checkpoint.resumable:
             raise ValueError(f"{files.last} holds no resume state")
-        state = RunState.from_dict(checkpoint.state)
-        if state.world_size != shard.world:
-            raise ValueError(f"{files.last} was written by {state.world_size} process(es), this job has {shard.world}")
-        model.load_state_dict(checkpoint.model)
-        optimizer.load_state_dict(checkpoint.optimizer)  # type: ignore[arg-type]
-        _restore_rng(checkpoint.rng, generator, device, shard, order_generator)
+        try:  # a damaged or forged resume state is one error naming the file
+            state = RunState.from_dict(checkpoint.state)
+            if state.world_size != shard.world:
+                raise ValueError(f"written by {state.world_size} process(es), this job has {shard.world}")
+            model.load_state_dict(checkpoint.model)
+            optimizer.load_state_dict(checkpoint.optimizer)  # type: ignore[arg-type]
+            _restore_rng(checkpoint.rng, generator, device, shard, order_generator)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise CheckpointError(f"{files.last}: cannot resume from it ({type(err).__name__}: {first[:200]})") from None
         if config.kmeans_warm_start and checkpoint.intent_centroids is not None:
             warm_centroids = checkpoint.intent_centroids.to(device)
         LOG.info("resumed from %s at epoch %d", files.last, state.epoch)

@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -54,25 +56,86 @@ PAPER_ROWS = {  # preset -> (table, row) in the paper's results.json
 DATASET_ORDER = ("Beauty", "Sports", "Toys", "ML-1M")
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,+=@-]*\.json")
+
+
 def results_name(results: dict[str, Any]) -> str:
-    """``<dataset>-<preset>-<loss>-s<seed>.json`` of a run (``+key-value`` for each setting off its preset)."""
+    """``<dataset>-<preset>-<loss>-s<seed>.json`` of a run (``+key-value`` for each setting off its preset).
+
+    Raises:
+        ValueError: if a part would make the name leave its folder or hold odd characters.
+    """
     from .data import dataset_label
 
     c = results["config"]
     variant = "".join(f"+{part.replace('=', '-')}" for part in _variant(results).split(", ") if part)
-    return f"{dataset_label(c.get('data'))}-{c['preset']}-{c['loss']}-s{c['seed']}{variant}.json"
+    name = f"{dataset_label(c.get('data'))}-{c['preset']}-{c['loss']}-s{c['seed']}{variant}.json"
+    if not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"the results file name {name!r} would hold a path or odd characters")
+    return name
+
+
+def _finite_metrics(value: object, key: str) -> None:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for k, v in value.items()
+    ):
+        raise ValueError(f"{key} must map metric names to finite numbers")
+
+
+def check_results(results: object, source: str) -> dict[str, Any]:
+    """A finished run's results.json as report.py reads it, or one ``UsageError`` naming ``source``."""
+    from .config import TrainConfig
+
+    try:
+        if not isinstance(results, dict):
+            raise ValueError(f"expected a JSON object, found {type(results).__name__}")
+        if results.get("status") != "finished":
+            raise ValueError("the run is not finished")
+        config = results.get("config")
+        if not isinstance(config, dict):
+            raise ValueError("config must be a JSON object")
+        TrainConfig.from_dict(config)  # every setting known and in range
+        _finite_metrics(results.get("test"), "test")
+        for key in METRICS:
+            if key not in results["test"]:
+                raise ValueError(f"test has no {key}")
+        _finite_metrics(results.get("valid"), "valid")
+        history = results.get("history")
+        if not isinstance(history, list) or not all(
+            isinstance(h, dict) and isinstance(h.get("epoch"), int) for h in history
+        ):
+            raise ValueError("history must be a list of epochs, each with an int epoch")
+        for h in history:
+            if "valid" in h:
+                _finite_metrics(h["valid"], "history valid")
+        for key in ("best_epoch", "epochs_run"):
+            if not isinstance(results.get(key), int) or isinstance(results.get(key), bool):
+                raise ValueError(f"{key} must be an int")
+        for key in ("seconds_per_epoch", "total_seconds"):
+            _finite_metrics({key: results.get(key)}, key)
+        results_name(results)
+    except (TypeError, ValueError, AttributeError, KeyError) as err:
+        raise common.UsageError(f"{source}: not a finished run's results.json ({err})") from None
+    return results
+
+
+def _read_results(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise common.UsageError(f"{path}: not readable JSON ({type(err).__name__}: {err})") from None
 
 
 def add_run(run: Path, results_dir: Path) -> Path:
-    """Copy a finished run's results.json into ``results_dir`` under its canonical name."""
+    """Copy a finished run's results.json into ``results_dir`` under its canonical name,
+    after checking everything report.py reads from it."""
     from .checkpoint import atomic_write_text
 
     path = run / "results.json" if run.is_dir() else run
     if not path.is_file():
         raise common.UsageError(f"--add {run}: no results.json")
-    results = json.loads(path.read_text())
-    if results.get("status") != "finished" or results.get("test") is None:
-        raise common.UsageError(f"--add {run}: the run is not finished")
+    results = check_results(_read_results(path), f"--add {path}")
     target = results_dir / results_name(results)
     results_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, json.dumps(results, indent=1) + "\n")
@@ -82,9 +145,10 @@ def add_run(run: Path, results_dir: Path) -> Path:
 def load_results(results_dir: Path) -> list[dict[str, Any]]:
     runs = []
     for path in sorted(results_dir.glob("*.json")):
-        r = json.loads(path.read_text())
-        if r.get("test") is None:
-            continue
+        r = _read_results(path)
+        if isinstance(r, dict) and r.get("test") is None:
+            continue  # not a run (a benchmark's file)
+        r = check_results(r, str(path))
         r["_file"] = path.name
         runs.append(r)
     return runs
@@ -322,7 +386,9 @@ def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)
         axes[0][0].set_ylabel("valid NDCG@20 (one line per seed)")
         name = f"curves-{key}.png"
-        fig.savefig(img_dir / name, dpi=110, bbox_inches="tight")
+        from .checkpoint import atomic_savefig
+
+        atomic_savefig(fig, img_dir / name, dpi=110, bbox_inches="tight")
         plt.close(fig)
         names[key] = name
     return names

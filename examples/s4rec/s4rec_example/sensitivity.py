@@ -246,7 +246,9 @@ def draw_sensitivity(points: dict[str, Points], img_dir: Path) -> dict[str, str]
         fig.suptitle(f"{key}: one setting at a time around {CENTRE}", fontsize=10)
         fig.tight_layout()
         name = f"params-{key}.png"
-        fig.savefig(img_dir / name, dpi=110, bbox_inches="tight")
+        from .checkpoint import atomic_savefig
+
+        atomic_savefig(fig, img_dir / name, dpi=110, bbox_inches="tight")
         plt.close(fig)
         names[key] = name
     return names

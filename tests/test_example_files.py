@@ -1,0 +1,229 @@
+"""The example's commands against edited, forged and misplaced files (a review of 2026-12-05).
+
+Each case once trained on other settings than it recorded, wrote or deleted outside the run's
+own files, copied a bad file into the results before refusing it, or ended in a traceback. The
+laws: a resumed run is the run that started; a command touches only its own files; every bad
+file is one line on stderr (exit status 2) that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "s4rec"))
+
+from s4rec_example import cli, evaluate, headtail, report  # noqa: E402
+from s4rec_example.checkpoint import load_checkpoint  # noqa: E402
+
+TINY = ["--synthetic-users", "60", "--synthetic-items", "30", "--max-len", "10", "--hidden-size", "16",
+        "--batch-size", "32", "--num-prototypes", "8", "--eval-batch-size", "64", "--quiet"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _train(folder: Path, *extra: str, epochs: int = 2, **kwargs):
+    return cli.train(["--preset", "sasrec", "--epochs", str(epochs), "--output", str(folder), *TINY, *extra], **kwargs)
+
+
+def _one_line_error(call, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        call()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if ": error: " in line]  # log lines aside
+    assert exit_info.value.code == 2 and len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def partial(tmp_path_factory):
+    """An unfinished run (1 of 3 epochs), to be copied and tampered with."""
+    folder = tmp_path_factory.mktemp("partial") / "run"
+    _train(folder, epochs=3, stop_after_epochs=1)
+    return folder
+
+
+def _copy(folder: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(folder, to)
+    return to
+
+
+@pytest.mark.parametrize("key, value", [("seed", 7), ("synthetic_users", 61), ("loss", "ce"), ("lr", 0.5)])
+def test_resume_refuses_a_config_edited_after_the_run_started(partial, tmp_path, capsys, key, value):
+    run = _copy(partial, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config[key] = value
+    (run / "config.json").write_text(json.dumps(config))
+    before = (run / "last.pt").read_bytes()
+    message = _one_line_error(lambda: cli.main(["--resume", str(run)]), capsys)
+    assert f"{key} = {value!r} differs" in message and "last.pt" in message
+    assert (run / "last.pt").read_bytes() == before  # nothing trained
+
+
+def test_resume_refuses_a_linked_log(partial, tmp_path, capsys):
+    run = _copy(partial, tmp_path / "run")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine\n")
+    (run / "train.log").unlink()
+    (run / "train.log").symlink_to(victim)
+    message = _one_line_error(lambda: cli.main(["--resume", str(run)]), capsys)
+    assert "train.log" in message and "not a regular file" in message
+    assert victim.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("layout", ["dotfile", "dot-folder-beside-a-log", "run-name-as-folder"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_output_never_deletes_what_is_not_a_runs_own_file(tmp_path, capsys, layout, overwrite):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    if layout == "dotfile":
+        (folder / ".mynotes").write_text("n")
+        (folder / "results.json").write_text("{}")
+        keep = folder / ".mynotes"
+    elif layout == "dot-folder-beside-a-log":
+        (folder / ".ssh").mkdir()
+        (folder / ".ssh" / "id").write_text("k")
+        (folder / "train.log").write_text("x")
+        keep = folder / ".ssh" / "id"
+    else:
+        (folder / "best.pt").mkdir()
+        (folder / "best.pt" / "important.txt").write_text("mine")
+        keep = folder / "best.pt" / "important.txt"
+    argv = ["--preset", "sasrec", "--epochs", "1", "--output", str(folder), *TINY] + (["--overwrite"] if overwrite else [])
+    message = _one_line_error(lambda: cli.main(argv), capsys)
+    assert "holds files of no run" in message
+    assert keep.exists()
+
+
+def test_overwrite_deletes_only_the_runs_files(tmp_path):
+    folder = tmp_path / "run"
+    _train(folder, epochs=1)
+    (folder / ".results.json.abc.tmp").write_text("half")  # a killed atomic write
+    again = _train(folder, "--overwrite", "--seed", "1", epochs=1)
+    assert again["config"]["seed"] == 1
+    assert not (folder / ".results.json.abc.tmp").exists()
+
+
+@pytest.mark.parametrize("make", ["link", "under-a-file"])
+def test_an_output_that_is_a_link_or_under_a_file_is_refused(tmp_path, capsys, make):
+    if make == "link":
+        (tmp_path / "real").mkdir()
+        target = tmp_path / "link"
+        target.symlink_to(tmp_path / "real")
+    else:
+        (tmp_path / "afile").write_text("x")
+        target = tmp_path / "afile" / "sub"
+    argv = ["--preset", "sasrec", "--epochs", "1", "--output", str(target), "--overwrite", *TINY]
+    message = _one_line_error(lambda: cli.main(argv), capsys)
+    assert str(target) in message
+
+
+def test_resume_from_a_forged_state_is_one_line(partial, tmp_path, capsys):
+    run = _copy(partial, tmp_path / "run")
+    payload = torch.load(run / "last.pt", weights_only=True)
+    payload["rng"] = {}
+    torch.save(payload, run / "last.pt")
+    message = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert "last.pt" in message and "cannot resume" in message
+
+
+def test_evaluate_refuses_weights_that_do_not_fit_and_pickles(partial, tmp_path, capsys):
+    payload = torch.load(partial / "best.pt", weights_only=True)
+    payload["model"]["encoder.position_embeddings.weight"] = torch.zeros(3, 16)
+    torch.save(payload, tmp_path / "shape.pt")
+    message = _one_line_error(lambda: evaluate.main(["--checkpoint", str(tmp_path / "shape.pt")]), capsys)
+    assert "shape.pt" in message and "do not fit" in message
+
+    payload = torch.load(partial / "best.pt", weights_only=True)
+    payload["num_items"] = 10**7  # the table is not that big: refused before anything is built
+    torch.save(payload, tmp_path / "count.pt")
+    message = _one_line_error(lambda: evaluate.main(["--checkpoint", str(tmp_path / "count.pt")]), capsys)
+    assert "item table" in message
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Boom()))
+    data = tmp_path / "data.txt"
+    data.write_text("1 1 2 3\n")
+    for flag in ("--checkpoint", "--iclrec-checkpoint"):
+        argv = [flag, str(tmp_path / "evil.pt")] + (["--data", str(data)] if flag == "--iclrec-checkpoint" else [])
+        message = _one_line_error(lambda: evaluate.main(argv), capsys)
+        assert "evil.pt: refused" in message and "weights_only" not in message
+
+
+def test_headtail_refuses_an_output_file_before_studying(tmp_path, capsys):
+    (tmp_path / "out").write_text("x")
+    message = _one_line_error(lambda: headtail.main(["--runs", str(tmp_path), "--output", str(tmp_path / "out")]),
+                              capsys)
+    assert "not a folder" in message
+
+
+# ------------------------------------------------------------------ report.py
+@pytest.fixture(scope="module")
+def finished_results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("done") / "run"
+    _train(folder, epochs=1)
+    return json.loads((folder / "results.json").read_text())
+
+
+def _report(tmp_path: Path, *extra: str) -> list[str]:
+    page = tmp_path / "page.md"
+    if not page.exists():
+        page.write_text(f"# R\n\n{report.BEGIN}\n{report.END}\n")
+    return ["--results-dir", str(tmp_path / "results"), "--page", str(page), "--img-dir", str(tmp_path / "img"),
+            "--paper", "none", "--no-figures", "--quiet", *extra]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.update(test="abc"), "test must map metric names to finite numbers"),
+    (lambda r: r["test"].update({"NDCG@20": float("nan")}), "finite numbers"),
+    (lambda r: r.pop("config"), "config must be a JSON object"),
+    (lambda r: r["config"].update(loss="x/../../../outside/ESCAPED"), "loss must be one of"),
+    (lambda r: r["config"].update(preset="nope"), "preset must be one of"),
+    (lambda r: r.update(history=[{"epoch": "1"}]), "history must be a list of epochs"),
+])
+def test_report_add_checks_a_results_file_before_copying_it(finished_results, tmp_path, capsys, edit, message):
+    bad = json.loads(json.dumps(finished_results))
+    edit(bad)
+    source = tmp_path / "bad.json"
+    source.write_text(json.dumps(bad))
+    line = _one_line_error(lambda: report.main(_report(tmp_path, "--add", str(source))), capsys)
+    assert "bad.json" in line and message in line
+    assert not list((tmp_path / "results").glob("*.json")) if (tmp_path / "results").exists() else True
+    assert not (tmp_path / "outside").exists()
+
+
+def test_report_names_a_bad_file_already_in_the_results(finished_results, tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "broken.json").write_text('{"status": "finished", "test": {')
+    line = _one_line_error(lambda: report.main(_report(tmp_path)), capsys)
+    assert "broken.json" in line
+    (results / "broken.json").write_text("[1, 2]")
+    line = _one_line_error(lambda: report.main(_report(tmp_path)), capsys)
+    assert "broken.json" in line and "expected a JSON object" in line
+
+
+def test_results_names_cannot_leave_their_folder(finished_results):
+    sneaky = json.loads(json.dumps(finished_results))
+    sneaky["config"]["data"] = None
+    assert "/" not in report.results_name(sneaky)
+    sneaky["config"]["seed"] = "0/../../x"
+    with pytest.raises(ValueError, match="would hold a path"):
+        report.results_name(sneaky)
