@@ -64,3 +64,13 @@ def _process_float_mode_is_left_alone() -> Iterator[None]:
     if (torch.tensor([1e-40]) * 1.0).item() == 0.0:
         torch.set_flush_denormal(False)
         pytest.fail("the test left torch.set_flush_denormal(True) set for the rest of the process")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module of tiny models: they gain nothing from two, and a shared
+    machine loses a lot. Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -25,12 +25,7 @@ TINY = ["--synthetic-users", "60", "--synthetic-items", "30", "--max-len", "10",
         "--batch-size", "32", "--num-prototypes", "8", "--eval-batch-size", "64", "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train(folder: Path, *extra: str, epochs: int = 2, **kwargs):

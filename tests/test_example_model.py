@@ -25,13 +25,7 @@ NUM_ITEMS = 30
 SMALL = dict(hidden_size=16, num_heads=2, max_len=8, num_prototypes=8, num_intents=4, batch_size=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these tiny models gain nothing from two, and a shared machine loses a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

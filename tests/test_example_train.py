@@ -35,13 +35,7 @@ def _train(folder: Path, *extra: str, preset: str = "s4rec", epochs: int = 3, **
     return cli.train(argv, **kwargs)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these tiny models gain nothing from two, and a shared machine loses a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
