@@ -109,11 +109,15 @@ def test_the_cli_keeps_freed_memory_and_records_it(finished):
     assert recorded is True
     # what it buys: a 48 MB block freed and allocated again does not fault its pages in again
     # (glibc's default maps it fresh with mmap every time: 11,719 faults per allocation)
+    # (the fewest faults of three rounds: a shared machine reclaiming memory once is not the law)
     torch.ones(12_000_000).sum()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
-        torch.ones(12_000_000).sum()
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 11_719
+    rounds = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(5):
+            torch.ones(12_000_000).sum()
+        rounds.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    assert min(rounds) < 11_719, rounds
 
 
 @pytest.mark.parametrize("preset", ["iclrec", "sasrec"])
