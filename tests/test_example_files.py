@@ -80,28 +80,35 @@ def test_resume_refuses_a_linked_log(partial, tmp_path, capsys):
     assert victim.read_text() == "mine\n"
 
 
-@pytest.mark.parametrize("layout", ["dotfile", "dot-folder-beside-a-log", "run-name-as-folder"])
 @pytest.mark.parametrize("overwrite", [False, True])
-def test_output_never_deletes_what_is_not_a_runs_own_file(tmp_path, capsys, layout, overwrite):
+def test_output_refuses_a_visible_entry_that_is_not_a_runs_file(tmp_path, capsys, overwrite):
     folder = tmp_path / "out"
-    folder.mkdir()
-    if layout == "dotfile":
-        (folder / ".mynotes").write_text("n")
-        (folder / "results.json").write_text("{}")
-        keep = folder / ".mynotes"
-    elif layout == "dot-folder-beside-a-log":
-        (folder / ".ssh").mkdir()
-        (folder / ".ssh" / "id").write_text("k")
-        (folder / "train.log").write_text("x")
-        keep = folder / ".ssh" / "id"
-    else:
-        (folder / "best.pt").mkdir()
-        (folder / "best.pt" / "important.txt").write_text("mine")
-        keep = folder / "best.pt" / "important.txt"
+    (folder / "best.pt").mkdir(parents=True)  # a folder with a run file's name
+    (folder / "best.pt" / "important.txt").write_text("mine")
+    (folder / "notes.txt").write_text("mine")
     argv = ["--preset", "sasrec", "--epochs", "1", "--output", str(folder), *TINY] + (["--overwrite"] if overwrite else [])
     message = _one_line_error(lambda: cli.main(argv), capsys)
-    assert "holds files of no run" in message
-    assert keep.exists()
+    assert "holds files of no run (best.pt, notes.txt)" in message
+    assert (folder / "best.pt" / "important.txt").exists() and (folder / "notes.txt").exists()
+
+
+def test_hidden_entries_of_others_are_never_deleted(tmp_path):
+    """``--overwrite`` (and the folder of a run killed before its config) delete the run's own
+    files one by one: a ``.git`` or ``.ssh`` beside them stays, and the run goes ahead."""
+    folder = tmp_path / "out"
+    _train(folder, epochs=1)
+    (folder / ".git").mkdir()
+    (folder / ".git" / "config").write_text("s")
+    (folder / ".mynotes").write_text("n")
+    again = _train(folder, "--overwrite", "--seed", "1", epochs=1)
+    assert again["config"]["seed"] == 1
+    assert (folder / ".git" / "config").read_text() == "s" and (folder / ".mynotes").read_text() == "n"
+    killed = tmp_path / "killed"
+    (killed / ".ssh").mkdir(parents=True)
+    (killed / ".ssh" / "id").write_text("k")
+    (killed / "train.log").write_text("x")  # a run killed before it wrote its config
+    _train(killed, epochs=1)
+    assert (killed / ".ssh" / "id").read_text() == "k" and (killed / "results.json").is_file()
 
 
 def test_overwrite_deletes_only_the_runs_files(tmp_path):

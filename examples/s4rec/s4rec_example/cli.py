@@ -237,8 +237,9 @@ def _remove_run(folder: Path) -> None:
 
 
 def _check_folder(folder: Path, overwrite: bool) -> list[Path]:
-    """Refuse a folder that holds another run (unless ``--overwrite``) or anything that is not a
-    run's own file (always); return the files to delete before the run starts (its own only)."""
+    """Refuse a folder that holds another run (unless ``--overwrite``) or a visible entry that is
+    not a run's own regular file (always); return the files to delete before the run starts: the
+    run's own only. Hidden entries (``.DS_Store``, ``.git``) are left alone, never deleted."""
     for parent in reversed(folder.parents):
         if parent.exists() and not parent.is_dir():
             raise common.UsageError(f"--output {folder}: {parent} is a file, not a folder")
@@ -248,8 +249,8 @@ def _check_folder(folder: Path, overwrite: bool) -> list[Path]:
         return []
     if not folder.is_dir():
         raise common.UsageError(f"--output {folder}: exists and is not a folder")
-    entries = list(folder.iterdir())
-    foreign = sorted(e.name for e in entries if not _own_file(e))
+    entries = [e for e in folder.iterdir() if _own_file(e)]  # hidden entries of others aside
+    foreign = sorted(e.name for e in folder.iterdir() if not e.name.startswith(".") and not _own_file(e))
     if foreign:
         raise common.UsageError(f"--output {folder}: holds files of no run ({', '.join(foreign[:3])}); "
                                 "refusing to touch them: name another folder")
