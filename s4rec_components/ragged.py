@@ -60,6 +60,25 @@ def _as_int(value: object, name: str) -> int:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
 
 
+def _checked_lists(rows: object, name: str) -> tuple[list[int], list[int]]:
+    """The entries of ``rows`` (a sequence of sequences of ints) flattened, and each row's length;
+    every entry checked (``_as_int``, int64 range), errors naming ``name[i]``."""
+    if isinstance(rows, (str, bytes, Tensor)) or not isinstance(rows, Sequence):
+        raise TypeError(f"{name} must be a sequence of sequences of ints, got {type(rows).__name__}")
+    flat: list[int] = []
+    lengths: list[int] = []
+    for i, row in enumerate(rows):
+        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, Tensor)):
+            raise TypeError(f"{name}[{i}] must be a sequence of ints, got {type(row).__name__} {row!r}")
+        lengths.append(len(row))
+        for v in row:
+            number = _as_int(v, f"{name}[{i}] entries")
+            if not _INT64_MIN <= number <= _INT64_MAX:
+                raise ValueError(f"{name}[{i}] entries must fit in int64, got {number}")
+            flat.append(number)
+    return flat, lengths
+
+
 @dataclass(frozen=True)
 class Ragged:
     r"""Rows of different lengths stored as flat ``values`` and row ``offsets`` (CSR).
@@ -116,20 +135,7 @@ class Ragged:
             >>> Ragged.from_lists([[1, 2], []]).tolist()
             [[1, 2], []]
         """
-        given: object = rows  # checked as any object: callers pass anything
-        if isinstance(given, (str, bytes, Tensor)) or not isinstance(given, Sequence):
-            raise TypeError(f"rows must be a sequence of sequences of ints, got {type(given).__name__}")
-        flat: list[int] = []
-        lengths_list: list[int] = []
-        for i, row in enumerate(given):
-            if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, Tensor)):
-                raise TypeError(f"rows[{i}] must be a sequence of ints, got {type(row).__name__}")
-            lengths_list.append(len(row))
-            for v in row:
-                number = _as_int(v, f"rows[{i}] entries")
-                if not _INT64_MIN <= number <= _INT64_MAX:
-                    raise ValueError(f"rows[{i}] entries must fit in int64, got {number}")
-                flat.append(number)
+        flat, lengths_list = _checked_lists(rows, "rows")
         values = torch.tensor(flat, dtype=torch.long)
         offsets = torch.zeros(len(lengths_list) + 1, dtype=torch.long)
         offsets[1:] = torch.tensor(lengths_list, dtype=torch.long).cumsum(0)

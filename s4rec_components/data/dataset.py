@@ -34,7 +34,7 @@ from torch import Tensor
 
 from .._validation import check_choice, check_int, check_integer, check_ndim, validate_args_enabled
 from ..constants import PADDING_ID
-from ..ragged import Ragged, RowIndexError, _as_int
+from ..ragged import Ragged, RowIndexError, _as_int, _checked_lists
 from ._files import atomic_write_bytes, item_ids_path, write_item_ids
 
 __all__ = ["MIN_SEQUENCE_LENGTH", "SPLITS", "LeaveOneOutSplit", "SequenceDataset"]
@@ -46,18 +46,6 @@ SPLITS = ("valid", "test")
 """The evaluation splits of :class:`LeaveOneOutSplit`."""
 
 Split = Literal["valid", "test"]
-
-
-def _int_rows(rows: object, name: str) -> list[list[int]]:
-    """``rows`` as lists of Python ints, each entry checked (nothing truncated, bools refused)."""
-    if isinstance(rows, (str, bytes, Tensor)) or not isinstance(rows, Sequence):
-        raise TypeError(f"{name} must be a sequence of sequences of ints, got {type(rows).__name__}")
-    out: list[list[int]] = []
-    for i, row in enumerate(rows):
-        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, Tensor)):
-            raise TypeError(f"{name}[{i}] must be a sequence of ints, got {type(row).__name__} {row!r}")
-        out.append([_as_int(v, f"{name}[{i}] entries") for v in row])
-    return out
 
 
 class SequenceDataset:
@@ -208,20 +196,19 @@ class SequenceDataset:
                 not a sequence of ints.
             ValueError: if ``sequences`` is empty, and as the constructor.
         """
-        rows = _int_rows(sequences, "sequences")
-        if not rows:
+        flat, lengths = _checked_lists(sequences, "sequences")
+        if not lengths:
             raise ValueError("sequences must hold at least one user's items, got an empty sequence")
-        lengths = torch.tensor([len(s) for s in rows], dtype=torch.long)
-        offsets = torch.zeros(lengths.numel() + 1, dtype=torch.long)
-        torch.cumsum(lengths, 0, out=offsets[1:])
-        flat = torch.tensor([i for s in rows for i in s], dtype=torch.long)
+        offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
+        offsets[1:] = torch.tensor(lengths, dtype=torch.long).cumsum(0)
         users = None
         if user_ids is not None:
             given: object = user_ids
             if isinstance(given, (str, bytes)) or not isinstance(given, (Sequence, Tensor)):
                 raise TypeError(f"user_ids must be a sequence of ints, got {type(given).__name__}")
             users = torch.tensor([_as_int(v, "user_ids entries") for v in user_ids], dtype=torch.long)
-        return cls(flat, offsets, users, num_items=num_items, name=name, item_ids=item_ids)
+        return cls(torch.tensor(flat, dtype=torch.long), offsets, users, num_items=num_items, name=name,
+                   item_ids=item_ids)
 
     # ------------------------------------------------------------------ basic access
     @property
