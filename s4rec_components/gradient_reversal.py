@@ -49,11 +49,13 @@ def _check_scale(scale: object) -> float | Tensor:
 def _check_fits(value: float | Tensor, dtype: torch.dtype) -> None:
     """The module keeps ``scale`` in a ``dtype`` buffer: refuse a value that would become inf there.
 
-    For a tensor this is a value check (a host read), run only while validation is on.
+    A tensor whose dtype the buffer's range covers (float32 or narrower into float32) always
+    fits and is not read; only a wider one is read (a value check, while validation is on), so
+    ``set_scale`` with a float32 tensor costs no second host read beyond the finiteness check.
     """
     limit = torch.finfo(dtype).max
     if isinstance(value, Tensor):
-        if not reads_values(value):
+        if torch.finfo(value.dtype).max <= limit or not reads_values(value):
             return
         value = float(value)
     if abs(value) > limit:
