@@ -249,8 +249,12 @@ def _check_folder(folder: Path, overwrite: bool) -> list[Path]:
         return []
     if not folder.is_dir():
         raise common.UsageError(f"--output {folder}: exists and is not a folder")
-    entries = [e for e in folder.iterdir() if _own_file(e)]  # hidden entries of others aside
-    foreign = sorted(e.name for e in folder.iterdir() if not e.name.startswith(".") and not _own_file(e))
+    entries, foreign = [], []  # the run's own files; visible entries of no run (hidden ones aside)
+    for entry in sorted(folder.iterdir()):
+        if _own_file(entry):
+            entries.append(entry)
+        elif not entry.name.startswith("."):
+            foreign.append(entry.name)
     if foreign:
         raise common.UsageError(f"--output {folder}: holds files of no run ({', '.join(foreign[:3])}); "
                                 "refusing to touch them: name another folder")
@@ -296,20 +300,17 @@ def _check_same_settings(folder: Path, given: TrainConfig, stored: TrainConfig) 
 
 def _check_same_data(folder: Path, dataset: Any, results: dict[str, Any]) -> None:
     """The data a resumed run reads must be the data it started on (its recorded statistics)."""
-    recorded = results.get("dataset")
-    if isinstance(recorded, dict) and recorded != dataset.statistics():
-        first = next(k for k in sorted(set(recorded) | set(dataset.statistics()))
-                     if recorded.get(k) != dataset.statistics().get(k))
+    recorded, now = results.get("dataset"), dataset.statistics()
+    if isinstance(recorded, dict) and recorded != now:
+        first = next(k for k in sorted(set(recorded) | set(now)) if recorded.get(k) != now.get(k))
         raise common.UsageError(
             f"--resume {folder}: the data changed since the run started ({first}: {recorded.get(first)!r} "
-            f"recorded in results.json, {dataset.statistics().get(first)!r} now)"
+            f"recorded in results.json, {now.get(first)!r} now)"
         )
 
 
 def _file_logging(path: Path) -> logging.Handler:
-    # opened without following a link (checked in validate() too, where the error is a usage error)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    os.close(fd)
+    # (a train.log that is a link was refused in validate(): by --resume, or as no run's own file)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)

@@ -246,8 +246,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> list[dict[str, Any]]:
                 f"--runs: one dataset, loss and head quantile per study, got {kinds[0]} and {kinds[-1]} (at {run})"
             )
     results = [study_run(Path(run), device) for run in args.runs]
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)  # (checked before the studies ran)
+    output.mkdir(parents=True, exist_ok=True)
     from .cli import git_commit, machine
 
     study: dict[str, Any] = {
