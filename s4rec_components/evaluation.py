@@ -614,8 +614,9 @@ def evaluate_ranking(
     ``(u,)`` tensor everywhere; write results from rank 0 only. The collectives run on
     ``device`` (a CUDA device under ``nccl``). Without a process group the flag is ignored. A
     NaN target score in any process's block makes every process raise the same ``ValueError``
-    after the reduction (none is left waiting in a collective). An exception that ``score_fn``
-    raises on one process only still leaves the others waiting: that is the caller's to avoid.
+    after the reduction (none is left waiting in a collective). Likewise an exception raised on
+    one process only (by ``score_fn``, or by a check of its output) is re-raised there after one
+    small reduction, and every other process raises a ``RuntimeError`` that points to it.
 
     Args:
         score_fn: maps ``(b, l)`` inputs to ``(b, n)`` float scores of the items ``0..n-1``.
@@ -720,57 +721,71 @@ def _evaluate_impl(
         shard_inputs = shard_inputs.pin_memory()
     rows_per_batch = 1  # the first batch is one user: it tells n, which sizes the rest
     position = start
-    with torch.no_grad():
-        while position < stop:
-            end = min(stop, position + rows_per_batch)
-            batch = shard_inputs[position - start : end - start]
-            scores = score_fn(batch.to(device, non_blocking=copy_async))
-            check_tensor(scores, "score_fn output")
-            check_ndim(scores, 2, "score_fn output", "(b, n)")
-            check_float(scores, "score_fn output")
-            if scores.shape[0] != end - position:
-                raise ValueError(
-                    f"score_fn must return one row per input row: got {scores.shape[0]} rows "
-                    f"for {end - position} inputs"
+    failure: Exception | None = None  # raised on this process only: the others must learn of it
+    try:
+        with torch.no_grad():
+            while position < stop:
+                end = min(stop, position + rows_per_batch)
+                batch = shard_inputs[position - start : end - start]
+                scores = score_fn(batch.to(device, non_blocking=copy_async))
+                check_tensor(scores, "score_fn output")
+                check_ndim(scores, 2, "score_fn output", "(b, n)")
+                check_float(scores, "score_fn output")
+                if scores.shape[0] != end - position:
+                    raise ValueError(
+                        f"score_fn must return one row per input row: got {scores.shape[0]} rows "
+                        f"for {end - position} inputs"
+                    )
+                if n < 0:
+                    n = scores.shape[1]
+                    check_nonempty(scores, "score_fn output")
+                    ignored = _ignored_columns(ignore_ids, n, scores.device)
+                    if validate_args_enabled():
+                        _check_targets_range(targets, n, ignored)
+                        if history is not None:
+                            _check_history_range(history, n, "history")
+                    dense = _counts_densely(scores.device)
+                    row_bytes = n * (scores.element_size() + _BUFFER_BYTES_PER_SCORE)
+                    rows_per_batch = max(1, min(batch_size, budget // row_bytes))
+                    buffer = _count_buffer(rows_per_batch, n, scores.device)
+                    if ragged is not None:
+                        prepared = _History.build(ragged, offset, offset + stop - start, n, ignored, scores.device)
+                elif scores.shape[1] != n:
+                    raise ValueError(
+                        f"score_fn must return the same number of item columns for every batch: got {n} "
+                        f"then {scores.shape[1]}"
+                    )
+                pairs = None if prepared is None else prepared.pairs(position - start, end - start)
+                batch_targets = shard_targets[position - start : end - start].to(scores.device)
+                parts.append(  # the NaN checks are read back once at the end where a read costs a sync,
+                    # or folded into the reduction when other processes must learn of them too
+                    _rank_impl(scores, batch_targets, pairs, ignored, history_value, buffer[: end - position],
+                               nan_flags if dense or world > 1 else None, dense)
                 )
-            if n < 0:
-                n = scores.shape[1]
-                check_nonempty(scores, "score_fn output")
-                ignored = _ignored_columns(ignore_ids, n, scores.device)
-                if validate_args_enabled():
-                    _check_targets_range(targets, n, ignored)
-                    if history is not None:
-                        _check_history_range(history, n, "history")
-                dense = _counts_densely(scores.device)
-                row_bytes = n * (scores.element_size() + _BUFFER_BYTES_PER_SCORE)
-                rows_per_batch = max(1, min(batch_size, budget // row_bytes))
-                buffer = _count_buffer(rows_per_batch, n, scores.device)
-                if ragged is not None:
-                    prepared = _History.build(ragged, offset, offset + stop - start, n, ignored, scores.device)
-            elif scores.shape[1] != n:
-                raise ValueError(
-                    f"score_fn must return the same number of item columns for every batch: got {n} "
-                    f"then {scores.shape[1]}"
-                )
-            pairs = None if prepared is None else prepared.pairs(position - start, end - start)
-            batch_targets = shard_targets[position - start : end - start].to(scores.device)
-            parts.append(  # the NaN checks are read back once at the end where a read costs a sync,
-                # or folded into the reduction when other processes must learn of them too
-                _rank_impl(scores, batch_targets, pairs, ignored, history_value, buffer[: end - position],
-                           nan_flags if dense or world > 1 else None, dense)
-            )
-            del scores  # free this block before the next one is computed: one block at a time
-            if bar is not None:
-                bar.update(end - position)
-            position = end
+                del scores  # free this block before the next one is computed: one block at a time
+                if bar is not None:
+                    bar.update(end - position)
+                position = end
+    except Exception as error:  # noqa: BLE001 - re-raised below, after the peers are told
+        if world == 1:
+            raise
+        failure = error
     if bar is not None:
         bar.close()
     local_ranks = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
     columns = n  # every rank is below the number of score columns: no bins beyond it
-    if world > 1:  # a process without users never learnt n; all must bin alike
-        width = torch.tensor([n], dtype=torch.long, device=device)
+    if world > 1:  # a process without users never learnt n; all must bin alike. The second
+        # slot says whether any process failed, so that all raise instead of some waiting below
+        width = torch.tensor([n, failure is not None], dtype=torch.long, device=device)
         dist.all_reduce(width, op=dist.ReduceOp.MAX)
-        columns = int(width)
+        columns, anyone_failed = width.tolist()
+        if failure is not None:
+            raise failure
+        if anyone_failed:
+            raise RuntimeError(
+                "evaluate_ranking failed on another process (its own error says why); "
+                "this process stopped with it instead of waiting in the reduction"
+            )
     counts = _rank_counts(local_ranks, max(1, min(max(ks), columns))).to(device)
     if world > 1:
         # one extra slot counts the processes that met a NaN target, so that all of them raise

@@ -136,6 +136,40 @@ def test_a_nan_target_on_one_process_raises_on_every_process():
         assert "NaN" in outcome and "1 of 2 processes" in outcome
 
 
+def _failing_worker(rank: int, init_file: str, out_dir: str) -> None:
+    """``score_fn`` raises on rank 1 only (its block); rank 0 must not wait for it in a collective."""
+    case = CASES[0]  # 7 users: rank 0 scores users 0-2, rank 1 users 3-6
+
+    def score_fn(x: torch.Tensor) -> torch.Tensor:
+        if int(x[0, 0]) >= 3:
+            raise KeyError("an item table lookup failed")
+        return case["scores"][x[:, 0]]
+
+    users = torch.arange(7).unsqueeze(1)
+    with gloo_group(rank, WORLD_SIZE, init_file, timeout_s=60):
+        try:
+            evaluate_ranking(score_fn, users, case["targets"], history=case["history"], ks=KS,
+                             distributed=True)
+            outcome = "returned"
+        except (KeyError, RuntimeError) as error:
+            outcome = f"{type(error).__name__}: {error}"
+            if "timed out" in outcome.lower() or "gloo" in outcome.lower():
+                outcome = "collective failed: " + outcome  # a hang cut by the timeout is a failure
+        torch.save(outcome, os.path.join(out_dir, f"fail{rank}.pt"))
+
+
+@pytest.mark.slow
+def test_an_exception_on_one_process_raises_on_every_process():
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file = os.path.join(tmp, "rendezvous")
+        spawn(_failing_worker, (init_file, tmp), WORLD_SIZE, init_file)
+        outcomes = [torch.load(os.path.join(tmp, f"fail{r}.pt")) for r in range(WORLD_SIZE)]
+    assert outcomes[1] == "KeyError: 'an item table lookup failed'"  # its own error, unchanged
+    assert outcomes[0].startswith("RuntimeError: evaluate_ranking failed on another process")
+
+
 def test_flag_without_a_process_group_is_single_process():
     case = CASES[0]
     assert not (dist.is_available() and dist.is_initialized())
