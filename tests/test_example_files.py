@@ -229,3 +229,29 @@ def test_results_names_cannot_leave_their_folder(finished_results):
     sneaky["config"]["seed"] = "0/../../x"
     with pytest.raises(ValueError, match="would hold a path"):
         report.results_name(sneaky)
+
+
+@pytest.mark.parametrize("edit, message", [
+    ("swap", "same statistics, other content: data_sha256"),  # two items of one user swapped
+    ("drop", "the data changed since the run started (avg_length:"),  # one interaction less
+])
+def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, capsys, edit, message):
+    from s4rec_components import generate_synthetic
+
+    data = tmp_path / "data.txt"
+    generate_synthetic(num_users=60, num_items=30, seed=3, min_length=6, max_length=12).save(data)
+    run = tmp_path / "run"
+    _train(run, "--data", str(data), epochs=3, stop_after_epochs=1)
+    assert json.loads((run / "results.json").read_text())["data_sha256"]
+    lines = data.read_text().splitlines()
+    user, *items = lines[0].split()
+    row = next(i for i in range(len(items) - 1) if items[i] != items[i + 1])
+    if edit == "swap":
+        items[row], items[row + 1] = items[row + 1], items[row]
+    else:
+        del items[row]
+    data.write_text("\n".join([" ".join([user, *items]), *lines[1:]]) + "\n")
+    before = (run / "last.pt").read_bytes()
+    error = _one_line_error(lambda: cli.main(["--resume", str(run)]), capsys)
+    assert message in error and str(run) in error
+    assert (run / "last.pt").read_bytes() == before  # nothing trained

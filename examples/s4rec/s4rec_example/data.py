@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -28,6 +29,7 @@ __all__ = [
     "DATASET_NAMES",
     "NegativeSampler",
     "TrainData",
+    "data_fingerprint",
     "dataset_label",
     "head_labels",
     "load_dataset",
@@ -84,6 +86,18 @@ def dataset_label(data: str | None) -> str:
         return data
     stem = Path(data).stem
     return _LABELS.get(stem.lower(), stem)
+
+
+def data_fingerprint(dataset: SequenceDataset) -> str:
+    """SHA-256 of what training reads: the user ids, every user's items in order, and ``num_items``.
+
+    Two datasets with the same fingerprint give the same split, so a resumed run compares it with
+    the one recorded at its start (the statistics alone miss, say, two items swapped).
+    """
+    digest = hashlib.sha256(f"s4rec-data-v1 {dataset.num_items}\n".encode())
+    for tensor in (dataset.user_ids, dataset.offsets, dataset.items):
+        digest.update(tensor.to(torch.int64).contiguous().numpy().astype("<i8", copy=False).tobytes())
+    return digest.hexdigest()
 
 
 def head_labels(train_lengths: Tensor, quantile: float) -> Tensor:
