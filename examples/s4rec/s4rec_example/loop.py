@@ -158,9 +158,14 @@ def _restore_rng(
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Adam; the fused kernel on a GPU, whose step reads nothing back to the host (the default
-    implementation reads every parameter's step count with ``.item()``)."""
-    fused = device.type == "cuda"
+    """Adam, with torch's fused kernel on the CPU and on a GPU.
+
+    On a GPU the fused step reads nothing back to the host (the default implementation reads
+    every parameter's step count with ``.item()``); on the CPU it is about 5x faster than the
+    default ``foreach`` step (0.9 against 4.8 ms for the 1-layer Beauty model, one thread). Other
+    devices keep torch's default.
+    """
+    fused = device.type in ("cuda", "cpu")
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
