@@ -4,6 +4,7 @@ resume, argument checks before any work, run folders, safe checkpoints, kills at
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import platform
@@ -490,3 +491,28 @@ def test_a_checkpoint_with_bad_intent_centroids_is_refused(finished, tmp_path, b
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="intent_centroids"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_amp_runs_the_training_forward_in_bfloat16_and_evaluation_in_float32(amp, tmp_path, monkeypatch):
+    """--amp bf16: every linear layer computes in bfloat16 while training, float32 in evaluation
+    (validation, test, k-means); --amp off: float32 throughout. Recorded in the results."""
+    from s4rec_example import loop
+
+    seen: dict[bool, set[torch.dtype]] = {True: set(), False: set()}
+
+    def hooked(*args, **kwargs):
+        model = build(*args, **kwargs)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.register_forward_hook(lambda m, _i, out: seen[m.training].add(out.dtype))
+        return model
+
+    build = loop.build_model
+    monkeypatch.setattr(loop, "build_model", hooked)
+    results = cli.train(["--preset", "iclrec", "--epochs", "2", "--num-intents", "4", "--amp", amp,
+                         "--output", str(tmp_path / "run"), *TINY])
+    assert results["config"]["amp"] == amp
+    assert seen[True] == ({torch.bfloat16} if amp == "bf16" else {torch.float32})
+    assert seen[False] == {torch.float32}
+    assert all(math.isfinite(v) for v in results["test"].values())

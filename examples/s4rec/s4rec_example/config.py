@@ -58,6 +58,7 @@ Loss = Literal["bce", "ce"]
 MaskId = Literal["padding", "token"]
 ClSimilarity = Literal["dot", "cosine"]
 IntentViews = Literal["separate", "shared"]
+Amp = Literal["off", "bf16"]
 PADDING_ATTENTIONS: tuple[PaddingAttention, ...] = get_args(PaddingAttention)
 CL_REDUCTIONS: tuple[ClReduction, ...] = get_args(ClReduction)
 AUGMENT_OPERATIONS: tuple[AugmentOperation, ...] = get_args(AugmentOperation)
@@ -73,6 +74,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "intent_pooling": POOLINGS,
     "intent_views": get_args(IntentViews),
     "z_pooling": get_args(ZPooling),
+    "amp": get_args(Amp),
 }
 """The allowed values of every string setting with a fixed set of values (all but ``preset``,
 checked against ``PRESETS``, and the free-form ``data``, ``data_root`` and ``device``): the command
@@ -135,6 +137,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int = 256
     eval_batch_size: int = 1024
+    # bf16: the training forward under torch.autocast(bfloat16); validation, test and k-means stay
+    # float32. Not ICLRec's or the paper's (both float32): a run with it is a variant of its preset
+    amp: Amp = "off"
     # encoder
     hidden_size: int = 64
     num_layers: int = 1

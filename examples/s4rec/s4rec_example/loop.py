@@ -184,6 +184,10 @@ def train_epoch(
 ) -> dict[str, float]:
     """One pass over the users in a random order; returns the mean of every loss term.
 
+    With ``config.amp == "bf16"`` the forward runs under ``torch.autocast(bfloat16)`` (the
+    library's losses compute in float32 whatever their inputs' dtype; backward and the optimizer
+    step run outside the context, as autocast expects).
+
     ``model`` is the :class:`S4RecModel` or its ``DistributedDataParallel`` wrapper; with a
     :class:`Shard` of ``world > 1`` this process trains on ``batch[rank::world]`` of every global
     batch (a last global batch smaller than ``world`` is dropped), the order coming from
@@ -214,14 +218,15 @@ def train_epoch(
                 idx = idx[shard.rank :: shard.world]
             inputs = split.train_inputs[idx]
             negatives = data.sampler(idx, inputs.shape[1], generator) if config.loss == "bce" else None
-            terms = model(
-                inputs,
-                split.train_targets[idx],
-                negatives=negatives,
-                head_labels=data.heads[idx],
-                intents=intents,
-                generator=generator,
-            )
+            with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=config.amp == "bf16"):
+                terms = model(
+                    inputs,
+                    split.train_targets[idx],
+                    negatives=negatives,
+                    head_labels=data.heads[idx],
+                    intents=intents,
+                    generator=generator,
+                )
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
