@@ -614,8 +614,9 @@ def evaluate_ranking(
     ``(u,)`` tensor everywhere; write results from rank 0 only. The collectives run on
     ``device`` (a CUDA device under ``nccl``). Without a process group the flag is ignored. A
     NaN target score in any process's block makes every process raise the same ``ValueError``
-    after the reduction (none is left waiting in a collective). Likewise an exception raised on
-    one process only (by ``score_fn``, or by a check of its output) is re-raised there after one
+    after the reduction (none is left waiting in a collective). Likewise an exception (any
+    ``Exception``: not a ``KeyboardInterrupt``) raised on one process only while it ranks its
+    users, by ``score_fn``, a check of its output or anything else, is re-raised there after one
     small reduction, and every other process raises a ``RuntimeError`` that points to it.
 
     Args:
@@ -647,6 +648,8 @@ def evaluate_ranking(
         ValueError: on mismatched sizes, a bad ``batch_size`` / ``memory_budget`` / ``ks``, a
             ``score_fn`` output that is not ``(b, n)`` with one ``n``, and (value checks) ids
             out of range, targets in ``ignore_ids`` or NaN target scores.
+        RuntimeError: with ``distributed=True``, on every process but the one that failed, when
+            one process raised while ranking its users.
 
     Examples:
         >>> import torch
@@ -701,6 +704,76 @@ def _evaluate_impl(
 ) -> RankingResult:
     users = inputs.shape[0]
     start, stop, world = _shard(users, distributed)
+    failure: Exception | None = None  # raised on this process only: the others must learn of it
+    try:  # all of this process's own work, so that a failure in any of it reaches the others
+        shard = _rank_shard(score_fn, inputs, targets, history, batch_size, budget, ignore_ids, history_value,
+                            device, progress, start, stop, collect_nan=world > 1)
+        # bins up to this process's own n: every rank is below it, so the bins past it are 0
+        local_counts = _rank_counts(shard.ranks, max(1, min(max(ks), shard.columns)))
+    except Exception as error:  # noqa: BLE001 - re-raised below, after the peers are told
+        if world == 1:
+            raise
+        failure = error
+    if world == 1:
+        if shard.nan_flags and bool(torch.stack(shard.nan_flags).any()):
+            raise ValueError(_NAN_TARGET_MESSAGE)
+        return RankingResult(_metrics_from_counts(local_counts.tolist(), ks), shard.ranks.cpu(), ks)
+    # Several processes. The first reduction agrees on n (a process without users never learnt
+    # it) and on whether any process failed, so that all raise instead of some waiting below.
+    agreed = torch.tensor([shard.columns if failure is None else -1, failure is not None],
+                          dtype=torch.long, device=device)
+    dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+    columns, anyone_failed = agreed.tolist()
+    if failure is not None:
+        raise failure
+    if anyone_failed:
+        raise RuntimeError(
+            "evaluate_ranking failed on another process (its own error says why); this process "
+            "stopped with it instead of waiting in the reduction"
+        )
+    top = max(1, min(max(ks), columns))
+    counts = torch.zeros(top + 2, dtype=torch.long, device=device)  # bins, user count, NaN slot
+    local_top = local_counts.numel() - 1
+    counts[:local_top] = local_counts[:local_top].to(device)
+    counts[top] = local_counts[local_top].to(device)
+    # the last slot counts the processes that met a NaN target, so that all of them raise
+    # together after the reduction instead of one raising while the others wait in it
+    if shard.nan_flags:
+        counts[top + 1] = torch.stack(shard.nan_flags).any().to(device=device, dtype=torch.long)
+    dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+    processes_with_nan = int(counts[top + 1])
+    if processes_with_nan:
+        raise ValueError(f"{_NAN_TARGET_MESSAGE} (on {processes_with_nan} of {world} processes)")
+    ranks = _gather_ranks(shard.ranks.to(device), users, world)
+    return RankingResult(_metrics_from_counts(counts[: top + 1].tolist(), ks), ranks.cpu(), ks)
+
+
+@dataclass
+class _Shard:
+    """One process's part of a ranking: its users' ranks, in order, and what it learnt."""
+
+    ranks: Tensor  # (stop - start,) int64
+    columns: int  # n, the number of score columns (-1: this process scored nobody)
+    nan_flags: list[Tensor]  # ``()`` bool device tensors, one per batch, read back by the caller
+
+
+def _rank_shard(
+    score_fn: Callable[[Tensor], Tensor],
+    inputs: Tensor,
+    targets: Tensor,
+    history: History | None,
+    batch_size: int,
+    budget: int,
+    ignore_ids: tuple[int, ...],
+    history_value: float | None,
+    device: torch.device,
+    progress: bool,
+    start: int,
+    stop: int,
+    *,
+    collect_nan: bool,
+) -> _Shard:
+    """Rank users ``start..stop-1`` in batches sized to the budget (no collective inside)."""
     ragged: Ragged | None = None
     offset = 0  # the row of user ``start`` in ``ragged``
     if isinstance(history, Ragged):
@@ -708,7 +781,6 @@ def _evaluate_impl(
     elif history is not None:
         ragged = Ragged.from_padded(history[start:stop])
     prepared: _History | None = None
-    bar = _progress(stop - start, progress)
     parts: list[Tensor] = []
     n = -1
     ignored = torch.empty(0, dtype=torch.long, device=device)
@@ -721,7 +793,7 @@ def _evaluate_impl(
         shard_inputs = shard_inputs.pin_memory()
     rows_per_batch = 1  # the first batch is one user: it tells n, which sizes the rest
     position = start
-    failure: Exception | None = None  # raised on this process only: the others must learn of it
+    bar = _progress(stop - start, progress)
     try:
         with torch.no_grad():
             while position < stop:
@@ -757,51 +829,20 @@ def _evaluate_impl(
                     )
                 pairs = None if prepared is None else prepared.pairs(position - start, end - start)
                 batch_targets = shard_targets[position - start : end - start].to(scores.device)
-                parts.append(  # the NaN checks are read back once at the end where a read costs a sync,
-                    # or folded into the reduction when other processes must learn of them too
+                parts.append(  # the NaN checks are read back once at the end where a read costs a
+                    # sync, or folded into the reduction when other processes must learn of them too
                     _rank_impl(scores, batch_targets, pairs, ignored, history_value, buffer[: end - position],
-                               nan_flags if dense or world > 1 else None, dense)
+                               nan_flags if dense or collect_nan else None, dense)
                 )
                 del scores  # free this block before the next one is computed: one block at a time
                 if bar is not None:
                     bar.update(end - position)
                 position = end
-    except Exception as error:  # noqa: BLE001 - re-raised below, after the peers are told
-        if world == 1:
-            raise
-        failure = error
-    if bar is not None:
-        bar.close()
-    local_ranks = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
-    columns = n  # every rank is below the number of score columns: no bins beyond it
-    if world > 1:  # a process without users never learnt n; all must bin alike. The second
-        # slot says whether any process failed, so that all raise instead of some waiting below
-        width = torch.tensor([n, failure is not None], dtype=torch.long, device=device)
-        dist.all_reduce(width, op=dist.ReduceOp.MAX)
-        columns, anyone_failed = width.tolist()
-        if failure is not None:
-            raise failure
-        if anyone_failed:
-            raise RuntimeError(
-                "evaluate_ranking failed on another process (its own error says why); "
-                "this process stopped with it instead of waiting in the reduction"
-            )
-    counts = _rank_counts(local_ranks, max(1, min(max(ks), columns))).to(device)
-    if world > 1:
-        # one extra slot counts the processes that met a NaN target, so that all of them raise
-        # together after the reduction instead of one raising while the others wait in it
-        nan_slot = torch.stack(nan_flags).any().view(1) if nan_flags else torch.zeros(1, dtype=torch.bool)
-        counts = torch.cat([counts, nan_slot.to(device=device, dtype=counts.dtype)])
-        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-        counts, processes_with_nan = counts[:-1], int(counts[-1])
-        if processes_with_nan:
-            raise ValueError(f"{_NAN_TARGET_MESSAGE} (on {processes_with_nan} of {world} processes)")
-        ranks = _gather_ranks(local_ranks.to(device), users, world)
-    else:
-        if nan_flags and bool(torch.stack(nan_flags).any()):
-            raise ValueError(_NAN_TARGET_MESSAGE)
-        ranks = local_ranks
-    return RankingResult(_metrics_from_counts(counts.tolist(), ks), ranks.cpu(), ks)
+    finally:
+        if bar is not None:
+            bar.close()
+    ranks = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
+    return _Shard(ranks, n, nan_flags)
 
 
 def _gather_ranks(local: Tensor, users: int, world: int) -> Tensor:

@@ -136,22 +136,30 @@ def test_a_nan_target_on_one_process_raises_on_every_process():
         assert "NaN" in outcome and "1 of 2 processes" in outcome
 
 
-def _failing_worker(rank: int, init_file: str, out_dir: str) -> None:
-    """``score_fn`` raises on rank 1 only (its block); rank 0 must not wait for it in a collective."""
+def _failing_worker(rank: int, init_file: str, out_dir: str, where: str) -> None:
+    """Rank 1 fails alone, in ``score_fn`` or after it (counting its ranks); rank 0 must not be
+    left waiting for it in a collective."""
+    import s4rec_components.evaluation as evaluation
+
     case = CASES[0]  # 7 users: rank 0 scores users 0-2, rank 1 users 3-6
 
     def score_fn(x: torch.Tensor) -> torch.Tensor:
-        if int(x[0, 0]) >= 3:
+        if where == "score_fn" and int(x[0, 0]) >= 3:
             raise KeyError("an item table lookup failed")
         return case["scores"][x[:, 0]]
 
+    if where == "counting" and rank == 1:
+        def out_of_memory(*args, **kwargs):
+            raise MemoryError("no memory left for the bins")
+
+        evaluation._rank_counts = out_of_memory
     users = torch.arange(7).unsqueeze(1)
     with gloo_group(rank, WORLD_SIZE, init_file, timeout_s=60):
         try:
             evaluate_ranking(score_fn, users, case["targets"], history=case["history"], ks=KS,
                              distributed=True)
             outcome = "returned"
-        except (KeyError, RuntimeError) as error:
+        except (KeyError, MemoryError, RuntimeError) as error:
             outcome = f"{type(error).__name__}: {error}"
             if "timed out" in outcome.lower() or "gloo" in outcome.lower():
                 outcome = "collective failed: " + outcome  # a hang cut by the timeout is a failure
@@ -159,14 +167,18 @@ def _failing_worker(rank: int, init_file: str, out_dir: str) -> None:
 
 
 @pytest.mark.slow
-def test_an_exception_on_one_process_raises_on_every_process():
+@pytest.mark.parametrize("where, own_error", [
+    ("score_fn", "KeyError: 'an item table lookup failed'"),
+    ("counting", "MemoryError: no memory left for the bins"),
+])
+def test_an_exception_on_one_process_raises_on_every_process(where, own_error):
     if not dist.is_available():
         pytest.skip("torch.distributed is not available")
     with tempfile.TemporaryDirectory() as tmp:
         init_file = os.path.join(tmp, "rendezvous")
-        spawn(_failing_worker, (init_file, tmp), WORLD_SIZE, init_file)
+        spawn(_failing_worker, (init_file, tmp, where), WORLD_SIZE, init_file)
         outcomes = [torch.load(os.path.join(tmp, f"fail{r}.pt")) for r in range(WORLD_SIZE)]
-    assert outcomes[1] == "KeyError: 'an item table lookup failed'"  # its own error, unchanged
+    assert outcomes[1] == own_error  # its own error, unchanged
     assert outcomes[0].startswith("RuntimeError: evaluate_ranking failed on another process")
 
 

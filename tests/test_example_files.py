@@ -232,7 +232,7 @@ def test_results_names_cannot_leave_their_folder(finished_results):
 
 
 @pytest.mark.parametrize("edit, message", [
-    ("swap", "same statistics, other content: data_sha256"),  # two items of one user swapped
+    ("swap", "same statistics, other content: data_content_sha256"),  # two items of one user swapped
     ("drop", "the data changed since the run started (avg_length:"),  # one interaction less
 ])
 def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, capsys, edit, message):
@@ -242,7 +242,7 @@ def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, capsys
     generate_synthetic(num_users=60, num_items=30, seed=3, min_length=6, max_length=12).save(data)
     run = tmp_path / "run"
     _train(run, "--data", str(data), epochs=3, stop_after_epochs=1)
-    assert json.loads((run / "results.json").read_text())["data_sha256"]
+    assert json.loads((run / "results.json").read_text())["data_content_sha256"]
     lines = data.read_text().splitlines()
     user, *items = lines[0].split()
     row = next(i for i in range(len(items) - 1) if items[i] != items[i + 1])
@@ -255,3 +255,20 @@ def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, capsys
     error = _one_line_error(lambda: cli.main(["--resume", str(run)]), capsys)
     assert message in error and str(run) in error
     assert (run / "last.pt").read_bytes() == before  # nothing trained
+
+
+def test_the_data_fingerprint_is_the_documented_layout_on_every_platform():
+    """``data_content_sha256``: SHA-256 of a header with num_items, then the user ids, offsets and
+    items as little-endian int64, written out here with struct (no torch, no numpy)."""
+    import hashlib
+    import struct
+
+    from s4rec_components import SequenceDataset
+    from s4rec_example.data import data_fingerprint
+
+    reference = hashlib.sha256(b"s4rec-data-v1 5\n")
+    for values in ([1, 2], [0, 3, 7], [1, 2, 3, 2, 3, 4, 5]):
+        reference.update(b"".join(struct.pack("<q", v) for v in values))
+    dataset = SequenceDataset.from_sequences([[1, 2, 3], [2, 3, 4, 5]])
+    assert data_fingerprint(dataset) == reference.hexdigest()
+    assert data_fingerprint(SequenceDataset.from_sequences([[1, 3, 2], [2, 3, 4, 5]])) != reference.hexdigest()

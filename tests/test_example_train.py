@@ -516,3 +516,14 @@ def test_amp_runs_the_training_forward_in_bfloat16_and_evaluation_in_float32(amp
     assert seen[True] == ({torch.bfloat16} if amp == "bf16" else {torch.float32})
     assert seen[False] == {torch.float32}
     assert all(math.isfinite(v) for v in results["test"].values())
+
+
+def test_fused_adam_is_asked_for_only_where_torch_has_it(monkeypatch):
+    from s4rec_example import loop
+
+    model = torch.nn.Linear(3, 2)
+    config = TrainConfig(preset="sasrec")
+    assert loop.make_optimizer(model, config, torch.device("cpu")).param_groups[0]["fused"] is True
+    monkeypatch.setattr(torch, "__version__", torch.torch_version.TorchVersion("2.3.1"))
+    assert loop.fused_adam_devices() == {"cuda"}  # fused CPU Adam arrived in torch 2.4
+    assert loop.make_optimizer(model, config, torch.device("cpu")).param_groups[0]["fused"] is None

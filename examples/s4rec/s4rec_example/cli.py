@@ -302,7 +302,7 @@ def _check_same_settings(folder: Path, given: TrainConfig, stored: TrainConfig) 
 
 def _check_same_data(folder: Path, dataset: Any, results: dict[str, Any]) -> None:
     """The data a resumed run reads must be the data it started on: its recorded statistics, and
-    its content's SHA-256 (``data_sha256``) where the run recorded one (runs since 2026-12-05)."""
+    its content's SHA-256 (``data_content_sha256``) where the run recorded one (runs since 2026-12-05)."""
     recorded, now = results.get("dataset"), dataset.statistics()
     if isinstance(recorded, dict) and recorded != now:
         first = next(k for k in sorted(set(recorded) | set(now)) if recorded.get(k) != now.get(k))
@@ -310,11 +310,11 @@ def _check_same_data(folder: Path, dataset: Any, results: dict[str, Any]) -> Non
             f"--resume {folder}: the data changed since the run started ({first}: {recorded.get(first)!r} "
             f"recorded in results.json, {now.get(first)!r} now)"
         )
-    digest, current = results.get("data_sha256"), data_fingerprint(dataset)
+    digest, current = results.get("data_content_sha256"), data_fingerprint(dataset)
     if digest is not None and digest != current:
         raise common.UsageError(
             f"--resume {folder}: the data changed since the run started (same statistics, other content: "
-            f"data_sha256 {str(digest)[:12]}... recorded in results.json, {current[:12]}... now)"
+            f"data_content_sha256 {str(digest)[:12]}... recorded in results.json, {current[:12]}... now)"
         )
 
 
@@ -450,7 +450,7 @@ def _train(
         LOG.info("head users: %d of %d", int(data.heads.sum()), data.num_users)
         launcher = f"torchrun --nproc_per_node {shard.world}" if shard.world > 1 else "python"
         command = f"{launcher} examples/s4rec/train.py" + (" " + shlex.join(argv) if argv else "")
-        provenance = {"git_commit": git_commit(), "command": command, "data_sha256": data_fingerprint(dataset),
+        provenance = {"git_commit": git_commit(), "command": command, "data_content_sha256": data_fingerprint(dataset),
                       "machine": machine(device),
                       "threads": torch.get_num_threads(), "torch": torch.__version__,
                       "flush_denormal": common.flushes_denormals(), "freed_memory_kept": common.keep_freed_memory()}

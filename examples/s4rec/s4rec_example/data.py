@@ -89,14 +89,18 @@ def dataset_label(data: str | None) -> str:
 
 
 def data_fingerprint(dataset: SequenceDataset) -> str:
-    """SHA-256 of what training reads: the user ids, every user's items in order, and ``num_items``.
+    """SHA-256 of a dataset's content: ``num_items``, the user ids and every user's items in order.
 
-    Two datasets with the same fingerprint give the same split, so a resumed run compares it with
-    the one recorded at its start (the statistics alone miss, say, two items swapped).
+    The ids and sequences as little-endian int64 (the same on every platform), not the bytes of
+    the file they came from: ``sha256sum data.txt`` gives another value. A resumed run compares it
+    with the one it recorded at its start (``data_content_sha256`` in ``results.json``), since the
+    statistics alone miss, say, two items swapped; renumbered users count as other data too, since
+    the per-user outputs (ranks, head/tail labels) follow the user order.
     """
     digest = hashlib.sha256(f"s4rec-data-v1 {dataset.num_items}\n".encode())
     for tensor in (dataset.user_ids, dataset.offsets, dataset.items):
-        digest.update(tensor.to(torch.int64).contiguous().numpy().astype("<i8", copy=False).tobytes())
+        array = tensor.to(torch.int64).contiguous().numpy().astype("<i8", copy=False)
+        digest.update(array.data)  # the array's own buffer, no copy
     return digest.hexdigest()
 
 
