@@ -683,31 +683,32 @@ def evaluate_ranking(
     where = torch.device(device) if device is not None else inputs.device
     if validate_args_enabled():
         _check_targets_range(targets, None, _ignored_columns(ids, None, targets.device))
-    return _evaluate_impl(
-        score_fn, inputs, targets, history, batch, budget, ids, value, where, progress, cutoffs, distributed
-    )
+    request = _Request(score_fn, inputs, targets, history, batch, budget, ids, value, where, progress)
+    return _evaluate_impl(request, cutoffs, distributed)
 
 
-def _evaluate_impl(
-    score_fn: Callable[[Tensor], Tensor],
-    inputs: Tensor,
-    targets: Tensor,
-    history: History | None,
-    batch_size: int,
-    budget: int,
-    ignore_ids: tuple[int, ...],
-    history_value: float | None,
-    device: torch.device,
-    progress: bool,
-    ks: tuple[int, ...],
-    distributed: bool,
-) -> RankingResult:
-    users = inputs.shape[0]
+@dataclass(frozen=True)
+class _Request:
+    """The checked arguments of one :func:`evaluate_ranking` call."""
+
+    score_fn: Callable[[Tensor], Tensor]
+    inputs: Tensor
+    targets: Tensor
+    history: History | None
+    batch_size: int
+    budget: int
+    ignore_ids: tuple[int, ...]
+    history_value: float | None
+    device: torch.device
+    progress: bool
+
+
+def _evaluate_impl(request: _Request, ks: tuple[int, ...], distributed: bool) -> RankingResult:
+    users, device = request.inputs.shape[0], request.device
     start, stop, world = _shard(users, distributed)
     failure: Exception | None = None  # raised on this process only: the others must learn of it
     try:  # all of this process's own work, so that a failure in any of it reaches the others
-        shard = _rank_shard(score_fn, inputs, targets, history, batch_size, budget, ignore_ids, history_value,
-                            device, progress, start, stop, collect_nan=world > 1)
+        shard = _rank_shard(request, start, stop, collect_nan=world > 1)
         # bins up to this process's own n: every rank is below it, so the bins past it are 0
         local_counts = _rank_counts(shard.ranks, max(1, min(max(ks), shard.columns)))
     except Exception as error:  # noqa: BLE001 - re-raised below, after the peers are told
@@ -757,23 +758,11 @@ class _Shard:
     nan_flags: list[Tensor]  # ``()`` bool device tensors, one per batch, read back by the caller
 
 
-def _rank_shard(
-    score_fn: Callable[[Tensor], Tensor],
-    inputs: Tensor,
-    targets: Tensor,
-    history: History | None,
-    batch_size: int,
-    budget: int,
-    ignore_ids: tuple[int, ...],
-    history_value: float | None,
-    device: torch.device,
-    progress: bool,
-    start: int,
-    stop: int,
-    *,
-    collect_nan: bool,
-) -> _Shard:
+def _rank_shard(request: _Request, start: int, stop: int, *, collect_nan: bool) -> _Shard:
     """Rank users ``start..stop-1`` in batches sized to the budget (no collective inside)."""
+    score_fn, inputs, targets, history = request.score_fn, request.inputs, request.targets, request.history
+    batch_size, budget, ignore_ids = request.batch_size, request.budget, request.ignore_ids
+    history_value, device, progress = request.history_value, request.device, request.progress
     ragged: Ragged | None = None
     offset = 0  # the row of user ``start`` in ``ragged``
     if isinstance(history, Ragged):
