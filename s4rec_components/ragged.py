@@ -60,9 +60,9 @@ def _as_int(value: object, name: str) -> int:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
 
 
-def _checked_lists(rows: object, name: str) -> tuple[list[int], list[int]]:
-    """The entries of ``rows`` (a sequence of sequences of ints) flattened, and each row's length;
-    every entry checked (``_as_int``, int64 range), errors naming ``name[i]``."""
+def _checked_lists(rows: object, name: str) -> tuple[Tensor, Tensor]:
+    """``rows`` (a sequence of sequences of ints) as CPU int64 CSR ``(values, offsets)``; every
+    entry checked (``_as_int``, int64 range), errors naming ``name[i]``."""
     if isinstance(rows, (str, bytes, Tensor)) or not isinstance(rows, Sequence):
         raise TypeError(f"{name} must be a sequence of sequences of ints, got {type(rows).__name__}")
     flat: list[int] = []
@@ -76,7 +76,9 @@ def _checked_lists(rows: object, name: str) -> tuple[list[int], list[int]]:
             if not _INT64_MIN <= number <= _INT64_MAX:
                 raise ValueError(f"{name}[{i}] entries must fit in int64, got {number}")
             flat.append(number)
-    return flat, lengths
+    offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
+    offsets[1:] = torch.tensor(lengths, dtype=torch.long).cumsum(0)
+    return torch.tensor(flat, dtype=torch.long), offsets
 
 
 @dataclass(frozen=True)
@@ -135,10 +137,7 @@ class Ragged:
             >>> Ragged.from_lists([[1, 2], []]).tolist()
             [[1, 2], []]
         """
-        flat, lengths_list = _checked_lists(rows, "rows")
-        values = torch.tensor(flat, dtype=torch.long)
-        offsets = torch.zeros(len(lengths_list) + 1, dtype=torch.long)
-        offsets[1:] = torch.tensor(lengths_list, dtype=torch.long).cumsum(0)
+        values, offsets = _checked_lists(rows, "rows")
         return cls(values.to(device), offsets.to(device))
 
     @classmethod

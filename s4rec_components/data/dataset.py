@@ -196,19 +196,16 @@ class SequenceDataset:
                 not a sequence of ints.
             ValueError: if ``sequences`` is empty, and as the constructor.
         """
-        flat, lengths = _checked_lists(sequences, "sequences")
-        if not lengths:
+        flat, offsets = _checked_lists(sequences, "sequences")
+        if offsets.numel() == 1:
             raise ValueError("sequences must hold at least one user's items, got an empty sequence")
-        offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
-        offsets[1:] = torch.tensor(lengths, dtype=torch.long).cumsum(0)
         users = None
         if user_ids is not None:
             given: object = user_ids
             if isinstance(given, (str, bytes)) or not isinstance(given, (Sequence, Tensor)):
                 raise TypeError(f"user_ids must be a sequence of ints, got {type(given).__name__}")
             users = torch.tensor([_as_int(v, "user_ids entries") for v in user_ids], dtype=torch.long)
-        return cls(torch.tensor(flat, dtype=torch.long), offsets, users, num_items=num_items, name=name,
-                   item_ids=item_ids)
+        return cls(flat, offsets, users, num_items=num_items, name=name, item_ids=item_ids)
 
     # ------------------------------------------------------------------ basic access
     @property
