@@ -91,7 +91,7 @@ from s4rec_components import (  # noqa: E402
 from s4rec_example.cli_common import restored_torch_settings  # noqa: E402
 from s4rec_example.config import TrainConfig  # noqa: E402
 from s4rec_example.data import TrainData, prepare  # noqa: E402
-from s4rec_example.loop import fused_adam_devices, make_optimizer  # noqa: E402
+from s4rec_example.loop import make_optimizer  # noqa: E402
 from s4rec_example.model import build_model  # noqa: E402
 
 BEAUTY = ROOT.parent / "shared" / "data" / "Beauty.txt"
@@ -293,8 +293,7 @@ def plain_step(loss: str, *, layers: int, batches: list[Batch], num_items: int, 
                compile: bool, amp: str | None) -> Callable[[], None]:
     torch.manual_seed(0)
     model = PlainSASRec(num_items, layers).to(device).train()
-    fused = device.type in fused_adam_devices() or None  # as the example's make_optimizer
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=fused)
+    optimizer = make_optimizer(model, TrainConfig(lr=LR), device)  # the same Adam as the example's
     loss_fn: Callable[..., Tensor] = torch.compile(model.loss) if compile else model.loss
     cycle = Cycle(batches)
 

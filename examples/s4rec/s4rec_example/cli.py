@@ -59,8 +59,9 @@ _PRESET_FLAGS: dict[str, tuple[Any, str]] = {
     "weight_decay": (common.nonnegative_float, "Adam weight decay"),
     "batch_size": (common.positive_int, "training users per step"),
     "eval_batch_size": (common.positive_int, "users ranked per evaluation batch"),
-    "amp": (None, "bf16: run the training forward under torch.autocast(bfloat16), faster on GPUs and on CPUs "
-                  "with AVX-512 BF16 / AMX (validation, test and k-means stay float32); off: float32 throughout"),
+    "amp": (None, "bf16: run the training forward under torch.autocast(bfloat16); it pays on GPUs and, on CPUs "
+                  "with AVX-512 BF16 / AMX, on the dense path (cl4srec, iclrec). Validation, test and k-means stay "
+                  "float32; off: float32 throughout"),
     "hidden_size": (common.positive_int, "d"),
     "num_layers": (common.positive_int, "transformer blocks"),
     "num_heads": (common.positive_int, "attention heads (must divide d)"),
