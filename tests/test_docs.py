@@ -315,6 +315,39 @@ def test_tutorial_script_prints_one_json_line_of_metrics_last(flags, capsys):
     assert all(metrics[f"NDCG@{k}"] <= metrics[f"HR@{k}"] for k in (5, 10, 20))
 
 
+def test_tutorial_checks_values_on_the_first_step_and_at_evaluation_only(monkeypatch, capsys):
+    """What the tutorial's step section says: the library's value checks run on the run's first
+    step, are off for every later training step (every epoch, not only the first) and on for
+    each evaluation; the caller gets them back on."""
+    import s4rec_components
+
+    tutorial = load_tutorial()
+    seen: list[tuple[str, bool]] = []
+    loss, evaluate = tutorial.next_item_loss, tutorial.evaluate
+
+    def recording_loss(*args, **kwargs):
+        seen.append(("step", s4rec_components.validate_args_enabled()))
+        return loss(*args, **kwargs)
+
+    def recording_evaluate(*args, **kwargs):
+        seen.append(("eval", s4rec_components.validate_args_enabled()))
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(tutorial, "next_item_loss", recording_loss)
+    monkeypatch.setattr(tutorial, "evaluate", recording_evaluate)
+    try:
+        assert tutorial.main(["--epochs", "3", "--num-users", "300", "--batch-size", "64", "--patience", "5",
+                              "--no-pieces", "--hidden-size", "8", "--threads", "1"]) == 0
+        assert s4rec_components.validate_args_enabled()
+    finally:
+        s4rec_components.set_validate_args(True)
+    capsys.readouterr()
+    steps = [on for kind, on in seen if kind == "step"]
+    evals = [on for kind, on in seen if kind == "eval"]
+    assert len(steps) >= 9 and steps[0] and not any(steps[1:])
+    assert len(evals) == 4 and all(evals)  # 3 validations and the test
+
+
 def test_tutorial_time_budget_stops_after_the_epoch_that_spends_it(tmp_path, capsys):
     tutorial = load_tutorial()
     out = tmp_path / "run.json"

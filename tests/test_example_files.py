@@ -222,6 +222,18 @@ def test_report_names_a_bad_file_already_in_the_results(finished_results, tmp_pa
     assert "broken.json" in line and "expected a JSON object" in line
 
 
+def test_report_warns_when_the_papers_numbers_are_missing(finished_results, tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    argv = _report(tmp_path)
+    report.main(argv)  # --paper none: left out on purpose, no warning
+    assert "warning" not in capsys.readouterr().err
+    missing = tmp_path / "no-such-paper.json"
+    argv[argv.index("none")] = str(missing)
+    report.main(argv)  # even under --quiet
+    err = capsys.readouterr().err
+    assert "warning" in err and str(missing) in err and "without the paper's numbers" in err
+
+
 def test_results_names_cannot_leave_their_folder(finished_results):
     sneaky = json.loads(json.dumps(finished_results))
     sneaky["config"]["data"] = None

@@ -270,7 +270,10 @@ def train(args: argparse.Namespace, dataset: SequenceDataset | None = None) -> d
     stopped_by = "max_epochs"
     for epoch in range(args.epochs):
         model.train()
-        total, steps = 0.0, 0
+        set_validate_args(epoch == 0)   # the library's checks run on the run's first step only
+        # the epoch's loss is summed on the device (float64 as Python's floats; MPS has no float64)
+        total = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+        steps = 0
 # --8<-- [start:step]
         for batch in users[torch.randperm(len(users), generator=shuffle)].split(args.batch_size):
             inputs, targets = split.train_inputs[batch], split.train_targets[batch]
@@ -286,16 +289,17 @@ def train(args: argparse.Namespace, dataset: SequenceDataset | None = None) -> d
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, steps = total + float(loss.detach()), steps + 1
+            total, steps = total + loss.detach(), steps + 1             # no read from the device
             if epoch == 0 and steps == 1:
                 # The first step ran with the library's value checks on; the inputs are sound,
-                # so skip them from now on (no host reads on the training path).
+                # so skip them for the remaining steps (they read tensors back to the host).
                 set_validate_args(False)
 # --8<-- [end:step]
-        set_validate_args(True)
+        set_validate_args(True)   # evaluation checks its arguments, once an epoch
         valid = evaluate(model, split, "valid", device)
-        curve.append({"epoch": epoch, "loss": total / max(steps, 1), **valid})
-        print(f"epoch {epoch:3d}  loss {total / max(steps, 1):.4f}"
+        mean_loss = float(total) / max(steps, 1)   # one read an epoch
+        curve.append({"epoch": epoch, "loss": mean_loss, **valid})
+        print(f"epoch {epoch:3d}  loss {mean_loss:.4f}"
               f"  valid NDCG@20 {valid['NDCG@20']:.4f}  HR@20 {valid['HR@20']:.4f}"
               f"  {time.time() - started:.0f}s", file=sys.stderr, flush=True)
         if valid["NDCG@20"] > best:

@@ -28,6 +28,7 @@ import math
 import os
 import re
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -412,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page", default=str(ROOT / "docs" / "reproduction.md"), help="page whose marked section is rewritten")
     p.add_argument("--img-dir", default=str(ROOT / "docs" / "img"), help="where the curves go")
     p.add_argument("--paper", default=str(ROOT.parent / "shared" / "paper" / "results.json"),
-                   help="the paper's numbers (skipped when the file is missing)")
+                   help="the paper's numbers; 'none' writes the tables without them (a missing file does "
+                        "too, with a warning on stderr)")
     p.add_argument("--add", nargs="+", default=[], metavar="RUN", help="first copy these runs' results.json in")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the page's tables are out of date")
     p.add_argument("--no-figures", action="store_true", help="do not draw the curves")
@@ -432,6 +434,10 @@ def _run(args: argparse.Namespace) -> str:
     runs = load_results(results_dir)
     paper_path = Path(args.paper)
     paper = json.loads(paper_path.read_text()) if paper_path.is_file() else None
+    if paper is None and args.paper != "none":
+        # a warning even under --quiet: without it the regenerated tables silently lose a column
+        print(f"report.py: warning: --paper {paper_path}: no such file; the tables are written without the "
+              f"paper's numbers (pass --paper FILE, or --paper none to leave them out)", file=sys.stderr)
     keys = sorted({f"{_dataset(r)}-{r['config']['loss']}" for r in runs})
     points = grid_points(runs, _dataset)
     if args.check or args.no_figures:
