@@ -238,15 +238,24 @@ def test_function_rejects_bad_classifier_tensors():
 
 
 def test_label_range_is_a_value_check_behind_the_switch():
+    from test_contrastive import count_host_reads
+
     adversary = HeadTailAdversary(hidden_size=4)
-    z, bad = torch.randn(3, 4), torch.tensor([0, 1, 1])
+    z, labels = torch.randn(3, 4), torch.tensor([0, 1, 1])
+    with pytest.raises(ValueError, match="labels"):
+        adversary(z, torch.tensor([0, 1, 2]))  # 2 classes: out of range, refused with the checks on
+    with count_host_reads() as on:
+        adversary(z, labels)
+    assert on, "with the checks on, the range check reads the labels"
     set_validate_args(False)
     try:
-        adversary(z, bad)  # in range: fine; the check itself is skipped
+        with count_host_reads() as off:
+            adversary(z, labels)  # the range check is skipped: nothing read back
         with pytest.raises(TypeError, match="labels must be an integer"):  # structural: kept
-            adversary(z, bad.float())
+            adversary(z, labels.float())
     finally:
         set_validate_args(True)
+    assert off == []
 
 
 def test_forward_validates_once_and_never_the_scale(monkeypatch):

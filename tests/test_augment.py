@@ -565,11 +565,11 @@ def test_num_items_is_required_and_hyperparameters_keyword_only() -> None:
         mask_items(ids)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="num_items"):
         insert_items(ids)  # type: ignore[call-arg]
-    with pytest.raises(TypeError):
-        mask_items(ids, 0.5)  # type: ignore[call-arg, misc]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="positional"):  # num_items given: only the ratio is wrong
+        mask_items(ids, 0.5, num_items=5)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
         crop_items(ids, 0.5)  # type: ignore[misc]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="positional"):
         SequenceAugmenter(5, ("mask",))  # type: ignore[misc]
 
 

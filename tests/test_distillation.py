@@ -282,14 +282,23 @@ def test_hyperparameters_are_keyword_only():
 
 
 def test_assignment_range_is_a_value_check_behind_the_switch():
-    bad = torch.tensor([0, 1, 1, 0])
+    from test_contrastive import count_host_reads
+
+    good = torch.tensor([0, 1, 1, 0])
+    with pytest.raises(ValueError, match="assignments"):
+        prototype_distillation(S, MU, torch.tensor([0, 1, 1, MU.shape[0]]))  # out of range: refused
+    with count_host_reads() as on:
+        prototype_distillation(S, MU, good)
+    assert on, "with the checks on, the range check reads the assignments"
     set_validate_args(False)
     try:
-        prototype_distillation(S, MU, bad)
+        with count_host_reads() as off:
+            prototype_distillation(S, MU, good)  # the range check is skipped: nothing read back
         with pytest.raises(TypeError, match="assignments must be an integer"):  # structural
-            prototype_distillation(S, MU, bad.float())
+            prototype_distillation(S, MU, good.float())
     finally:
         set_validate_args(True)
+    assert off == []
 
 
 def test_module_checks_hyperparameters_once(monkeypatch):
