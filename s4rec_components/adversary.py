@@ -40,6 +40,12 @@ class AdversaryOutput(NamedTuple):
     Attributes:
         loss: 0-d, the batch mean of $\\mathcal{L}_{Adv}$ (Eq. 17).
         logits: $(b, c)$, the classifier outputs $\\hat c = W z_u + w_0$.
+
+    Examples:
+        >>> import torch
+        >>> out = HeadTailAdversary(4)(torch.randn(3, 4), torch.tensor([0, 1, 1]))
+        >>> out.loss.shape, out.logits.shape  # a named tuple: loss, logits = out works too
+        (torch.Size([]), torch.Size([3, 2]))
     """
 
     loss: Tensor

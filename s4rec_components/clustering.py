@@ -52,6 +52,12 @@ class ClusteringOutput(NamedTuple):
         probs: $(b, k)$, the soft assignments $p_u$ (Eq. 7).
         targets: $(b, k)$, the Sinkhorn targets $q_u$ (Eq. 9-11), rows sum to 1,
             no gradient.
+
+    Examples:
+        >>> import torch
+        >>> c = OnlineIntentClustering(8, 3)(torch.randn(5, 8))
+        >>> c.assignments.shape, c.prototypes.shape, c.probs.shape, c.targets.requires_grad
+        (torch.Size([5]), torch.Size([3, 8]), torch.Size([5, 3]), False)
     """
 
     loss: Tensor

@@ -55,7 +55,18 @@ _LAYER_PREFIX = "item_encoder.layer."
 
 
 class ICLRecShapes(NamedTuple):
-    """The sizes a SASRec state dict implies (the constructor arguments it fixes)."""
+    """The sizes a SASRec state dict implies (the constructor arguments it fixes).
+
+    Examples:
+        >>> from s4rec_components import SASRecEncoder, iclrec_to_encoder_state_dict
+        >>> saved = SASRecEncoder(10, max_len=5, num_layers=1).state_dict()
+        >>> state, shapes = iclrec_to_encoder_state_dict(saved)
+        >>> shapes
+        ICLRecShapes(num_items=10, hidden_size=64, num_layers=1, max_len=5)
+        >>> encoder = SASRecEncoder(**shapes._asdict())  # the constructor arguments it fixes
+        >>> encoder.load_state_dict(state)
+        <All keys matched successfully>
+    """
 
     num_items: int
     """Real items ``n``: rows of ``item_embeddings.weight`` minus 2 (padding and mask id)."""

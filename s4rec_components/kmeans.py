@@ -64,7 +64,19 @@ _SEED_HIGH = 1 << 62
 
 
 class KMeansResult(NamedTuple):
-    """What :func:`k_means` returns."""
+    """What :func:`k_means` returns.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.tensor([[0.0], [0.2], [9.8], [10.0]])
+        >>> result = k_means(x, 2, generator=torch.Generator().manual_seed(0))
+        >>> sorted(round(c, 4) for c in result.centroids.flatten().tolist())
+        [0.1, 9.9]
+        >>> result.assignments.tolist() == [result.assignments[0].item()] * 2 + [result.assignments[2].item()] * 2
+        True
+        >>> round(result.inertia.item(), 4)  # the sum of squared distances to the centres
+        0.04
+    """
 
     centroids: Tensor
     """``(k, d)`` cluster centres, in ``constants.loss_dtype(x.dtype)``."""

@@ -47,6 +47,13 @@ class RowIndexError(IndexError, ValueError):
 
     Both an ``IndexError`` (as ``list`` indexing) and a ``ValueError`` (a bad argument), as
     ``numpy.exceptions.AxisError`` is.
+
+    Examples:
+        >>> try:
+        ...     Ragged.from_lists([[1], [2, 3]]).row(2)
+        ... except IndexError as err:  # RowIndexError is also a ValueError
+        ...     print(type(err).__name__)
+        RowIndexError
     """
 
 
@@ -96,6 +103,15 @@ class Ragged:
         TypeError: if either tensor is not an integer tensor.
         ValueError: if ``offsets`` is not 1-D, does not start at 0, does not end at ``m`` or
             decreases (the last two only while value checks are on).
+
+    Examples:
+        >>> import torch
+        >>> r = Ragged(torch.tensor([3, 1, 7, 7, 2]), torch.tensor([0, 2, 2, 5]))
+        >>> r.tolist(), r.row(-1).tolist()
+        ([[3, 1], [], [7, 7, 2]], [7, 7, 2])
+        >>> r.pad_rows(torch.tensor([0, 1]))  # left-padded with 0 to the longest asked row
+        tensor([[3, 1],
+                [0, 0]])
     """
 
     values: Tensor
