@@ -230,6 +230,13 @@ class HeadTailAdversary(nn.Module):
         Raises:
             TypeError: if ``value`` is not a real number or a floating 0-d tensor.
             ValueError: if ``value`` is not finite or is a tensor that is not 0-d.
+
+        Examples:
+            >>> import torch
+            >>> adversary = HeadTailAdversary(hidden_size=4)
+            >>> adversary.set_scale(torch.tensor(0.25))
+            >>> adversary.scale, adversary.reversal.scale
+            (0.25, tensor(0.2500))
         """
         self.reversal.set_scale(value)
 

@@ -642,6 +642,14 @@ class SequenceAugmenter(nn.Module):
         Returns:
             ``(views, operations)``: the ``(b, l)`` long augmented batch and the ``(b,)``
             long index into ``self.operations`` of the operation of each row.
+
+        Examples:
+            >>> import torch
+            >>> aug = SequenceAugmenter(5, operations=("mask", "crop"), mask_ratio=1.0, crop_ratio=1.0)
+            >>> ids = torch.tensor([[0, 1, 2, 3], [4, 5, 3, 2], [0, 0, 2, 1]])
+            >>> views, ops = aug.with_operations(ids, torch.Generator().manual_seed(0))
+            >>> [aug.operations[i] for i in ops.tolist()], views.tolist()  # crop keeps the whole row
+            (['mask', 'crop', 'mask'], [[0, 6, 6, 6], [4, 5, 3, 2], [0, 0, 6, 6]])
         """
         ids = _check_item_ids(item_ids, max(self.num_items + 1, self.mask_id))
         check_generator(generator)

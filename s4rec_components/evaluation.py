@@ -528,7 +528,16 @@ class RankingResult:
     ks: tuple[int, ...] = field(default=DEFAULT_KS)
 
     def subset(self, mask: Tensor) -> dict[str, float]:
-        """Metrics over the users where the ``(u,)`` boolean ``mask`` is true (e.g. head users)."""
+        """Metrics over the users where the ``(u,)`` boolean ``mask`` is true (e.g. head users).
+
+        Examples:
+            >>> import torch
+            >>> from s4rec_components import RankingResult, ranking_metrics
+            >>> ranks = torch.tensor([0, 2, 6, 40])
+            >>> result = RankingResult(ranking_metrics(ranks, ks=(1, 5)), ranks, (1, 5))
+            >>> result.subset(torch.tensor([True, True, False, False]))  # users 0 and 1 only
+            {'HR@1': 0.5, 'NDCG@1': 0.5, 'HR@5': 1.0, 'NDCG@5': 0.75}
+        """
         check_ndim(mask, 1, "mask", "(u,)")
         if mask.dtype != torch.bool:
             raise TypeError(f"mask must be a boolean tensor, got dtype {mask.dtype}")
@@ -540,7 +549,17 @@ class RankingResult:
 
     def per_user(self, lengths: Tensor | None = None) -> dict[str, Tensor]:
         """Per-user columns: ``rank``, ``length`` (when given, e.g. ``split.lengths``) and each
-        ``HR@k`` / ``NDCG@k`` contribution, all ``(u,)`` CPU tensors (for head/tail studies)."""
+        ``HR@k`` / ``NDCG@k`` contribution, all ``(u,)`` CPU tensors (for head/tail studies).
+
+        Examples:
+            >>> import torch
+            >>> from s4rec_components import RankingResult, ranking_metrics
+            >>> ranks = torch.tensor([0, 2, 6])
+            >>> result = RankingResult(ranking_metrics(ranks, ks=(5,)), ranks, (5,))
+            >>> columns = result.per_user(lengths=torch.tensor([3, 8, 4]))
+            >>> {name: column.tolist() for name, column in columns.items()}
+            {'rank': [0, 2, 6], 'length': [3, 8, 4], 'HR@5': [1.0, 1.0, 0.0], 'NDCG@5': [1.0, 0.5, 0.0]}
+        """
         r = self.ranks.to(torch.float64)
         out: dict[str, Tensor] = {"rank": self.ranks}
         if lengths is not None:

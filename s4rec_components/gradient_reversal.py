@@ -231,6 +231,15 @@ class GradientReversal(nn.Module):
             TypeError: if ``value`` is not a real number or a floating 0-d tensor.
             ValueError: if ``value`` is not finite, does not fit the buffer's dtype or is a
                 tensor that is not 0-d.
+
+        Examples:
+            >>> import torch
+            >>> grl = GradientReversal(scale=1.0)
+            >>> grl.set_scale(0.5)  # e.g. dann_schedule(step / total) between steps
+            >>> x = torch.ones(2, requires_grad=True)
+            >>> grl(x).sum().backward()
+            >>> grl.scale, x.grad
+            (tensor(0.5000), tensor([-0.5000, -0.5000]))
         """
         checked = _check_scale(value)
         _check_fits(checked, self.scale.dtype)

@@ -223,13 +223,26 @@ class Ragged:
 
     @property
     def device(self) -> torch.device:
+        """Where ``values`` and ``offsets`` live.
+
+        Examples:
+            >>> Ragged.from_lists([[1, 2], [3]]).device
+            device(type='cpu')
+        """
         return self.values.device
 
     def __len__(self) -> int:
         return self.num_rows
 
     def to(self, device: torch.device | str) -> Ragged:
-        """The same rows on ``device``."""
+        """The same rows on ``device``.
+
+        Examples:
+            >>> import torch
+            >>> moved = Ragged.from_lists([[1, 2], [3]]).to(torch.device("cpu"))
+            >>> moved.device, moved.tolist()
+            (device(type='cpu'), [[1, 2], [3]])
+        """
         return Ragged(self.values.to(device), self.offsets.to(device))
 
     def row(self, index: int) -> Tensor:
@@ -258,7 +271,13 @@ class Ragged:
         return self.values[start:stop]
 
     def tolist(self) -> list[list[int]]:
-        """Every row as a Python list."""
+        """Every row as a Python list.
+
+        Examples:
+            >>> import torch
+            >>> Ragged.from_lengths(torch.tensor([5, 6, 7]), torch.tensor([2, 0, 1])).tolist()
+            [[5, 6], [], [7]]
+        """
         bounds = self.offsets.tolist()
         flat = self.values.tolist()
         return [flat[bounds[i] : bounds[i + 1]] for i in range(self.num_rows)]
@@ -285,6 +304,16 @@ class Ragged:
             ValueError: if ``index`` is not 1-D or ``width < 0``; with validation on,
                 :class:`RowIndexError` (a ``ValueError``) if an entry of ``index`` is outside
                 ``[0, r)``.
+
+        Examples:
+            >>> import torch
+            >>> r = Ragged.from_lists([[3, 1], [], [7, 7, 2]])
+            >>> r.pad_rows(torch.tensor([0, 2]))
+            tensor([[0, 3, 1],
+                    [7, 7, 2]])
+            >>> r.pad_rows(torch.tensor([2, 1]), width=2, pad=-1)  # the last 2 items of row 2
+            tensor([[ 7,  2],
+                    [-1, -1]])
         """
         check_ndim(index, 1, "index", "(b,)")
         check_integer(index, "index")
@@ -355,6 +384,11 @@ class Ragged:
             TypeError: if ``num_values`` is not an int.
             ValueError: if ``num_values < 0``; with validation on, if a stored value lies
                 outside ``[0, num_values]`` (its key would collide with another row's).
+
+        Examples:
+            >>> r = Ragged.from_lists([[3, 1], [2]])
+            >>> r.sorted_keys(num_values=3).tolist()  # row * 4 + value: 0 * 4 + 3, 0 * 4 + 1, 1 * 4 + 2
+            [1, 3, 6]
         """
         num_values = check_int(num_values, "num_values", 0)
         self._check_values_within(num_values)
@@ -393,6 +427,13 @@ class Ragged:
                 ``num_values < 0``; with validation on, if a row is outside ``[0, r)``, a
                 candidate outside ``[0, num_values]`` or (when ``keys`` is computed here) a
                 stored value outside ``[0, num_values]``.
+
+        Examples:
+            >>> import torch
+            >>> r = Ragged.from_lists([[3, 1], [2]])
+            >>> keys = r.sorted_keys(num_values=3)  # once, reused by every call
+            >>> r.contains(torch.tensor([0, 0, 1]), torch.tensor([1, 2, 2]), keys=keys, num_values=3)
+            tensor([ True, False,  True])
         """
         check_integer(check_tensor(rows, "rows"), "rows")
         check_integer(check_tensor(candidates, "candidates"), "candidates")

@@ -41,3 +41,36 @@ def test_every_argument_of_a_public_function_is_documented_and_annotated(name: s
         assert re.search(rf"\b{re.escape(parameter.name)}\b", doc), f"{name}: argument {parameter.name} not in its docstring"
         assert parameter.annotation is not inspect.Parameter.empty, f"{name}: argument {parameter.name} has no type hint"
     assert inspect.signature(function).return_annotation is not inspect.Signature.empty, f"{name}: no return type"
+
+
+def _public_methods() -> list[tuple[str, str]]:
+    """``(class, member)`` of every public method and property of the public classes; ``forward``
+    (shown by its class's example) and ``extra_repr`` (``print(module)``) excepted."""
+    out = []
+    for name in DOCUMENTED:
+        cls = getattr(s4rec_components, name)
+        if not inspect.isclass(cls) or issubclass(cls, (BaseException, tuple)):
+            continue
+        for member, value in vars(cls).items():
+            if member.startswith("_") or member in ("forward", "extra_repr"):
+                continue
+            if isinstance(value, property) or callable(getattr(value, "__func__", value)):
+                out.append((name, member))
+    return out
+
+
+METHODS = _public_methods()
+
+
+def test_the_public_classes_have_methods_to_check():
+    assert ("Ragged", "pad_rows") in METHODS and ("SequenceDataset", "save") in METHODS
+
+
+@pytest.mark.parametrize("name, member", METHODS)
+def test_every_public_method_has_an_example_and_every_property_a_docstring(name: str, member: str):
+    value = vars(getattr(s4rec_components, name))[member]
+    function = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+    doc = inspect.getdoc(function) or ""
+    assert doc, f"{name}.{member}: no docstring"
+    if not isinstance(value, property):
+        assert ">>> " in doc, f"{name}.{member}: no example in its docstring"

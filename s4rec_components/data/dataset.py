@@ -195,6 +195,14 @@ class SequenceDataset:
             TypeError: if ``sequences`` is not a sequence of sequences of ints, or ``user_ids``
                 not a sequence of ints.
             ValueError: if ``sequences`` is empty, and as the constructor.
+
+        Examples:
+            >>> from s4rec_components import SequenceDataset
+            >>> data = SequenceDataset.from_sequences([[1, 2, 3], [3, 4, 2, 1]], [10, 20], name="toy")
+            >>> data
+            SequenceDataset(name='toy', users=2, items=4, interactions=7)
+            >>> data.user_ids.tolist(), data.offsets.tolist()
+            ([10, 20], [0, 3, 7])
         """
         flat, offsets = _checked_lists(sequences, "sequences")
         if offsets.numel() == 1:
@@ -234,6 +242,12 @@ class SequenceDataset:
         Raises:
             TypeError: if ``user`` is not an int (bools and floats refused).
             RowIndexError: (an ``IndexError`` and a ``ValueError``) if ``user`` is out of range.
+
+        Examples:
+            >>> from s4rec_components import SequenceDataset
+            >>> data = SequenceDataset.from_sequences([[1, 2, 3], [4, 5, 6, 1]])
+            >>> data.sequence(0).tolist(), data.sequence(-1).tolist()
+            ([1, 2, 3], [4, 5, 6, 1])
         """
         i, u = _as_int(user, "user"), self.num_users
         if not -u <= i < u:
@@ -261,6 +275,12 @@ class SequenceDataset:
         r"""Summary numbers: users, items (largest id), distinct items, interactions, lengths, sparsity.
 
         ``sparsity`` is $1 - m / (u \cdot n)$, the share of empty user-item cells.
+
+        Examples:
+            >>> from s4rec_components import SequenceDataset
+            >>> SequenceDataset.from_sequences([[1, 2, 3], [3, 4, 2, 1]], name="toy").statistics()
+            {'name': 'toy', 'users': 2, 'items': 4, 'distinct_items': 4, 'interactions': 7,
+             'avg_length': 3.5, 'min_length': 3, 'max_length': 4, 'median_length': 3.0, 'sparsity': 0.125}
         """
         users, items, m = self.num_users, self.num_items, self.num_interactions
         lengths = self.lengths.double()
@@ -289,6 +309,15 @@ class SequenceDataset:
         Raises:
             ValueError: if a user id is below 1 or repeats (the file could not be read back);
                 nothing is written then.
+
+        Examples:
+            >>> import pathlib, tempfile
+            >>> from s4rec_components import SequenceDataset, load_sequences
+            >>> data = SequenceDataset.from_sequences([[1, 2, 3], [3, 1, 2]], item_ids=["17", "4", "99"])
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     path = data.save(pathlib.Path(folder) / "toy.txt")  # internal ids + sidecar
+            ...     print(path.read_text().splitlines(), load_sequences(path).item_ids)
+            ['1 1 2 3', '2 3 1 2'] ['17', '4', '99']
         """
         path = Path(path)
         users = self.user_ids.tolist()
@@ -481,7 +510,15 @@ class LeaveOneOutSplit:
         return self.lengths.device
 
     def to(self, device: torch.device | str) -> LeaveOneOutSplit:
-        """A copy with every tensor (and ``Ragged``) moved to ``device``."""
+        """A copy with every tensor (and ``Ragged``) moved to ``device``.
+
+        Examples:
+            >>> from s4rec_components import SequenceDataset
+            >>> split = SequenceDataset.from_sequences([[1, 2, 3, 4]]).split(max_len=2)
+            >>> moved = split.to("cpu")
+            >>> moved.device, moved.test_history.device, moved.test_inputs.tolist()
+            (device(type='cpu'), device(type='cpu'), [[2, 3]])
+        """
         moved: dict[str, Tensor | Ragged] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -490,17 +527,38 @@ class LeaveOneOutSplit:
         return dataclasses.replace(self, **moved)  # type: ignore[arg-type]
 
     def inputs(self, split: Split) -> Tensor:
-        """``(u, l)`` model inputs of the ``"valid"`` or ``"test"`` split."""
+        """``(u, l)`` model inputs of the ``"valid"`` or ``"test"`` split.
+
+        Examples:
+            >>> from s4rec_components import SequenceDataset
+            >>> split = SequenceDataset.from_sequences([[1, 2, 3, 4], [5, 6, 7]]).split(max_len=3)
+            >>> split.inputs("valid").tolist(), split.inputs("test").tolist()
+            ([[0, 1, 2], [0, 0, 5]], [[1, 2, 3], [0, 5, 6]])
+        """
         check_choice(split, SPLITS, "split")
         return self.valid_inputs if split == "valid" else self.test_inputs
 
     def targets(self, split: Split) -> Tensor:
-        """``(u,)`` held-out items of the ``"valid"`` or ``"test"`` split."""
+        """``(u,)`` held-out items of the ``"valid"`` or ``"test"`` split.
+
+        Examples:
+            >>> from s4rec_components import SequenceDataset
+            >>> split = SequenceDataset.from_sequences([[1, 2, 3, 4], [5, 6, 7]]).split(max_len=3)
+            >>> split.targets("valid").tolist(), split.targets("test").tolist()
+            ([3, 6], [4, 7])
+        """
         check_choice(split, SPLITS, "split")
         return self.valid_targets if split == "valid" else self.test_targets
 
     def history(self, split: Split) -> Ragged:
-        """Every item before the target of the ``"valid"`` or ``"test"`` split, one row per user."""
+        """Every item before the target of the ``"valid"`` or ``"test"`` split, one row per user.
+
+        Examples:
+            >>> from s4rec_components import SequenceDataset
+            >>> split = SequenceDataset.from_sequences([[1, 2, 3, 4], [5, 6, 7]]).split(max_len=2)
+            >>> split.history("valid").tolist(), split.history("test").tolist()
+            ([[1, 2], [5]], [[1, 2, 3], [5, 6]])
+        """
         check_choice(split, SPLITS, "split")
         return self.valid_history if split == "valid" else self.test_history
 
