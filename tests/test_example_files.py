@@ -169,6 +169,48 @@ def test_evaluate_refuses_weights_that_do_not_fit_and_pickles(partial, tmp_path,
         assert "evil.pt: refused" in message and "weights_only" not in message
 
 
+def _forged(source: Path, target: Path, edit) -> Path:
+    payload = torch.load(source, weights_only=True)
+    edit(payload)
+    torch.save(payload, target)
+    return target
+
+
+def _with_config(**changes):
+    def edit(payload):
+        config = json.loads(payload["config"])
+        config.update(changes)
+        payload["config"] = json.dumps(config)
+    return edit
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p.update(num_items=float("inf")), "num_items must be an int"),
+    (lambda p: p.update(epoch="3"), "epoch must be an int"),
+    (lambda p: p.update(item_ids="[" * 200_000), "RecursionError"),
+    (lambda p: p.update(item_ids=json.dumps([1, 2])), "item_ids must be a list of strings"),
+    (lambda p: p.update(model=[1]), "model must map parameter names to tensors"),
+    (_with_config(hidden_size=2**40), "its settings"),  # overflows even on the meta device, or does not fit
+    (_with_config(hidden_size=128, num_heads=2), "do not fit the model of its settings"),
+    (_with_config(num_layers=10**6), "layers, more than its"),
+    (_with_config(num_heads=3), "settings"),  # 3 does not divide d: no model at all
+])
+def test_evaluate_refuses_forged_checkpoint_fields_in_one_line(partial, tmp_path, capsys, edit, message):
+    forged = _forged(partial / "best.pt", tmp_path / "forged.pt", edit)
+    line = _one_line_error(lambda: evaluate.main(["--checkpoint", str(forged)]), capsys)
+    assert "forged.pt" in line and message in line
+
+
+def test_resume_refuses_forged_sizes_before_building_anything(partial, tmp_path, capsys):
+    run = _copy(partial, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["hidden_size"] = 2**40  # both files forged alike, so that the settings agree
+    (run / "config.json").write_text(json.dumps(config))
+    _forged(run / "last.pt", run / "last.pt", _with_config(hidden_size=2**40))
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert "last.pt" in line and "its settings" in line
+
+
 def test_headtail_refuses_an_output_file_before_studying(tmp_path, capsys):
     (tmp_path / "out").write_text("x")
     message = _one_line_error(lambda: headtail.main(["--runs", str(tmp_path), "--output", str(tmp_path / "out")]),

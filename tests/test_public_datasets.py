@@ -12,6 +12,7 @@ import io
 import logging
 import socket
 import struct
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -202,7 +203,7 @@ def test_truncated_cached_movielens_is_detected_and_converted_again(server, tmp_
     path.write_text(CONVERTED[:7])  # a truncated cache
     with caplog.at_level(logging.WARNING, logger="s4rec_components.data"):
         again = download_dataset("ML-1M", root, url=closed_port_url(), sha256=sha(archive))  # from the kept zip
-    assert "fails its checksum" in caplog.text
+    assert "cannot be reused" in caplog.text and "has sha256" in caplog.text
     assert again.read_text() == CONVERTED
     # without the zip, it is downloaded again; from nowhere, the failure says so
     path.write_text(CONVERTED[:7])
@@ -351,3 +352,124 @@ def test_no_message_names_the_examples_flags(server, tmp_path):
         with pytest.raises((RuntimeError, ValueError)) as info:
             attempt()
         assert "--" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------- hostile origins and caches
+class _NoLengthHandler(http.server.BaseHTTPRequestHandler):
+    """Sends ``body`` bytes without a Content-Length (the body ends when the connection closes)."""
+
+    body = b""
+
+    def do_GET(self):  # noqa: N802 - the http.server name
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def no_length_server():
+    handler = type("Handler", (_NoLengthHandler,), {"body": b"1 1 2 3\n" * 100})
+    handler.protocol_version = "HTTP/1.0"
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_download_larger_than_the_cap_is_refused_and_writes_nothing(server, no_length_server, tmp_path,
+                                                                     monkeypatch):
+    from s4rec_components.data import public
+
+    origin, base = server
+    (origin / "Beauty.txt").write_bytes(b"1 1 2 3\n" * 100)  # 800 bytes, with a Content-Length
+    monkeypatch.setattr(public, "MAX_DOWNLOAD_BYTES", 100)
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError, match="announces 800 bytes, more than MAX_DOWNLOAD_BYTES = 100"):
+        download_dataset("Beauty", root, url=f"{base}/Beauty.txt", allow_unverified=True)
+    with pytest.raises(DownloadError, match="sent more than MAX_DOWNLOAD_BYTES = 100 bytes"):  # no Content-Length
+        download_dataset("Beauty", root, url=f"{no_length_server}/Beauty.txt", allow_unverified=True)
+    assert not root.exists()  # no partial file, no folder
+
+
+def test_a_download_past_its_deadline_is_refused(server, tmp_path, monkeypatch):
+    from s4rec_components.data import public
+
+    origin, base = server
+    (origin / "Beauty.txt").write_bytes(b"1 1 2 3\n")
+    monkeypatch.setattr(public, "DOWNLOAD_DEADLINE_S", -1.0)  # every chunk arrives too late
+    with pytest.raises(DownloadError, match="took longer than DOWNLOAD_DEADLINE_S"):
+        download_dataset("Beauty", tmp_path / "data", url=f"{base}/Beauty.txt", allow_unverified=True)
+    assert not (tmp_path / "data").exists()
+
+
+def test_secrets_in_a_mirror_url_are_never_shown(caplog):
+    url = closed_port_url("Beauty.txt").replace("http://", "http://user:hunter2@") + "?X-Amz-Signature=s3cr3t#frag"
+    with caplog.at_level(logging.DEBUG, logger="s4rec_components.data"):
+        with pytest.raises(DownloadError) as info:
+            download_dataset("Beauty", Path(tempfile.mkdtemp()), url=url, allow_unverified=True)
+        with pytest.raises(ValueError) as refused:
+            download_dataset("Beauty", Path(tempfile.mkdtemp()), url=url)  # no checksum: refused up front
+    for text in (str(info.value), str(refused.value), caplog.text):
+        assert "hunter2" not in text and "s3cr3t" not in text and "user" not in text
+    assert "/Beauty.txt?..." in str(info.value) and "/Beauty.txt?..." in str(refused.value)
+
+
+def test_allow_unverified_does_not_trust_a_file_it_did_not_download(tmp_path):
+    (tmp_path / "Beauty.txt").write_text("1 1 2 3\n")  # placed by hand, no record
+    with pytest.raises(DownloadError, match="no checksum record to verify it against"):
+        download_dataset("Beauty", tmp_path, url=closed_port_url(), allow_unverified=True)
+    assert not (tmp_path / "Beauty.txt.sha256").exists()  # not recorded as trusted either
+
+
+def test_a_record_naming_a_file_outside_its_folder_is_not_a_record(tmp_path):
+    from s4rec_components.data._files import check_record, read_record
+
+    (tmp_path / "a.txt").write_text("x")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    outside.write_text("y")
+    digest = hashlib.sha256(b"y").hexdigest()
+    for name in (f"../{outside.name}", "sub/a.txt", "..", " a.txt"):
+        (tmp_path / "a.txt.sha256").write_text(f"{hashlib.sha256(b'x').hexdigest()}  a.txt\n{digest}  {name}\n")
+        assert read_record(tmp_path / "a.txt") is None and "no readable checksum record" in check_record(tmp_path / "a.txt")
+    (tmp_path / "a.txt.sha256").write_text("0" * 64 + "  a.txt\n" * 10_000)  # far beyond a record's size
+    assert read_record(tmp_path / "a.txt") is None
+    outside.unlink()
+
+
+def test_movielens_whose_ids_are_already_1_to_n_converts_without_a_sidecar(server, tmp_path):
+    origin, base = server
+    archive = movielens_zip("1::1::5::100\n1::2::5::200\n1::3::5::300\n")  # first occurrences 1, 2, 3
+    (origin / "ml-1m.zip").write_bytes(archive)
+    root = tmp_path / "data"
+    path = download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive))
+    assert path.read_text() == "1 1 2 3\n" and not (root / "ml-1m.txt.item_ids.json").exists()
+    assert sorted(read_names(root / "ml-1m.txt.sha256")) == ["ml-1m.txt", "ml-1m.zip"]
+    assert download_dataset("ML-1M", root, url=closed_port_url(), sha256=sha(archive)) == path  # cached, reused
+
+
+def read_names(record: Path) -> list[str]:
+    return [line.split("  ", 1)[1] for line in record.read_text().splitlines()]
+
+
+def test_a_conversion_from_a_mirror_is_not_reused_for_another_checksum_or_the_public_origin(server, tmp_path):
+    origin, base = server
+    archive = movielens_zip()
+    (origin / "ml-1m.zip").write_bytes(archive)
+    root = tmp_path / "data"
+    path = download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", allow_unverified=True)
+    assert path.read_text() == CONVERTED
+    with pytest.raises(DownloadError, match="checksum mismatch .*ml-1m.zip: expected sha256 0000"):
+        download_dataset("ML-1M", root, url=closed_port_url(), sha256="0" * 64)
+    with pytest.raises(DownloadError, match=f"checksum mismatch .*expected md5 {KNOWN_MD5['ML-1M']}"):
+        download_dataset("ML-1M", root)  # GroupLens' origin: its published MD5, not the mirror's zip
+    assert download_dataset("ML-1M", root, url=closed_port_url(), sha256=sha(archive)) == path  # its own zip: fine
+    (root / "ml-1m.zip").write_bytes(movielens_zip("1::1::5::100\n1::2::5::200\n1::3::5::300\n"))  # swapped
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        download_dataset("ML-1M", root, url=closed_port_url(), allow_unverified=True)  # not the recorded zip

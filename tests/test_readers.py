@@ -150,6 +150,9 @@ def test_sidecar_of_another_file_or_out_of_range_is_refused(tmp_path):
     (tmp_path / "s.txt.item_ids.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"s\.txt\.item_ids\.json: not a readable item-id file"):
         load_sequences(path)
+    (tmp_path / "s.txt.item_ids.json").write_text("[" * 200_000)  # nested beyond the parser's recursion
+    with pytest.raises(ValueError, match=r"s\.txt\.item_ids\.json: not a readable item-id file \(RecursionError"):
+        load_sequences(path)
     (tmp_path / "s.txt.item_ids.json").write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="not an item-id file of format"):
         load_sequences(path)

@@ -29,6 +29,7 @@ CHUNK_BYTES = 1 << 20
 """Read and write block size."""
 
 RECORD_SUFFIX = ".sha256"
+MAX_RECORD_BYTES = 1 << 16
 ITEM_IDS_SUFFIX = ".item_ids.json"
 ITEM_IDS_FORMAT = "s4rec_components.item_ids"
 ITEM_IDS_VERSION = 1
@@ -90,14 +91,20 @@ def read_record(path: Path) -> dict[str, str] | None:
     """The ``{file name: sha256}`` of ``path``'s record, or ``None`` without a readable one."""
     record = record_path(path)
     try:
-        text = record.read_text(encoding="utf-8")
-    except (FileNotFoundError, UnicodeDecodeError):
+        with record.open("rb") as handle:
+            raw = handle.read(MAX_RECORD_BYTES + 1)  # a record lists a few files: never read a huge one
+        if len(raw) > MAX_RECORD_BYTES:
+            return None
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError):  # missing, a folder, unreadable
         return None
     out: dict[str, str] = {}
     for line in text.splitlines():
         digest, sep, name = line.partition("  ")
         if not sep or len(digest) != 64 or not name:
             return None
+        if name in (".", "..") or "/" in name or "\\" in name or name != name.strip():
+            return None  # names a file outside the record's folder: not a record this library wrote
         out[name] = digest.lower()
     return out or None
 
@@ -143,8 +150,9 @@ def read_item_ids(sidecar: Path) -> tuple[list[str], str]:
     """``(item_ids, data_sha256)`` from a sidecar; ``ValueError`` naming it when malformed."""
     try:
         payload: Any = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{sidecar}: not a readable item-id file ({err}); delete it or save the dataset again") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:  # RecursionError: nested too deep
+        raise ValueError(f"{sidecar}: not a readable item-id file ({type(err).__name__}: {str(err)[:200]}); "
+                         f"delete it or save the dataset again") from None
     if (
         not isinstance(payload, dict)
         or payload.get("format") != ITEM_IDS_FORMAT

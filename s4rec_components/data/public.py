@@ -13,7 +13,15 @@ Integrity rules:
 * the converted ``ml-1m.txt`` (and its raw-id sidecar) carry a checksum record; a cached copy
   that fails it (truncated, edited) is converted again from the verified zip;
 * the zip is decompressed as a stream with a size cap (``max_unpacked_bytes``), so a small
-  archive that inflates to gigabytes fails fast without being read into memory.
+  archive that inflates to gigabytes fails fast without being read into memory;
+* a download may not exceed ``MAX_DOWNLOAD_BYTES`` (a ``Content-Length`` above it is refused
+  before the body is read) nor take longer than ``DOWNLOAD_DEADLINE_S`` in all, so an endless
+  or trickling body cannot fill the disk or hang the caller;
+* a cached ``ml-1m.txt`` is trusted only with the zip it was converted from, and only when that
+  zip passes the checksum of this call (a conversion from a mirror is not reused for the
+  public origin, or for another ``sha256``);
+* URLs are shown without their query string and user info (a pre-signed mirror URL carries
+  its credentials there).
 
 Files are written atomically (a temporary file in ``root``, fsync, then renamed into place).
 
@@ -29,7 +37,9 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -53,10 +63,12 @@ from .readers import _index_tokens
 
 __all__ = [
     "DATASET_FILES",
+    "DOWNLOAD_DEADLINE_S",
     "DOWNLOAD_TIMEOUT_S",
     "ICLREC_DATA_URL",
     "KNOWN_MD5",
     "KNOWN_SHA256",
+    "MAX_DOWNLOAD_BYTES",
     "MAX_UNPACKED_BYTES",
     "MOVIELENS_1M_URL",
     "DatasetName",
@@ -96,6 +108,12 @@ no SHA-256). Used for the public origin only; a mirror needs ``sha256``."""
 DOWNLOAD_TIMEOUT_S = 60.0
 """Seconds a download may stall before it fails."""
 
+DOWNLOAD_DEADLINE_S = 1800.0
+"""Seconds a whole download may take (a body trickled just within ``DOWNLOAD_TIMEOUT_S``)."""
+
+MAX_DOWNLOAD_BYTES = 1 << 30
+"""Most bytes one download may have (the largest known file, Sports, is about 3 MB; the zip 6 MB)."""
+
 MAX_UNPACKED_BYTES = 256 * 2**20
 """Default cap on the decompressed size of ``ratings.dat`` (the real one is about 24 MB)."""
 
@@ -113,6 +131,19 @@ class DownloadError(RuntimeError):
         >>> issubclass(DownloadError, RuntimeError)
         True
     """
+
+
+def _shown(url: str) -> str:
+    """``url`` without user info, query and fragment, for logs and messages (they may hold secrets)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<an unparsable URL>"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    hidden = "?..." if parts.query or parts.fragment else ""
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", "")) + hidden
 
 
 def download_dataset(
@@ -149,6 +180,7 @@ def download_dataset(
             built-in checksum.
         allow_unverified: accept a mirror download without a checksum. Its SHA-256 is logged
             and recorded in ``<file>.sha256``, and every later use is checked against that record.
+            It trusts a download, not a file found in ``root`` without such a record (refused).
         max_unpacked_bytes: the most bytes ``ratings.dat`` may inflate to (ML-1M); >= 1.
 
     Returns:
@@ -158,8 +190,10 @@ def download_dataset(
         TypeError: for arguments of the wrong type.
         ValueError: for an unknown ``name``, a malformed ``sha256``, or a mirror ``url`` without
             ``sha256`` or ``allow_unverified=True`` (raised before any network access).
-        DownloadError: (a ``RuntimeError``) if the download fails, a checksum does not match,
-            or the zip is not the expected archive or inflates beyond ``max_unpacked_bytes``;
+        DownloadError: (a ``RuntimeError``) if the download fails, exceeds ``MAX_DOWNLOAD_BYTES``
+            or ``DOWNLOAD_DEADLINE_S``, a checksum does not match, a cached file has no record to
+            check it against, or the zip is not the expected archive or inflates beyond
+            ``max_unpacked_bytes``;
             the message says what failed and what to do (download by hand into ``root``, or
             load a file you trust with ``load_sequences``). A failed first download leaves no
             empty ``root`` behind.
@@ -186,10 +220,10 @@ def download_dataset(
     target = root / DATASET_FILES[name]
     origin = MOVIELENS_1M_URL if name == "ML-1M" else ICLREC_DATA_URL + DATASET_FILES[name]
     official = url is None or url == origin
-    if not official and sha256 is None and not allow_unverified:
+    if url is not None and not official and sha256 is None and not allow_unverified:
         raise ValueError(
-            f"url={url!r} is not the public origin of {name}: pass sha256=... (the expected SHA-256 "
-            f"of the file), or allow_unverified=True to trust it on first download"
+            f"url={_shown(url)!r} is not the public origin of {name}: pass sha256=... (the expected "
+            f"SHA-256 of the file), or allow_unverified=True to trust it on first download"
         )
     source = origin if url is None else url
     if sha256 is not None:
@@ -214,7 +248,7 @@ def _ensure_file(target: Path, source: str, expected: Checksum | None, hand_targ
         return
     created = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
-    LOG.info("downloading %s", source)
+    LOG.info("downloading %s", _shown(source))
     try:
         _fetch(source, target, expected, hand_target)
     except BaseException:
@@ -234,24 +268,24 @@ def _verify_cached(target: Path, expected: Checksum | None, source: str, hand_ta
         if not ok:
             raise DownloadError(
                 f"checksum mismatch for {target}: expected {expected}, got {actual}. Delete the file and "
-                f"download {source} by hand into {hand_target.parent} (as {hand_target.name}), or load "
-                f"a file you trust with load_sequences"
+                f"download {_shown(source)} by hand into {hand_target.parent} (as {hand_target.name}), or "
+                f"load a file you trust with load_sequences"
             )
         return  # nothing written: the folder may be read-only (a shared copy of the data)
     problem = check_record(target)
     if problem is None:
         return
     if read_record(target) is None:  # reached only with allow_unverified=True
-        LOG.warning("%s has no checksum to verify against; trusting it (allow_unverified) and recording it", target)
-        try:
-            write_record(target, [target])
-        except OSError as err:  # a read-only folder: trusted, but not recorded
-            LOG.warning("could not record the checksum of %s (%s)", target, err)
-        return
+        # not a file this library downloaded: allow_unverified trusts a download, not what lies there
+        raise DownloadError(
+            f"{target} has no checksum record to verify it against (this library did not download it, "
+            f"or its record {record_path(target).name} was removed). Delete it to download "
+            f"{_shown(source)} again, pass sha256=... for it, or load a file you trust with load_sequences"
+        )
     raise DownloadError(
         f"checksum mismatch for {target}: {problem}. Delete {target.name} and "
-        f"{record_path(target).name} and download {source} again into {hand_target.parent}, or load a "
-        f"file you trust with load_sequences"
+        f"{record_path(target).name} and download {_shown(source)} again into {hand_target.parent}, or "
+        f"load a file you trust with load_sequences"
     )
 
 
@@ -260,29 +294,41 @@ def _fetch(url: str, target: Path, expected: Checksum | None, hand_target: Path)
     handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     temp = Path(temp_name)
     digest = hashlib.new(expected.algorithm if expected is not None else "sha256")
+    shown, cap = _shown(url), MAX_DOWNLOAD_BYTES
+    by_hand = f"Download it by hand into {hand_target.parent} (as {hand_target.name}), or load a local copy with load_sequences"
     try:
         with os.fdopen(handle, "wb") as out:
             try:
+                started, total = time.monotonic(), 0
                 with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                    declared = response.headers.get("Content-Length")
+                    if declared is not None and declared.strip().isdigit() and int(declared) > cap:
+                        raise DownloadError(f"{shown} announces {int(declared)} bytes, more than MAX_DOWNLOAD_BYTES = "
+                                            f"{cap}; nothing was written. {by_hand}")
                     for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+                        total += len(chunk)
+                        if total > cap:
+                            raise DownloadError(f"{shown} sent more than MAX_DOWNLOAD_BYTES = {cap} bytes; nothing "
+                                                f"was written. {by_hand}")
+                        if time.monotonic() - started > DOWNLOAD_DEADLINE_S:
+                            raise DownloadError(f"{shown} took longer than DOWNLOAD_DEADLINE_S = "
+                                                f"{DOWNLOAD_DEADLINE_S:g} s; nothing was written. {by_hand}")
                         out.write(chunk)
                         digest.update(chunk)
             except (urllib.error.URLError, OSError, ValueError) as err:
-                raise DownloadError(
-                    f"could not download {url} ({err}). Download it by hand into {hand_target.parent} "
-                    f"(as {hand_target.name}), or load a local copy with load_sequences"
-                ) from err
+                reason = str(err).replace(url, shown)  # urllib may quote the URL with its secrets
+                raise DownloadError(f"could not download {shown} ({reason}). {by_hand}") from err
             out.flush()
             os.fsync(out.fileno())
         actual = digest.hexdigest()
         if expected is not None and actual != expected.hexdigest:
             raise DownloadError(
-                f"checksum mismatch for {url}: expected {expected}, got {actual}; nothing was "
+                f"checksum mismatch for {shown}: expected {expected}, got {actual}; nothing was "
                 f"written. Download it by hand into {hand_target.parent} (as {hand_target.name}) and "
                 f"check it, or load a file you trust with load_sequences"
             )
         if expected is None:
-            LOG.warning("sha256 of %s: %s (not verified: allow_unverified=True)", url, actual)
+            LOG.warning("sha256 of %s: %s (not verified: allow_unverified=True)", shown, actual)
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
@@ -291,16 +337,22 @@ def _fetch(url: str, target: Path, expected: Checksum | None, hand_target: Path)
 # ============================================================================= MovieLens-1M
 def _movielens(root: Path, target: Path, url: str, expected: Checksum | None, cap: int) -> Path:
     """Return a verified ``ml-1m.txt``, converting it (again) from a verified zip when needed."""
+    archive = root / MOVIELENS_1M_ZIP
     if target.exists():
         problem = check_record(target)
+        if problem is None and MOVIELENS_1M_ZIP not in (read_record(target) or {}):
+            problem = f"{record_path(target).name} does not name {MOVIELENS_1M_ZIP}, the archive it came from"
+        if problem is None and expected is not None and not matches(archive, expected)[0]:
+            problem = f"{MOVIELENS_1M_ZIP} is not the archive this call asks for ({expected})"
         if problem is None:
             return target
-        LOG.warning("%s fails its checksum (%s); converting it again from %s", target, problem, MOVIELENS_1M_ZIP)
-    archive = root / MOVIELENS_1M_ZIP
+        LOG.warning("%s cannot be reused (%s); converting it again from %s", target, problem, MOVIELENS_1M_ZIP)
     _ensure_file(archive, url, expected, hand_target=archive)
     dataset = _convert_movielens(archive, cap)
     dataset.save(target)
-    write_record(target, [target, item_ids_path(target)])
+    sidecar = item_ids_path(target)  # absent when the movie ids came out as 1..n already
+    # the record names the zip too: the converted file is trusted only beside its own archive
+    write_record(target, [target, *([sidecar] if sidecar.is_file() else []), archive])
     LOG.info("wrote %s (%d users, %d items)", target, dataset.num_users, dataset.num_items)
     return target
 

@@ -41,6 +41,7 @@ __all__ = [
     "CheckpointError",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_weights_fit",
     "load_checkpoint",
     "load_model",
     "save_checkpoint",
@@ -169,12 +170,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r}, this code reads {VERSION}")
     try:
         config = TrainConfig.from_dict(json.loads(payload["config"]))
+        item_ids = json.loads(payload["item_ids"])
+        if item_ids is not None and not (isinstance(item_ids, list) and all(isinstance(i, str) for i in item_ids)):
+            raise ValueError("item_ids must be a list of strings or null")
         checkpoint = Checkpoint(
             config=config,
-            num_items=int(payload["num_items"]),
-            item_ids=json.loads(payload["item_ids"]),
-            epoch=int(payload["epoch"]),
-            model=payload["model"],
+            num_items=_count(payload["num_items"], "num_items"),
+            item_ids=item_ids,
+            epoch=_count(payload["epoch"], "epoch"),
+            model=_weights(payload["model"]),
         )
         if "optimizer" in payload:
             checkpoint.optimizer = payload["optimizer"]
@@ -186,9 +190,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                         and bool(torch.isfinite(centroids).all())):
                     raise ValueError("intent_centroids must be a finite (k, d) float tensor")
                 checkpoint.intent_centroids = centroids
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: malformed s4rec-example checkpoint ({err})") from None
+    except (KeyError, TypeError, ValueError, RecursionError) as err:  # RecursionError: json nested too deep
+        raise CheckpointError(f"{path}: malformed s4rec-example checkpoint ({type(err).__name__}: "
+                              f"{str(err)[:200]})") from None
     return checkpoint
+
+
+def _count(value: object, name: str) -> int:
+    """A recorded count: an int >= 0 (a float, inf or a string is a forged file)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}"[:200])
+    return value
+
+
+def _weights(value: object) -> dict[str, torch.Tensor]:
+    """The recorded weights: a dict of names to tensors."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in value.items()):
+        raise ValueError("model must map parameter names to tensors")
+    return value
 
 
 def atomic_savefig(fig: Any, path: str | Path, **kwargs: Any) -> None:
@@ -219,12 +239,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[S4
     ``CheckpointError`` naming the file.
     """
     checkpoint = load_checkpoint(path)
-    table = checkpoint.model.get("encoder.item_embeddings.weight")
-    if not isinstance(table, torch.Tensor) or table.ndim != 2 or table.shape[0] != checkpoint.num_items + 2:
-        shape = tuple(table.shape) if isinstance(table, torch.Tensor) else None
-        raise CheckpointError(
-            f"{path}: its item table (shape {shape}) does not hold num_items + 2 = {checkpoint.num_items + 2} rows"
-        )
+    check_weights_fit(path, checkpoint)  # before anything of the settings' size is allocated
     model = build_model(checkpoint.config, checkpoint.num_items)
     try:
         model.load_state_dict(checkpoint.model)
@@ -232,3 +247,37 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[S4
         first = str(err).strip().splitlines()
         raise CheckpointError(f"{path}: its weights do not fit the model of its settings ({' '.join(first)[:300]})") from None
     return model.to(device).eval(), checkpoint
+
+
+def check_weights_fit(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Refuse a checkpoint whose weights are not those of the model its settings build.
+
+    The item table must hold ``num_items + 2`` rows (checked first: a forged count cannot make
+    anything allocate). Then the model of the checkpoint's settings, built on the ``meta``
+    device (no memory), must have exactly the weights' names and shapes, so forged sizes
+    (``hidden_size = 2**40``) fail as one ``CheckpointError`` instead of an allocation.
+    ``num_layers`` is bounded first by the number of weights (every layer has some), so that the
+    meta build itself stays small.
+    """
+    config, weights = checkpoint.config, checkpoint.model
+    table = weights.get("encoder.item_embeddings.weight")
+    if not isinstance(table, torch.Tensor) or table.ndim != 2 or table.shape[0] != checkpoint.num_items + 2:
+        shape = tuple(table.shape) if isinstance(table, torch.Tensor) else None
+        raise CheckpointError(
+            f"{path}: its item table (shape {shape}) does not hold num_items + 2 = {checkpoint.num_items + 2} rows"
+        )
+    if config.num_layers > len(weights):
+        raise CheckpointError(f"{path}: its settings ask for {config.num_layers} layers, more than its "
+                              f"{len(weights)} weights could hold")
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in build_model(config, checkpoint.num_items).state_dict().items()}
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: its settings do not make a model ({str(err)[:200]})") from None
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    for name in sorted(set(shapes) | set(found)):
+        if shapes.get(name) != found.get(name):
+            raise CheckpointError(
+                f"{path}: its weights do not fit the model of its settings ({name}: shape {found.get(name)} in "
+                f"the file, {shapes.get(name)} expected)"
+            )

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from . import cli_common as common
-from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint
+from .checkpoint import CheckpointError, atomic_write_text, check_weights_fit, load_checkpoint
 from .config import (
     AUGMENT_OPERATIONS,
     CHOICES,
@@ -412,6 +412,7 @@ def _train(
                 if not checkpoint.resumable:
                     raise common.UsageError(f"--resume {folder}: last.pt holds no resume state")
                 _check_same_settings(folder, config, checkpoint.config)
+                check_weights_fit(folder / "last.pt", checkpoint)  # forged sizes: refused before any model
             stale: list[Path] = []
             if _given(argv, "eval_batch_size"):
                 config = dataclasses.replace(config, eval_batch_size=args.eval_batch_size)
