@@ -5,6 +5,7 @@ Downloads are served by a local HTTP server on 127.0.0.1; nothing here needs the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -17,6 +18,7 @@ import threading
 import time
 import tracemalloc
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,20 +42,26 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def _serving(handler) -> Iterator[str]:
+    """``handler`` served on 127.0.0.1 from a thread while the block runs; yields the base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.fixture
 def server(tmp_path):
     """A local HTTP server on 127.0.0.1 serving ``tmp_path / "origin"``; yields (folder, base URL)."""
     origin = tmp_path / "origin"
     origin.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(origin))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield origin, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with _serving(functools.partial(_QuietHandler, directory=str(origin))) as base:
+        yield origin, base
 
 
 def closed_port_url(name: str = "Beauty.txt") -> str:
@@ -373,14 +381,8 @@ class _NoLengthHandler(http.server.BaseHTTPRequestHandler):
 def no_length_server():
     handler = type("Handler", (_NoLengthHandler,), {"body": b"1 1 2 3\n" * 100})
     handler.protocol_version = "HTTP/1.0"
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with _serving(handler) as base:
+        yield base
 
 
 def test_a_download_larger_than_the_cap_is_refused_and_writes_nothing(server, no_length_server, tmp_path,

@@ -220,12 +220,12 @@ def download_dataset(
     target = root / DATASET_FILES[name]
     origin = MOVIELENS_1M_URL if name == "ML-1M" else ICLREC_DATA_URL + DATASET_FILES[name]
     official = url is None or url == origin
-    if url is not None and not official and sha256 is None and not allow_unverified:
+    source = origin if url is None else url
+    if not official and sha256 is None and not allow_unverified:
         raise ValueError(
-            f"url={_shown(url)!r} is not the public origin of {name}: pass sha256=... (the expected "
+            f"url={_shown(source)!r} is not the public origin of {name}: pass sha256=... (the expected "
             f"SHA-256 of the file), or allow_unverified=True to trust it on first download"
         )
-    source = origin if url is None else url
     if sha256 is not None:
         expected: Checksum | None = Checksum("sha256", sha256.lower())
     elif official and name in KNOWN_SHA256:
