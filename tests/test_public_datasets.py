@@ -5,6 +5,7 @@ Downloads are served by a local HTTP server on 127.0.0.1; nothing here needs the
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -22,19 +23,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s4rec_components import DownloadError, download_dataset, load_sequences
-from s4rec_components.data import KNOWN_MD5, KNOWN_SHA256
-from s4rec_components.data.public import _capped_lines
+from s4rec_components.data import KNOWN_MD5, KNOWN_SHA256, MOVIELENS_MIN_COUNT
+from s4rec_components.data._files import write_record
+from s4rec_components.data.public import _capped_lines, _k_core
 
 RATINGS = "\n".join([
-    "2::50::5::300", "1::10::3::200", "1::20::4::100", "2::10::1::100",
-    "1::30::2::200", "2::60::2::200", "1::40::5::150",
+    # user 1 in reverse time order, user 2 with a tie (40 before 30 at time 3: stable)
+    "1::10::5::5", "1::20::4::4", "1::30::3::3", "1::40::2::2", "1::50::1::1", "1::60::4::6",
+    "2::10::1::1", "2::20::2::2", "2::40::3::3", "2::30::3::3", "2::50::5::5", "2::60::2::3",
+    *[f"{u}::{m}::3::{t}" for u in (3, 4, 5) for t, m in enumerate((10, 20, 30, 40, 50), start=1)],
+    "3::60::1::9", "4::60::1::9",
+    # user 6 has 4 ratings (< 5: dropped); then movie 60 has 4 (users 1-4), so it goes in a second
+    # round (a single pass would keep it); movie 99 has one rating
+    "6::10::2::1", "6::60::2::2", "6::99::2::3", "6::20::2::4",
 ]) + "\n"
-# user 1 by time: 20(100) 40(150) 10(200) 30(200, after 10: stable); user 2: 10 60 50
-# numbered by first occurrence: 20->1 40->2 10->3 30->4 60->5 50->6
-CONVERTED = "1 1 2 3 4\n2 3 5 6\n"
-MOVIE_IDS = ["20", "40", "10", "30", "60", "50"]
+# after the 5-core filter, by time: user 1: 50 40 30 20 10; users 2: 10 20 40 30 50; 3-5: 10 20 30 40 50
+# numbered by first occurrence: 50->1 40->2 30->3 20->4 10->5
+CONVERTED = "1 1 2 3 4 5\n2 5 4 2 3 1\n3 5 4 3 2 1\n4 5 4 3 2 1\n5 5 4 3 2 1\n"
+MOVIE_IDS = ["50", "40", "30", "20", "10"]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -195,8 +205,8 @@ def test_download_movielens_converts_ratings_and_keeps_movie_ids(server, tmp_pat
     assert path.read_text() == CONVERTED
     assert (root / "ml-1m.zip").read_bytes() == archive
     data = load_sequences(path)
-    assert data.item_ids == MOVIE_IDS and data.user_ids.tolist() == [1, 2]
-    assert data.item_index()["50"] == 6
+    assert data.item_ids == MOVIE_IDS and data.user_ids.tolist() == [1, 2, 3, 4, 5]
+    assert data.item_index()["50"] == 1
     record = (root / "ml-1m.txt.sha256").read_text()
     assert "ml-1m.txt\n" in record and "ml-1m.txt.item_ids.json\n" in record
     assert download_dataset("ML-1M", root, url=closed_port_url(), sha256=sha(archive)) == path  # cached
@@ -232,6 +242,64 @@ def test_cached_movielens_without_record_is_converted_again(server, tmp_path):
     (root / "ml-1m.txt").write_text("1 1 2 3\n")  # placed by hand or by an older version: unverifiable
     path = download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive))
     assert path.read_text() == CONVERTED
+
+
+def k_core_reference(rows: list[tuple[int, int]], k: int) -> list[tuple[int, int]]:
+    """The k-core of ``(user, movie)`` rows, the slow way: drop one offending row at a time."""
+    rows = list(rows)
+    while True:
+        users = collections.Counter(u for u, _ in rows)
+        movies = collections.Counter(m for _, m in rows)
+        bad = next((i for i, (u, m) in enumerate(rows) if users[u] < k or movies[m] < k), None)
+        if bad is None:
+            return rows
+        del rows[bad]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 9), st.integers(1, 9)), max_size=120), st.integers(1, 6))
+def test_k_core_matches_removing_rows_one_at_a_time(pairs, k):
+    per_user: dict[int, list[tuple[int, str]]] = {}
+    for when, (user, movie) in enumerate(pairs):
+        per_user.setdefault(user, []).append((when, str(movie)))
+    kept = _k_core(per_user, k)
+    got = sorted((u, int(m)) for u, rows in kept.items() for _, m in rows)
+    assert got == sorted(k_core_reference(pairs, k))
+    for u, rows in kept.items():  # each kept user's rows in their original order
+        assert rows == [row for row in per_user[u] if row in rows]
+
+
+def test_movielens_conversion_applies_the_papers_5_core_filter_repeatedly(server, tmp_path, caplog):
+    origin, base = server
+    archive = movielens_zip()
+    (origin / "ml-1m.zip").write_bytes(archive)
+    with caplog.at_level(logging.INFO, logger="s4rec_components.data.public"):
+        path = download_dataset("ML-1M", tmp_path / "d", url=f"{base}/ml-1m.zip", sha256=sha(archive))
+    data = load_sequences(path)
+    assert (data.num_users, data.num_items) == (5, 5) and MOVIELENS_MIN_COUNT == 5
+    assert "60" not in data.item_ids and "99" not in data.item_ids  # 60: only in the second round
+    assert "5 of 6 users and 5 of 7 movies kept" in caplog.text
+    assert (tmp_path / "d" / "ml-1m.txt.conversion").read_text().startswith("s4rec_components ml-1m conversion 2")
+
+
+def test_a_conversion_by_an_older_version_is_converted_again(server, tmp_path, caplog):
+    origin, base = server
+    archive = movielens_zip()
+    (origin / "ml-1m.zip").write_bytes(archive)
+    root = tmp_path / "data"
+    path = download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive))
+    # what version 1 left: no 5-core filter, no conversion marker, a record of the txt and the zip
+    path.write_text("1 1 2 3 4 5 6\n")
+    (root / "ml-1m.txt.item_ids.json").unlink()
+    (root / "ml-1m.txt.conversion").unlink()
+    write_record(path, [path, root / "ml-1m.zip"])
+    with caplog.at_level(logging.WARNING, logger="s4rec_components.data.public"):
+        again = download_dataset("ML-1M", root, url=closed_port_url(), sha256=sha(archive))  # from the kept zip
+    assert again.read_text() == CONVERTED and "older version" in caplog.text
+    (root / "ml-1m.txt.conversion").write_text("s4rec_components ml-1m conversion 1\n")  # edited marker
+    with caplog.at_level(logging.WARNING, logger="s4rec_components.data.public"):
+        assert download_dataset("ML-1M", root, url=closed_port_url(), sha256=sha(archive)).read_text() == CONVERTED
+    assert (root / "ml-1m.txt.conversion").read_text().startswith("s4rec_components ml-1m conversion 2")
 
 
 def test_download_movielens_bad_zip_and_checksum(server, tmp_path):
@@ -447,12 +515,14 @@ def test_a_record_naming_a_file_outside_its_folder_is_not_a_record(tmp_path):
 
 def test_movielens_whose_ids_are_already_1_to_n_converts_without_a_sidecar(server, tmp_path):
     origin, base = server
-    archive = movielens_zip("1::1::5::100\n1::2::5::200\n1::3::5::300\n")  # first occurrences 1, 2, 3
+    # five users rate movies 1..5 in that order: first occurrences 1..5
+    archive = movielens_zip("".join(f"{u}::{m}::5::{100 * m}\n" for u in range(1, 6) for m in range(1, 6)))
     (origin / "ml-1m.zip").write_bytes(archive)
     root = tmp_path / "data"
     path = download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive))
-    assert path.read_text() == "1 1 2 3\n" and not (root / "ml-1m.txt.item_ids.json").exists()
-    assert sorted(read_names(root / "ml-1m.txt.sha256")) == ["ml-1m.txt", "ml-1m.zip"]
+    assert path.read_text() == "".join(f"{u} 1 2 3 4 5\n" for u in range(1, 6))
+    assert not (root / "ml-1m.txt.item_ids.json").exists()
+    assert sorted(read_names(root / "ml-1m.txt.sha256")) == ["ml-1m.txt", "ml-1m.txt.conversion", "ml-1m.zip"]
     assert download_dataset("ML-1M", root, url=closed_port_url(), sha256=sha(archive)) == path  # cached, reused
 
 

@@ -113,6 +113,11 @@ def test_reindex_modes(tmp_path):
         ("1 1 2 3\n9223372036854775808 1 2 3\n", {}, 2, "user id 9223372036854775808 does not fit in 64 bits"),
         ("1 1 2 3\n2 1 2 " + "9" * 5000 + "\n", {}, 2, "too many digits"),
         ("1 1 2 3\n2 1 2 " + str(2**64) + "\n", {"reindex": "never"}, 2, "re-indexing cannot apply"),
+        # separators that str.split() takes for whitespace but the format does not
+        ("1 1 2 3\n2 1\u00a02 3\n", {}, 2, r"'\\xa0' \(U\+00A0, a no-break space\) at column 4"),
+        ("1 1 2 3\r2 1 2 3\r", {}, 1, r"U\+000D, a carriage return: lines that end with .{2,4} alone"),
+        ("1 1\x0b2 3\n", {}, 1, r"U\+000B, a vertical tab\) at column 4"),
+        ("1 1 2 3\n\ufeff2 1 2 3\n", {}, 2, r"is not a positive integer id \(it holds U\+FEFF, a byte-order mark\)"),  # not at the start
     ],
 )
 def test_load_sequences_malformed_lines(tmp_path, text, kwargs, line, message):
@@ -243,6 +248,9 @@ def test_recbole_sorts_like_exact_reference(tmp_path_factory, times):
         (HEADER + "\na\tx\t1\tnan\n", {}, r"line 2: timestamp 'nan' is not finite"),
         (HEADER + "\na\tx\t1\t1e400\n", {}, r"line 2: timestamp '1e400' is not finite"),
         (HEADER + "\na\tx\t1\t1\na\ty\t1\t2\n", {}, r"no user has at least 3 interactions"),
+        ("user_id:token item_id:token timestamp:float\nu a 1\n", {}, r"line 1: header field .* holds spaces; .* tabs"),
+        ("user_id:token\titem_id:tokn\n", {}, r"line 1: column 'item_id' has type 'tokn'; RecBole's types are token, "),
+        ("\n" + HEADER + "\n\n", {}, r"no rows after the header \(line 2\)"),
     ],
 )
 def test_recbole_errors(tmp_path, text, kwargs, message):
@@ -250,6 +258,16 @@ def test_recbole_errors(tmp_path, text, kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         load_recbole_inter(path, **kwargs)
     assert "bad.inter" in str(info.value)
+
+
+def test_a_byte_order_mark_is_dropped_by_both_readers(tmp_path):
+    """Editors on Windows write UTF-8 with a BOM: the first column must keep its name."""
+    inter = tmp_path / "bom.inter"
+    inter.write_bytes("\ufefftimestamp:float\tuser_id:token\titem_id:token\n3\tu\ta\n1\tu\tb\n2\tu\tc\n".encode())
+    assert load_recbole_inter(inter).item_ids == ["b", "c", "a"]  # sorted by the first column's time
+    text = tmp_path / "bom.txt"
+    text.write_bytes("\ufeff1 1 2 3\n2 3 2 1\n".encode())
+    assert sequences_of(load_sequences(text)) == [[1, 2, 3], [3, 2, 1]]
 
 
 def test_recbole_not_utf8_names_the_line(tmp_path):
@@ -282,6 +300,6 @@ def test_load_recbole_any_text_gives_a_dataset_or_an_error_naming_the_file(tmp_p
         data = load_recbole_inter(path)
     except ValueError as err:
         message = str(err)
-        assert message.startswith(f"{path}, line ") or message.startswith(f"{path}: no user has")
+        assert message.startswith((f"{path}, line ", f"{path}: no user has", f"{path}: no rows after the header"))
     else:
         assert all(len(data.sequence(u)) >= 3 for u in range(len(data)))

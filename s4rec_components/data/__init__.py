@@ -25,6 +25,7 @@ from .public import (
     KNOWN_SHA256,
     MAX_DOWNLOAD_BYTES,
     MAX_UNPACKED_BYTES,
+    MOVIELENS_MIN_COUNT,
     DownloadError,
     download_dataset,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "MAX_DOWNLOAD_BYTES",
     "MAX_UNPACKED_BYTES",
     "MIN_SEQUENCE_LENGTH",
+    "MOVIELENS_MIN_COUNT",
     "SPLITS",
     "DownloadError",
     "LeaveOneOutSplit",

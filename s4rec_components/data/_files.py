@@ -178,7 +178,7 @@ def numbered_lines(path: Path, digest: Any = None) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of every line of ``path``, split on ``\\n`` only, ``\\r`` kept.
 
     Lines are decoded as UTF-8 one at a time, so an undecodable byte raises ``ValueError``
-    naming the file and its line. ``digest`` (a ``hashlib`` object), when given, is updated
+    naming the file and its line; a byte-order mark at the start of the file is dropped. ``digest`` (a ``hashlib`` object), when given, is updated
     with every byte read.
     """
     with path.open("rb") as handle:
@@ -189,4 +189,6 @@ def numbered_lines(path: Path, digest: Any = None) -> Iterator[tuple[int, str]]:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise ValueError(f"{path}, line {number}: not UTF-8 text ({err})") from None
+            if number == 1:
+                text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is no part of the text
             yield number, text[:-1] if text.endswith("\n") else text

@@ -19,7 +19,9 @@ Integrity rules:
   or trickling body cannot fill the disk or hang the caller;
 * a cached ``ml-1m.txt`` is trusted only with the zip it was converted from, and only when that
   zip passes the checksum of this call (a conversion from a mirror is not reused for the
-  public origin, or for another ``sha256``);
+  public origin, or for another ``sha256``) and it was made by this version of the conversion
+  (``ml-1m.txt.conversion`` names it; a file converted by an older version, without the 5-core
+  filter, is converted again);
 * URLs are shown without their query string and user info (a pre-signed mirror URL carries
   its credentials there).
 
@@ -43,6 +45,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal
@@ -51,6 +54,7 @@ from .._validation import check_bool, check_choice, check_int
 from ._files import (
     CHUNK_BYTES,
     Checksum,
+    atomic_write_bytes,
     check_record,
     item_ids_path,
     matches,
@@ -58,7 +62,7 @@ from ._files import (
     record_path,
     write_record,
 )
-from .dataset import MIN_SEQUENCE_LENGTH, SequenceDataset
+from .dataset import SequenceDataset
 from .readers import _index_tokens
 
 __all__ = [
@@ -71,6 +75,7 @@ __all__ = [
     "MAX_DOWNLOAD_BYTES",
     "MAX_UNPACKED_BYTES",
     "MOVIELENS_1M_URL",
+    "MOVIELENS_MIN_COUNT",
     "DatasetName",
     "download_dataset",
 ]
@@ -91,6 +96,17 @@ ICLREC_DATA_URL = "https://raw.githubusercontent.com/salesforce/ICLRec/master/da
 MOVIELENS_1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 MOVIELENS_1M_ZIP = "ml-1m.zip"
 MOVIELENS_RATINGS_MEMBER = "ml-1m/ratings.dat"
+MOVIELENS_MIN_COUNT = 5
+"""The S4Rec paper's preprocessing (its Section 5.1.1, after S3-Rec and SASRec): items and users
+that occur fewer than 5 times are removed. On GroupLens' ``ml-1m.zip`` it leaves 6,040 users and
+3,416 items (the paper's Table 1 and SASRec's ``ml-1m.txt``); 290 rarely rated movies go."""
+MOVIELENS_CONVERSION = (
+    f"s4rec_components ml-1m conversion 2: ratings.dat by timestamp per user (stable), "
+    f"{MOVIELENS_MIN_COUNT}-core (items and users with >= {MOVIELENS_MIN_COUNT} ratings, repeated until none is "
+    f"dropped), users in increasing id order, items numbered from 1 by first occurrence\n"
+)
+"""What ``ml-1m.txt.conversion`` says: a cached conversion is reused only when it says this."""
+_CONVERSION_SHA256 = hashlib.sha256(MOVIELENS_CONVERSION.encode("utf-8")).hexdigest()
 
 KNOWN_SHA256: dict[str, str] = {
     "Beauty": "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
@@ -162,9 +178,11 @@ def download_dataset(
       ``KNOWN_SHA256``.
     * ML-1M: GroupLens ``ml-1m.zip`` (checked against the published MD5, ``KNOWN_MD5``); its
       ``ratings.dat`` (``user::item::rating::timestamp``) is converted to ``ml-1m.txt`` in the
-      one-line format: each user's ratings sorted by timestamp (stable), users in ascending id
-      order, items numbered from 1 in order of first occurrence, every user with >= 3 ratings
-      kept (ML-1M users have >= 20). The MovieLens movie ids go to the sidecar
+      one-line format, preprocessed as the S4Rec paper says (its Section 5.1.1): movies and
+      users with fewer than 5 ratings are removed, repeatedly until none is left to remove
+      (``MOVIELENS_MIN_COUNT``; this leaves the paper's 6,040 users and 3,416 items); each
+      user's ratings sorted by timestamp (stable), users in ascending id order, items numbered
+      from 1 in order of first occurrence. The MovieLens movie ids go to the sidecar
       ``ml-1m.txt.item_ids.json``, so ``load_sequences`` gives them as ``item_ids``. The zip is
       kept beside it, so a second conversion needs no network.
 
@@ -338,21 +356,25 @@ def _fetch(url: str, target: Path, expected: Checksum | None, hand_target: Path)
 def _movielens(root: Path, target: Path, url: str, expected: Checksum | None, cap: int) -> Path:
     """Return a verified ``ml-1m.txt``, converting it (again) from a verified zip when needed."""
     archive = root / MOVIELENS_1M_ZIP
+    marker = target.with_name(target.name + ".conversion")
     if target.exists():
         problem = check_record(target)
         if problem is None and MOVIELENS_1M_ZIP not in (read_record(target) or {}):
             problem = f"{record_path(target).name} does not name {MOVIELENS_1M_ZIP}, the archive it came from"
         if problem is None and expected is not None and not matches(archive, expected)[0]:
             problem = f"{MOVIELENS_1M_ZIP} is not the archive this call asks for ({expected})"
+        if problem is None and (read_record(target) or {}).get(marker.name) != _CONVERSION_SHA256:
+            problem = "it was converted by an older version of this library (without the 5-core filter)"
         if problem is None:
             return target
         LOG.warning("%s cannot be reused (%s); converting it again from %s", target, problem, MOVIELENS_1M_ZIP)
     _ensure_file(archive, url, expected, hand_target=archive)
     dataset = _convert_movielens(archive, cap)
     dataset.save(target)
+    atomic_write_bytes(marker, MOVIELENS_CONVERSION.encode("utf-8"))
     sidecar = item_ids_path(target)  # absent when the movie ids came out as 1..n already
     # the record names the zip too: the converted file is trusted only beside its own archive
-    write_record(target, [target, *([sidecar] if sidecar.is_file() else []), archive])
+    write_record(target, [target, *([sidecar] if sidecar.is_file() else []), archive, marker])
     LOG.info("wrote %s (%d users, %d items)", target, dataset.num_users, dataset.num_items)
     return target
 
@@ -411,11 +433,32 @@ def _convert_movielens(archive: Path, cap: int) -> SequenceDataset:
             f"{archive} is not the GroupLens ml-1m.zip ({err}); delete it and download "
             f"{MOVIELENS_1M_URL} by hand into {archive.parent}, or load a converted file with load_sequences"
         ) from None
-    short = [u for u, rows in per_user.items() if len(rows) < MIN_SEQUENCE_LENGTH]
-    if short:
-        LOG.warning("%s: dropped %d users with fewer than %d ratings", source, len(short), MIN_SEQUENCE_LENGTH)
-    users = sorted(u for u, rows in per_user.items() if len(rows) >= MIN_SEQUENCE_LENGTH)
+    kept = _k_core(per_user, MOVIELENS_MIN_COUNT)
+    items_before = len({item for rows in per_user.values() for _, item in rows})
+    items_after = len({item for rows in kept.values() for _, item in rows})
+    LOG.info(
+        "%s: %d-core filter: %d of %d users and %d of %d movies kept", source, MOVIELENS_MIN_COUNT,
+        len(kept), len(per_user), items_after, items_before,
+    )
+    users = sorted(kept)
     if not users:
-        raise ValueError(f"{source}: no user has at least {MIN_SEQUENCE_LENGTH} ratings")
-    sequences = [[item for _, item in sorted(per_user[u], key=lambda r: r[0])] for u in users]
+        raise ValueError(f"{source}: no user is left with {MOVIELENS_MIN_COUNT} ratings of movies rated "
+                         f"{MOVIELENS_MIN_COUNT} times or more")
+    sequences = [[item for _, item in sorted(kept[u], key=lambda r: r[0])] for u in users]
     return _index_tokens(sequences, "ML-1M", user_ids=users)
+
+
+def _k_core(per_user: dict[int, list[tuple[int, str]]], k: int) -> dict[int, list[tuple[int, str]]]:
+    """Remove items with fewer than ``k`` rows and users with fewer than ``k`` rows until none is left.
+
+    ``per_user`` maps a user to its ``(timestamp, item)`` rows; the rows kept keep their order.
+    Repeated because each removal can push the other side under ``k``.
+    """
+    while True:
+        counts = Counter(item for rows in per_user.values() for _, item in rows)
+        rare = {item for item, count in counts.items() if count < k}
+        kept = {u: [row for row in rows if row[1] not in rare] for u, rows in per_user.items()}
+        kept = {u: rows for u, rows in kept.items() if len(rows) >= k}
+        if not rare and len(kept) == len(per_user):
+            return kept
+        per_user = kept

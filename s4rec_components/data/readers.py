@@ -48,6 +48,16 @@ INT64_MAX = 2**63 - 1
 _ID_LINE = re.compile(r"[0-9]+(?:[ \t]+[0-9]+)+")
 _ASCII_INT = re.compile(r"[0-9]+")
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_ID_CHARACTERS = frozenset("0123456789 \t")
+_CHARACTER_NAMES = {
+    "\r": ", a carriage return: lines that end with '\\r' alone (old Mac files) run together",
+    "\u00a0": ", a no-break space",
+    "\ufeff": ", a byte-order mark",
+    "\x0b": ", a vertical tab",
+    "\x0c": ", a form feed",
+}
+_RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
+"""The column types of RecBole's atomic files (its ``FeatureType``)."""
 
 
 # ============================================================================= one line per user
@@ -56,7 +66,8 @@ def load_sequences(path: str | Path, *, name: str | None = None, reindex: Reinde
 
     Every non-blank line holds a positive integer user id followed by that user's item ids in
     chronological order, separated by spaces or tabs. Blank lines (empty or only whitespace) are
-    skipped, so a trailing newline or an empty last line is harmless. Users keep the file's order
+    skipped, so a trailing newline or an empty last line is harmless; so is a byte-order mark.
+    Ids are decimal integers, so ``007`` and ``7`` are the same id. Users keep the file's order
     and their ids (which must fit in 64 bits).
 
     Item ids (``reindex``):
@@ -201,8 +212,16 @@ def _diagnose_line(path: Path, number: int, line: str) -> None:
         )
     for field in fields:
         if _ASCII_INT.fullmatch(field) is None:
-            raise ValueError(f"{path}, line {number}: {field!r} is not a positive integer id")
-    raise ValueError(f"{path}, line {number}: cannot parse {line!r}")  # pragma: no cover - defensive
+            named = next((c for c in field if c in _CHARACTER_NAMES), None)
+            hint = "" if named is None else f" (it holds U+{ord(named):04X}{_CHARACTER_NAMES[named]})"
+            raise ValueError(f"{path}, line {number}: {field!r} is not a positive integer id{hint}")
+    # every field is digits once split on any whitespace: a separator other than space or tab
+    odd = next(c for c in line if c not in _ID_CHARACTERS)
+    raise ValueError(
+        f"{path}, line {number}: unexpected character {odd!r} (U+{ord(odd):04X}"
+        f"{_CHARACTER_NAMES.get(odd, '')}) at column {line.index(odd) + 1}; ids are separated by "
+        f"spaces or tabs and lines end with '\\n' or '\\r\\n'"
+    )
 
 
 # ============================================================================= RecBole .inter
@@ -216,7 +235,8 @@ def load_recbole_inter(
 ) -> SequenceDataset:
     """Load a RecBole atomic ``.inter`` file into chronological sequences.
 
-    The file is tab-separated; its first line names the columns as ``name:type`` (for example
+    The file is tab-separated (UTF-8; a byte-order mark is dropped); its first line names the
+    columns as ``name:type`` (for example
     ``user_id:token  item_id:token  rating:float  timestamp:float``). The user, item and time
     columns are found by name (``user_id``, ``item_id``, ``timestamp`` unless given). Without a
     time column (and none requested) the file's row order is taken as chronological.
@@ -247,8 +267,9 @@ def load_recbole_inter(
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: naming the file (and 1-based line number) for a malformed header, a missing
-            column, a row with the wrong number of fields, an empty user/item token, a
+        ValueError: naming the file (and 1-based line number) for a malformed header (a field
+            that is not ``name:type``, holds spaces, or has a type other than ``token``,
+            ``token_seq``, ``float``, ``float_seq``), no rows after it, a missing column, a row with the wrong number of fields, an empty user/item token, a
             timestamp that is not a finite number, a line that is not UTF-8, or no user left
             with 3 interactions.
 
@@ -270,11 +291,21 @@ def load_recbole_inter(
         raise ValueError(f"{path}: empty file; expected a header line like 'user_id:token\\titem_id:token'")
     names = []
     for field in header_text.rstrip("\r").split("\t"):
-        column, sep, _kind = field.strip().partition(":")
+        column, sep, kind = field.strip().partition(":")
+        if len(field.split()) > 1:
+            raise ValueError(
+                f"{path}, line {header_number}: header field {field!r} holds spaces; RecBole atomic files "
+                f"separate their columns with tabs"
+            )
         if not sep or not column:
             raise ValueError(
                 f"{path}, line {header_number}: header field {field!r} is not 'name:type' "
                 f"(RecBole atomic files are tab-separated with typed column names)"
+            )
+        if kind not in _RECBOLE_TYPES:
+            raise ValueError(
+                f"{path}, line {header_number}: column {column!r} has type {kind!r}; RecBole's types are "
+                f"{', '.join(_RECBOLE_TYPES)}"
             )
         names.append(column)
 
@@ -305,6 +336,8 @@ def load_recbole_inter(
         when = 0 if time_col is None else _timestamp(fields[time_col], path, number)
         per_user.setdefault(user, []).append((when, item))
 
+    if not per_user:
+        raise ValueError(f"{path}: no rows after the header (line {header_number})")
     kept = {u: entries for u, entries in per_user.items() if len(entries) >= MIN_SEQUENCE_LENGTH}
     dropped = len(per_user) - len(kept)
     if dropped:
