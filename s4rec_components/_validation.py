@@ -36,6 +36,11 @@ def set_validate_args(enabled: bool) -> None:
     hyper-parameter checks read no values and always run. Turn value checks off once a
     pipeline is known to be right, for a training loop without host reads.
 
+    The switch is one flag of the Python process, as ``torch.distributions``' is: every thread
+    sees it, and each process (a ``torchrun`` rank, a ``DataLoader`` worker started with
+    ``spawn``) sets its own. To turn it off for a block only, save
+    :func:`validate_args_enabled` first and restore it in a ``finally``.
+
     Args:
         enabled: ``True`` to check values (default), ``False`` to trust them.
 
@@ -204,8 +209,8 @@ def check_real(
     lo_bad = low is not None and (number <= low if low_open else number < low)
     hi_bad = high is not None and (number >= high if high_open else number > high)
     if lo_bad or hi_bad:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
+        left = "(" if low_open or low is None else "["  # infinities are refused: an open end
+        right = ")" if high_open or high is None else "]"
         lo_text = "-inf" if low is None else f"{low:g}"
         hi_text = "inf" if high is None else f"{high:g}"
         raise ValueError(f"{name} must lie in {left}{lo_text}, {hi_text}{right}, got {number!r}")

@@ -28,7 +28,7 @@ from ._validation import (
     check_tensor,
     reads_values,
 )
-from .constants import loss_dtype
+from .constants import loss_dtype, normalize_rows
 from .sinkhorn import _global_batch_size, _sinkhorn_impl, _use_distributed
 
 __all__ = ["ClusteringOutput", "OnlineIntentClustering", "online_clustering"]
@@ -36,8 +36,6 @@ __all__ = ["ClusteringOutput", "OnlineIntentClustering", "online_clustering"]
 AssignFrom = Literal["targets", "probs"]
 ASSIGN_SOURCES: tuple[str, ...] = ("targets", "probs")
 """Allowed values of ``assign_from``: hard assignments from the Sinkhorn targets or from p."""
-NORM_EPS = 1e-12
-"""Rows whose L2 norm is at most this are treated as zero rows (see ``_normalize_rows``)."""
 
 
 class ClusteringOutput(NamedTuple):
@@ -99,16 +97,7 @@ def _check_finite(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be finite, got a tensor holding inf or nan")
 
 
-def _normalize_rows(x: Tensor) -> Tensor:
-    """L2-normalise the rows of ``x``; a row of norm <= ``NORM_EPS`` becomes 0, gradient 0.
-
-    ``F.normalize`` would divide a zero row by its epsilon, so that its gradient is the
-    upstream gradient times 1e12 (inf once cast back to float16). A zero row has no direction:
-    it scores 0 against every prototype and, like the norm at 0, gets a zero (sub)gradient.
-    """
-    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-    inverse = norm.clamp_min(NORM_EPS).reciprocal()
-    return x * torch.where(norm > NORM_EPS, inverse, torch.zeros_like(inverse))
+_normalize_rows = normalize_rows  # the zero-row-safe L2 normalisation (constants.py)
 
 
 def _online_clustering_impl(
@@ -304,7 +293,8 @@ class OnlineIntentClustering(nn.Module):
             hyper-parameter is not a real number, a flag is not a ``bool``, or ``z`` is not a
             floating tensor.
         ValueError: if a hyper-parameter is out of range or not finite, or ``z`` is not
-            $(b, d)$, is empty or (with value checks on) holds a non-finite value.
+            $(b, d)$, is empty or (with value checks on) holds a non-finite value, or (with
+            value checks on) the prototypes hold one (a diverged run, an edited checkpoint).
 
     Examples:
         >>> import torch
@@ -381,6 +371,8 @@ class OnlineIntentClustering(nn.Module):
                 f"{tuple(z.shape)}"
             )
         _check_finite(z, "z")
+        # a diverged run or an edited checkpoint: every row would silently go to prototype 0
+        _check_finite(self.prototypes, "the prototypes (a parameter of this module)")
 
     def _cluster(self, z: Tensor, prototypes: Tensor) -> ClusteringOutput:
         return _online_clustering_impl(
@@ -423,7 +415,7 @@ class OnlineIntentClustering(nn.Module):
         Raises:
             TypeError: if ``z`` is not a floating tensor.
             ValueError: if ``z`` is not $(b, d)$, is empty or (with value checks on) not
-                finite.
+                finite, or (with value checks on) the prototypes are not finite.
 
         Examples:
             >>> import torch

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import torch
+from torch import Tensor
 
 __all__ = ["COMPUTE_DTYPE", "PADDING_ID", "REDUCTIONS", "Reduction", "loss_dtype"]
 
@@ -41,3 +42,25 @@ def loss_dtype(*dtypes: torch.dtype) -> torch.dtype:
     for dtype in dtypes:
         out = torch.promote_types(out, dtype)
     return out
+
+
+NORM_EPS = 1e-12
+"""Rows whose L2 norm is at most this are treated as zero rows by :func:`normalize_rows`."""
+
+
+def normalize_rows(x: Tensor) -> Tensor:
+    """L2-normalise the rows of ``x`` (last dimension); a row of norm <= ``NORM_EPS`` becomes 0.
+
+    ``F.normalize`` divides a zero row by its epsilon instead, so the row's gradient is the
+    upstream gradient times 1e12 (inf once cast back to float16). A zero row (an all-padding
+    view pooled by its mean, say) has no direction: here it scores 0 against everything and,
+    like the norm at 0, gets a zero (sub)gradient. Other rows equal ``F.normalize``'s to
+    rounding.
+
+    Examples:
+        >>> normalize_rows(torch.tensor([[3.0, 4.0], [0.0, 0.0]])).tolist()
+        [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    inverse = norm.clamp_min(NORM_EPS).reciprocal()
+    return x * torch.where(norm > NORM_EPS, inverse, torch.zeros_like(inverse))

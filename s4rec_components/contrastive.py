@@ -27,7 +27,7 @@ from ._validation import (
     check_same_size,
     check_tensor,
 )
-from .constants import REDUCTIONS, Reduction, loss_dtype
+from .constants import REDUCTIONS, Reduction, loss_dtype, normalize_rows
 from .distributed import (
     all_gather_no_grad,
     all_gather_sizes,
@@ -45,8 +45,6 @@ Similarity = Literal["dot", "cosine"]
 SIMILARITIES: tuple[str, ...] = get_args(Similarity)
 """The allowed values of ``similarity``: ``("dot", "cosine")``."""
 
-# Guard of F.normalize against division by zero for all-zero vectors (cosine similarity).
-NORMALIZE_EPS = 1e-12
 
 
 def _check_hyperparameters(
@@ -117,8 +115,7 @@ def _intent_info_nce_impl(
     dtype = loss_dtype(*dtypes)
     z1, z2 = z1.to(dtype), z2.to(dtype)
     if similarity == "cosine":
-        z1 = F.normalize(z1, dim=-1, eps=NORMALIZE_EPS)
-        z2 = F.normalize(z2, dim=-1, eps=NORMALIZE_EPS)
+        z1, z2 = normalize_rows(z1), normalize_rows(z2)  # a zero row: 0, with a zero gradient
     batch, hidden = z1.shape
     device = z1.device
     processes = world_size() if gather_distributed else 1
@@ -147,7 +144,7 @@ def _intent_info_nce_impl(
     if prototypes is not None and assignments is not None:
         mu = prototypes.to(dtype)
         if similarity == "cosine":
-            mu = F.normalize(mu, dim=-1, eps=NORMALIZE_EPS)
+            mu = normalize_rows(mu)
         assigned = torch.cat([assignments, assignments]).unsqueeze(1) == torch.arange(
             mu.shape[0], device=device
         )
@@ -237,7 +234,8 @@ def intent_info_nce(
         temperature: $\tau_2$. Must be finite and >= ``MIN_DIVISOR`` (about 1.2e-38; similarities
             are divided by it in float32).
         similarity: ``"dot"`` (as in the paper and ICLRec) or ``"cosine"`` (all vectors
-            L2-normalised).
+            L2-normalised; an all-zero row, such as an all-padding view pooled by its mean,
+            scores 0 against everything and gets a zero gradient instead of a 1e12-times one).
         reduction: ``"mean"`` over the $2b$ anchors, ``"sum"`` or ``"none"``.
         gather_distributed: use the rows of every process as candidates.
 

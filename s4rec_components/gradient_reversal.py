@@ -38,7 +38,7 @@ def _check_scale(scale: object) -> float | Tensor:
     A tensor's finiteness is a value check (a host read): it runs only while validation is on.
     """
     if isinstance(scale, Tensor):
-        check_ndim(scale, 0, "scale", "() (a 0-d tensor)")
+        check_ndim(scale, 0, "scale", "()")
         check_float(scale, "scale")
         if reads_values(scale) and not bool(torch.isfinite(scale)):
             raise ValueError(f"scale must be finite, got {scale.item()!r}")

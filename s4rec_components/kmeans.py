@@ -559,7 +559,8 @@ class KMeans(nn.Module):
 
         ``x`` and the centroids are compared in their promoted dtype (at least float32). With
         validation on, one host read checks that ``x`` is finite and small enough for squared
-        distances in that dtype (as :func:`k_means` does); with it off, nothing is read.
+        distances in that dtype (as :func:`k_means` does) and one that the centroids are finite
+        (``ValueError`` otherwise); with it off, nothing is read.
 
         Examples:
             >>> import torch
@@ -581,6 +582,11 @@ class KMeans(nn.Module):
             raise ValueError(
                 f"x must have d = {self.centroids.shape[1]} columns like the centroids, got shape "
                 f"{tuple(x.shape)}"
+            )
+        if reads_values(self.centroids) and not bool(torch.isfinite(self.centroids).all()):
+            raise ValueError(
+                "the centroids must be finite, got inf or nan (set or loaded by hand: fit gives finite "
+                "centroids for finite x); every point would go to the non-finite one"
             )
         dtype = loss_dtype(x.dtype, self.centroids.dtype)
         chunk_rows = _chunk_rows(self.num_clusters, self.chunk_size)

@@ -187,7 +187,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of ``hidden @ table.T``; the gradient is computed in ``forward``.
 
     ``backward`` only scales the saved ``grad_hidden`` / ``grad_table`` by the incoming
-    gradient, so it is not differentiable again (``once_differentiable``).
+    gradient, so it is not differentiable again. ``once_differentiable`` alone would let a
+    double backward through when the incoming gradient is a constant (the usual
+    ``autograd.grad(loss, h, create_graph=True)``): this loss's second derivative would then
+    count as 0 beside the other terms' true ones. So a backward that records a graph raises.
     """
 
     @staticmethod
@@ -210,8 +213,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():  # create_graph=True
+            raise RuntimeError(
+                "linear_cross_entropy is differentiable once: its gradient is computed in the forward "
+                "pass, so a backward with create_graph=True (double backward, gradient penalties) cannot "
+                "give its second derivative; use F.cross_entropy on explicit logits there"
+            )
+        return _LinearCrossEntropy._scale(ctx, grad_loss)
+
+    @staticmethod
+    @once_differentiable
+    def _scale(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
         grad_hidden, grad_table = ctx.saved_tensors
         return (
             None if grad_hidden is None else grad_hidden * grad_loss,

@@ -388,6 +388,23 @@ def test_assign_needs_no_grad_and_checks_its_input():
         module.assign(torch.full((2, 4), float("nan")))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_prototypes_are_refused_while_checks_are_on(bad):
+    """A diverged run or an edited checkpoint: the argmax would send every row to prototype 0."""
+    module = OnlineIntentClustering(4, 3)
+    with torch.no_grad():
+        module.prototypes[1, 2] = bad
+    z = torch.randn(6, 4)
+    for call in (module, module.assign):
+        with pytest.raises(ValueError, match="prototypes .* must be finite"):
+            call(z)
+    set_validate_args(False)
+    try:
+        module.assign(z)  # trusted: nothing is read, nothing raised
+    finally:
+        set_validate_args(True)
+
+
 # --------------------------------------------------------------------------------------------
 # Bad inputs
 # --------------------------------------------------------------------------------------------
@@ -401,12 +418,12 @@ def test_assign_needs_no_grad_and_checks_its_input():
         (dict(hidden_size=4, num_prototypes=0), ValueError, "num_prototypes must be >= 1"),
         (dict(hidden_size=True), TypeError, "hidden_size must be an int"),
         (dict(hidden_size=4, num_prototypes=True), TypeError, "num_prototypes must be an int"),
-        (dict(hidden_size=4, temperature=0.0), ValueError, r"temperature must lie in \(0, inf\]"),
+        (dict(hidden_size=4, temperature=0.0), ValueError, r"temperature must lie in \(0, inf\)"),
         (dict(hidden_size=4, temperature=float("inf")), ValueError, "temperature must be finite"),
         (dict(hidden_size=4, temperature=float("nan")), ValueError, "temperature must be finite"),
         (dict(hidden_size=4, temperature="0.1"), TypeError, "temperature must be a real number"),
         (dict(hidden_size=4, temperature=True), TypeError, "temperature must be a real number"),
-        (dict(hidden_size=4, epsilon=-1.0), ValueError, r"epsilon must lie in \(0, inf\]"),
+        (dict(hidden_size=4, epsilon=-1.0), ValueError, r"epsilon must lie in \(0, inf\)"),
         (dict(hidden_size=4, epsilon=float("inf")), ValueError, "epsilon must be finite"),
         (dict(hidden_size=4, num_iters=0), ValueError, "num_iters must be >= 1"),
         (dict(hidden_size=4, num_iters=True), TypeError, "num_iters must be an int"),
@@ -446,7 +463,7 @@ def test_function_rejects_bad_inputs():
         online_clustering(z, torch.randn(4))
     with pytest.raises(TypeError, match="prototypes must be a floating-point"):
         online_clustering(z, torch.ones(2, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"temperature must lie in \(0, inf\]"):
+    with pytest.raises(ValueError, match=r"temperature must lie in \(0, inf\)"):
         online_clustering(z, mu, temperature=0.0)
     with pytest.raises(ValueError, match="assign_from"):
         online_clustering(z, mu, assign_from="both")
@@ -466,12 +483,15 @@ def test_function_rejects_bad_inputs():
 
 
 def test_forward_validates_once_and_skips_the_public_layers(monkeypatch):
-    """forward -> one finiteness check of z; not online_clustering, not sinkhorn_knopp."""
+    """forward -> one finiteness check of z and one of the prototypes; not online_clustering,
+    not sinkhorn_knopp."""
     calls = {"finite": 0, "hyper": 0}
+    checked: list[str] = []
     check_finite, check_hyper = clustering_module._check_finite, clustering_module._check_hyperparameters
 
     def count_finite(*args):
         calls["finite"] += 1
+        checked.append(args[1].split()[0] if args[1].startswith("z") else "prototypes")
         return check_finite(*args)
 
     def count_hyper(*args):
@@ -489,7 +509,7 @@ def test_forward_validates_once_and_skips_the_public_layers(monkeypatch):
     module = OnlineIntentClustering(4, 3)
     module(torch.randn(6, 4)).loss.backward()
     module(torch.randn(6, 4))
-    assert calls == {"finite": 2, "hyper": 1}
+    assert calls == {"finite": 4, "hyper": 1} and checked == ["z", "prototypes"] * 2
 
 
 def test_finiteness_is_a_value_check_behind_the_switch():

@@ -579,8 +579,8 @@ OUT_OF_RANGE = r"assignments must lie in \[0, 1\]"
         ({"groups": torch.tensor([0, 1])}, ValueError, "z1 and groups disagree"),
         ({"groups": torch.ones(4)}, TypeError, "groups must be an integer"),
         ({"groups": H.view(4, 1)}, ValueError, r"groups must have shape \(b,\)"),
-        ({"temperature": 0.0}, ValueError, r"temperature must lie in \(0, inf\]"),
-        ({"temperature": -1.0}, ValueError, r"temperature must lie in \(0, inf\]"),
+        ({"temperature": 0.0}, ValueError, r"temperature must lie in \(0, inf\)"),
+        ({"temperature": -1.0}, ValueError, r"temperature must lie in \(0, inf\)"),
         ({"temperature": float("inf")}, ValueError, "temperature must be finite"),
         ({"temperature": float("nan")}, ValueError, "temperature must be finite"),
         ({"temperature": "hot"}, TypeError, "temperature must be a real number"),
@@ -616,7 +616,7 @@ def test_range_check_skipped_with_validation_off() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"temperature": 0.0}, ValueError, r"temperature must lie in \(0, inf\]"),
+        ({"temperature": 0.0}, ValueError, r"temperature must lie in \(0, inf\)"),
         ({"temperature": None}, TypeError, "temperature must be a real number"),
         ({"temperature": float("inf")}, ValueError, "temperature must be finite"),
         ({"temperature": "0.1"}, TypeError, "temperature must be a real number"),
@@ -637,3 +637,24 @@ def test_module_hyperparameters_are_keyword_only() -> None:
         IntentInfoNCE(0.5)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         intent_info_nce(Z, Z, None, None, None, 0.5)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_cosine_zero_row_has_a_zero_gradient_and_keeps_the_others_finite(dtype: torch.dtype) -> None:
+    """An all-padding view pooled by its mean is a zero row. F.normalize would divide it by its
+    epsilon: a 1e12-times gradient in float32, inf (then NaN) in float16."""
+    torch.manual_seed(3)
+    x = torch.randn(4, 8).to(dtype).requires_grad_(True)
+    keep = torch.ones(4, 1, dtype=dtype)
+    keep[0] = 0
+    z1, z2 = x * keep, torch.randn(4, 8).to(dtype)
+    loss = intent_info_nce(z1, z2, similarity="cosine")
+    loss.backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert torch.equal(x.grad[0], torch.zeros(8, dtype=dtype))
+    # the other rows: the same loss as the cosine written out, where the zero row scores 0
+    z = torch.cat([z1, z2]).double()
+    unit = torch.where(z.norm(dim=1, keepdim=True) > 0, z / z.norm(dim=1, keepdim=True).clamp_min(1e-300), 0.0)
+    logits = (unit @ unit.T).fill_diagonal_(float("-inf"))
+    want = F.cross_entropy(logits, torch.cat([torch.arange(4, 8), torch.arange(4)]))
+    torch.testing.assert_close(loss.double(), want, atol=1e-3 if dtype == torch.float16 else 1e-6, rtol=1e-3)

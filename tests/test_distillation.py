@@ -243,7 +243,7 @@ OUT_OF_RANGE = r"assignments must lie in \[0, 1\]"
         ({"assignments": H.float()}, TypeError, "assignments must be an integer"),
         ({"assignments": H[:3]}, ValueError, "student and assignments disagree"),
         ({"assignments": H.view(2, 2)}, ValueError, r"assignments must have shape \(b,\)"),
-        ({"temperature": 0.0}, ValueError, r"temperature must lie in \(0, inf\], got 0.0"),
+        ({"temperature": 0.0}, ValueError, r"temperature must lie in \(0, inf\), got 0.0"),
         ({"temperature": float("nan")}, ValueError, "temperature must be finite"),
         ({"temperature": float("inf")}, ValueError, "temperature must be finite"),
         ({"temperature": "1"}, TypeError, "temperature must be a real number"),
@@ -262,7 +262,7 @@ def test_bad_inputs(kwargs, error, match):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"temperature": -0.5}, ValueError, r"temperature must lie in \(0, inf\], got -0.5"),
+        ({"temperature": -0.5}, ValueError, r"temperature must lie in \(0, inf\), got -0.5"),
         ({"temperature": True}, TypeError, "temperature must be a real number"),
         ({"temperature": float("inf")}, ValueError, "temperature must be finite"),
         ({"detach_teacher": "yes"}, TypeError, "detach_teacher must be a bool"),

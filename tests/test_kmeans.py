@@ -426,6 +426,19 @@ def test_module_assign_errors():
         km.assign(torch.ones(3))
 
 
+def test_assign_refuses_non_finite_centroids_while_checks_are_on():
+    km = KMeans(3)
+    km.load_state_dict({"centroids": torch.tensor([[0.0, 0.0], [float("nan"), 0.0], [5.0, 5.0]])})
+    x = torch.tensor([[0.1, 0.0], [4.0, 4.0], [100.0, 100.0]])
+    with pytest.raises(ValueError, match="centroids must be finite"):
+        km.assign(x)
+    set_validate_args(False)
+    try:
+        km.assign(x)  # trusted: nothing is read
+    finally:
+        set_validate_args(True)
+
+
 def test_finiteness_is_a_value_check_behind_the_switch():
     x = torch.tensor([[0.0, 1.0], [float("nan"), 0.0], [2.0, 2.0]])
     set_validate_args(False)

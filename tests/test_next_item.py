@@ -167,9 +167,22 @@ def test_cross_entropy_scales_with_the_incoming_gradient_and_refuses_double_back
     h2 = hidden.clone().requires_grad_(True)
     scale = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)  # a differentiable incoming grad
     loss = linear_cross_entropy(h2, table, targets) * scale
-    (grad,) = torch.autograd.grad(loss, h2, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|twice"):
-        grad.sum().backward()
+    with pytest.raises(RuntimeError, match="differentiable once: .*create_graph=True"):
+        torch.autograd.grad(loss, h2, create_graph=True)
+
+
+def test_double_backward_beside_a_twice_differentiable_term_raises_instead_of_dropping_this_term():
+    """With a constant incoming gradient once_differentiable alone lets the double backward through:
+    the second derivative of this loss would silently count as 0 beside the cube's."""
+    hidden, table, targets = make_case(seed=9)
+    h = hidden.double().requires_grad_(True)
+    loss = linear_cross_entropy(h, table.double(), targets.clamp_min(1)) + (h**3).sum()
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        torch.autograd.grad(loss, h, create_graph=True)
+    (grad,) = torch.autograd.grad(loss, h)  # the plain gradient is unaffected
+    h_ref = hidden.double().requires_grad_(True)
+    (want,) = torch.autograd.grad(ref_cross_entropy(h_ref, table.double(), targets.clamp_min(1)) + (h_ref**3).sum(), h_ref)
+    torch.testing.assert_close(grad, want)
 
 
 @pytest.mark.parametrize(

@@ -303,3 +303,10 @@ def test_load_recbole_any_text_gives_a_dataset_or_an_error_naming_the_file(tmp_p
         assert message.startswith((f"{path}, line ", f"{path}: no user has", f"{path}: no rows after the header"))
     else:
         assert all(len(data.sequence(u)) >= 3 for u in range(len(data)))
+
+
+@pytest.mark.parametrize("reader", [load_sequences, load_recbole_inter])
+@pytest.mark.parametrize("path", [3, None, 2.5, ["a.txt"]])
+def test_a_path_that_is_not_a_file_name_is_a_type_error_naming_the_argument(reader, path):
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        reader(path)

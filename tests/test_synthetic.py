@@ -75,10 +75,10 @@ def test_synthetic_without_follow_moves_has_no_extra_structure():
         ({"num_intents": 2.0}, TypeError, "num_intents must be an int, got float"),
         ({"seed": False}, TypeError, "seed must be an int, got bool"),
         ({"seed": 2**64}, ValueError, "seed must be <= 18446744073709551615"),
-        ({"mean_extra_length": 0.0}, ValueError, r"mean_extra_length must lie in \(0, inf\]"),
+        ({"mean_extra_length": 0.0}, ValueError, r"mean_extra_length must lie in \(0, inf\)"),
         ({"mean_extra_length": math.inf}, ValueError, "mean_extra_length must be finite"),
         ({"mean_extra_length": True}, TypeError, "mean_extra_length must be a real number, got bool"),
-        ({"popularity_skew": 0.5}, ValueError, r"popularity_skew must lie in \[1, inf\]"),
+        ({"popularity_skew": 0.5}, ValueError, r"popularity_skew must lie in \[1, inf\)"),
         ({"popularity_skew": math.nan}, ValueError, "popularity_skew must be finite"),
     ],
 )

@@ -107,7 +107,7 @@ def test_check_real_refuses_nan_and_inf(value):
 
 @given(value=st.floats(allow_nan=False, allow_infinity=False, max_value=0.0))
 def test_check_positive_refuses_non_positive_values(value):
-    with pytest.raises(ValueError, match=re.escape("tau must lie in (0, inf], got")):
+    with pytest.raises(ValueError, match=re.escape("tau must lie in (0, inf), got")):
         check_positive(value, "tau")
 
 

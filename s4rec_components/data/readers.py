@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,13 @@ _RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
 
 
 # ============================================================================= one line per user
+def _as_path(path: object) -> Path:
+    """``path`` as a ``Path``; ``TypeError`` naming the argument for anything else."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike (a file name), got {type(path).__name__}")
+    return Path(path)
+
+
 def load_sequences(path: str | Path, *, name: str | None = None, reindex: Reindex = "auto") -> SequenceDataset:
     """Load the one-line-per-user format ``user_id item item ...`` (ICLRec's ``data/*.txt``).
 
@@ -109,7 +117,7 @@ def load_sequences(path: str | Path, *, name: str | None = None, reindex: Reinde
         (2, 5, [2, 4, 5, 1], None)
     """
     check_choice(reindex, REINDEX_MODES, "reindex")
-    path = Path(path)
+    path = _as_path(path)
     sidecar = item_ids_path(path)
     use_sidecar = reindex == "auto" and sidecar.is_file()
     digest = hashlib.sha256() if use_sidecar else None
@@ -284,7 +292,7 @@ def load_recbole_inter(
         >>> data.num_users, data.sequence(0).tolist(), data.item_ids
         (1, [1, 2, 3], ['y', 'z', 'x'])
     """
-    path = Path(path)
+    path = _as_path(path)
     rows = numbered_lines(path)
     header_number, header_text = next(((i, t) for i, t in rows if t.strip()), (0, ""))
     if header_number == 0:
