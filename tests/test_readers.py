@@ -310,3 +310,11 @@ def test_load_recbole_any_text_gives_a_dataset_or_an_error_naming_the_file(tmp_p
 def test_a_path_that_is_not_a_file_name_is_a_type_error_naming_the_argument(reader, path):
     with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
         reader(path)
+
+
+def test_a_float_column_that_may_be_the_time_is_pointed_out_when_no_timestamp_column_is_found(tmp_path, caplog):
+    path = write(tmp_path, "yelp.inter", "user_id:token\titem_id:token\tdate:float\nu\ta\t3\nu\tb\t1\nu\tc\t2\n")
+    with caplog.at_level(logging.INFO, logger="s4rec_components.data.readers"):
+        assert load_recbole_inter(path).item_ids == ["a", "b", "c"]  # file order, as documented
+    assert any(r.levelno == logging.WARNING and "['date']" in r.getMessage() for r in caplog.records)
+    assert load_recbole_inter(path, time_field="date").item_ids == ["b", "c", "a"]

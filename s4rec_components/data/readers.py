@@ -297,7 +297,8 @@ def load_recbole_inter(
     header_number, header_text = next(((i, t) for i, t in rows if t.strip()), (0, ""))
     if header_number == 0:
         raise ValueError(f"{path}: empty file; expected a header line like 'user_id:token\\titem_id:token'")
-    names = []
+    names: list[str] = []
+    kinds: list[str] = []
     for field in header_text.rstrip("\r").split("\t"):
         column, sep, kind = field.strip().partition(":")
         if len(field.split()) > 1:
@@ -316,6 +317,7 @@ def load_recbole_inter(
                 f"{', '.join(_RECBOLE_TYPES)}"
             )
         names.append(column)
+        kinds.append(kind)
 
     def column_of(requested: str | None, default: str) -> int:
         wanted = requested or default
@@ -327,7 +329,14 @@ def load_recbole_inter(
     item_col = column_of(item_field, "item_id")
     time_col = None if time_field is None and "timestamp" not in names else column_of(time_field, "timestamp")
     if time_col is None:
-        LOG.info("%s: no timestamp column; the file's row order is taken as chronological", path)
+        floats = [n for n, k in zip(names, kinds) if k == "float" and n not in (user_field, item_field, "rating")]
+        if floats:  # a time column under another name (Yelp's date:float) would be ignored
+            LOG.warning(
+                "%s: no 'timestamp' column; the file's row order is taken as chronological. If one of "
+                "the float columns %s holds the time, pass time_field=", path, floats,
+            )
+        else:
+            LOG.info("%s: no timestamp column; the file's row order is taken as chronological", path)
 
     per_user: dict[str, list[tuple[int | float, str]]] = {}
     width = len(names)
