@@ -91,10 +91,18 @@ def _check_z(z: Tensor) -> None:
     check_nonempty(z, "z")
 
 
-def _check_finite(x: Tensor, name: str) -> None:
-    """A value check (a host read): only while validation is on."""
-    if reads_values(x) and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} must be finite, got a tensor holding inf or nan")
+def _check_finite(x: Tensor, name: str, *others: tuple[Tensor, str]) -> None:
+    """A value check, one host read for ``x`` and ``others``: only while validation is on."""
+    if not reads_values(x):
+        return
+    finite = torch.isfinite(x).all()
+    for other, _ in others:
+        finite = finite & torch.isfinite(other).all()
+    if bool(finite):
+        return
+    for tensor, label in ((x, name), *others):  # the error path may read more
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{label} must be finite, got a tensor holding inf or nan")
 
 
 _normalize_rows = normalize_rows  # the zero-row-safe L2 normalisation (constants.py)
@@ -370,9 +378,9 @@ class OnlineIntentClustering(nn.Module):
                 f"z must have shape (b, d) with d = hidden_size = {self.hidden_size}, got shape "
                 f"{tuple(z.shape)}"
             )
-        _check_finite(z, "z")
-        # a diverged run or an edited checkpoint: every row would silently go to prototype 0
-        _check_finite(self.prototypes, "the prototypes (a parameter of this module)")
+        # and the prototypes: after a diverged run or from an edited checkpoint, every row would
+        # silently go to prototype 0
+        _check_finite(z, "z", (self.prototypes.detach(), "the prototypes (a parameter of this module)"))
 
     def _cluster(self, z: Tensor, prototypes: Tensor) -> ClusteringOutput:
         return _online_clustering_impl(

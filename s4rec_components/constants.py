@@ -13,7 +13,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-__all__ = ["COMPUTE_DTYPE", "PADDING_ID", "REDUCTIONS", "Reduction", "loss_dtype"]
+__all__ = ["COMPUTE_DTYPE", "NORM_EPS", "PADDING_ID", "REDUCTIONS", "Reduction", "loss_dtype", "normalize_rows"]
 
 PADDING_ID: int = 0
 """Item id of padding. Sequences are left-padded with it; it is never a real item."""
@@ -51,11 +51,11 @@ NORM_EPS = 1e-12
 def normalize_rows(x: Tensor) -> Tensor:
     """L2-normalise the rows of ``x`` (last dimension); a row of norm <= ``NORM_EPS`` becomes 0.
 
-    ``F.normalize`` divides a zero row by its epsilon instead, so the row's gradient is the
-    upstream gradient times 1e12 (inf once cast back to float16). A zero row (an all-padding
-    view pooled by its mean, say) has no direction: here it scores 0 against everything and,
-    like the norm at 0, gets a zero (sub)gradient. Other rows equal ``F.normalize``'s to
-    rounding.
+    ``F.normalize`` divides such a row by its epsilon instead, so the row's gradient is the
+    upstream gradient times up to 1e12 (inf once cast back to float16). A zero row (an
+    all-padding view pooled by its mean, say), or one as good as zero (norm <= 1e-12), has no
+    usable direction: here it scores 0 against everything and, like the norm at 0, gets a zero
+    (sub)gradient. Other rows equal ``F.normalize``'s to rounding.
 
     Examples:
         >>> normalize_rows(torch.tensor([[3.0, 4.0], [0.0, 0.0]])).tolist()

@@ -104,14 +104,29 @@ def _check_hyperparameters(
     check_bool(distributed, "distributed")
 
 
-def _check_points(x: object, name: str = "x", layout: str = "(n, d)") -> Tensor:
+def _check_points(x: object, name: str = "x", layout: str = "(n, d)", centroids: Tensor | None = None) -> Tensor:
+    """Shape and dtype of the points; with value checks on, one host read for their finiteness
+    and size and, when given, the finiteness of ``centroids`` (which must share their device)."""
     x = check_tensor(x, name)
     check_ndim(x, 2, name, layout)
     check_float(x, name)
     if x.shape[1] == 0:
         raise ValueError(f"{name} must have d >= 1 columns, got shape {tuple(x.shape)}")
-    if reads_values(x) and x.numel() > 0:  # one host read for both checks
-        largest = float(x.detach().abs().max())
+    if centroids is not None and x.device != centroids.device:
+        raise ValueError(
+            f"{name} must be on the centroids' device {centroids.device}, got {x.device} "
+            f"(move the module with .to(device))"
+        )
+    if reads_values(x) and x.numel() > 0:  # one host read for every check
+        stats = [x.detach().abs().max().double()]
+        if centroids is not None:
+            stats.append(torch.isfinite(centroids).all().double())
+        largest, *centroids_finite = torch.stack(stats).tolist()
+        if centroids_finite and not centroids_finite[0]:
+            raise ValueError(
+                "the centroids must be finite, got inf or nan (set or loaded by hand: fit gives finite "
+                "centroids for finite x); every point would go to the non-finite one"
+            )
         if not math.isfinite(largest):
             raise ValueError(f"{name} must be finite (no NaN or inf)")
         # squared distances sum d squares: past this size they overflow the compute dtype
@@ -559,7 +574,7 @@ class KMeans(nn.Module):
 
         ``x`` and the centroids are compared in their promoted dtype (at least float32). With
         validation on, one host read checks that ``x`` is finite and small enough for squared
-        distances in that dtype (as :func:`k_means` does) and one that the centroids are finite
+        distances in that dtype (as :func:`k_means` does) and that the centroids are finite
         (``ValueError`` otherwise); with it off, nothing is read.
 
         Examples:
@@ -570,23 +585,13 @@ class KMeans(nn.Module):
             ...     torch.tensor([[0.0], [10.0]])).tolist()
             True
         """
-        x = _check_points(x, layout="(b, d)")
         if not self.fitted:
             raise RuntimeError("KMeans.assign needs centroids: call fit(x) or load_state_dict first")
-        if x.device != self.centroids.device:
-            raise ValueError(
-                f"x must be on the centroids' device {self.centroids.device}, got {x.device} "
-                f"(move the module with .to(device))"
-            )
+        x = _check_points(x, layout="(b, d)", centroids=self.centroids)
         if x.shape[1] != self.centroids.shape[1]:
             raise ValueError(
                 f"x must have d = {self.centroids.shape[1]} columns like the centroids, got shape "
                 f"{tuple(x.shape)}"
-            )
-        if reads_values(self.centroids) and not bool(torch.isfinite(self.centroids).all()):
-            raise ValueError(
-                "the centroids must be finite, got inf or nan (set or loaded by hand: fit gives finite "
-                "centroids for finite x); every point would go to the non-finite one"
             )
         dtype = loss_dtype(x.dtype, self.centroids.dtype)
         chunk_rows = _chunk_rows(self.num_clusters, self.chunk_size)

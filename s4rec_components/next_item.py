@@ -270,7 +270,9 @@ def linear_cross_entropy(
     0-for-no-weight case are computed on the device) while ``set_validate_args(False)``.
 
     **Not twice differentiable**: the gradient is computed inside the forward pass, so
-    ``create_graph=True`` / double backward raises. ``weights`` are constants: no gradient
+    ``create_graph=True`` / double backward raises in eager mode. Under ``torch.compile`` the
+    backward is traced once without a graph and the check is gone: a compiled function must
+    not ask this loss for second derivatives (they would count as 0). ``weights`` are constants: no gradient
     flows into them.
 
     Args:

@@ -483,7 +483,7 @@ def test_function_rejects_bad_inputs():
 
 
 def test_forward_validates_once_and_skips_the_public_layers(monkeypatch):
-    """forward -> one finiteness check of z and one of the prototypes; not online_clustering,
+    """forward -> one finiteness check (of z and the prototypes together); not online_clustering,
     not sinkhorn_knopp."""
     calls = {"finite": 0, "hyper": 0}
     checked: list[str] = []
@@ -491,7 +491,7 @@ def test_forward_validates_once_and_skips_the_public_layers(monkeypatch):
 
     def count_finite(*args):
         calls["finite"] += 1
-        checked.append(args[1].split()[0] if args[1].startswith("z") else "prototypes")
+        checked.append(" + ".join(name.split(" (")[0] for name in [args[1], *(o[1] for o in args[2:])]))
         return check_finite(*args)
 
     def count_hyper(*args):
@@ -509,7 +509,7 @@ def test_forward_validates_once_and_skips_the_public_layers(monkeypatch):
     module = OnlineIntentClustering(4, 3)
     module(torch.randn(6, 4)).loss.backward()
     module(torch.randn(6, 4))
-    assert calls == {"finite": 4, "hyper": 1} and checked == ["z", "prototypes"] * 2
+    assert calls == {"finite": 2, "hyper": 1} and checked == ["z + the prototypes"] * 2  # one read each
 
 
 def test_finiteness_is_a_value_check_behind_the_switch():

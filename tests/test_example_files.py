@@ -326,3 +326,18 @@ def test_the_data_fingerprint_is_the_documented_layout_on_every_platform():
     dataset = SequenceDataset.from_sequences([[1, 2, 3], [2, 3, 4, 5]])
     assert data_fingerprint(dataset) == reference.hexdigest()
     assert data_fingerprint(SequenceDataset.from_sequences([[1, 3, 2], [2, 3, 4, 5]])) != reference.hexdigest()
+
+
+def test_a_converted_ml1m_goes_through_download_dataset_and_other_local_files_are_read_as_they_are(tmp_path):
+    """An ml-1m.txt with this library's record may be an older conversion (no 5-core filter):
+    the example must let download_dataset check it (and convert it again) instead of reading it."""
+    from s4rec_example.data import resolve_data_path
+
+    (tmp_path / "ml-1m.txt").write_text("1 1 2 3\n")
+    assert resolve_data_path("ML-1M", tmp_path) == tmp_path / "ml-1m.txt"  # placed by hand: used as is
+    (tmp_path / "ml-1m.txt.sha256").write_text("0" * 64 + "  ml-1m.txt\n")
+    assert resolve_data_path("ML-1M", tmp_path) is None  # converted here: download_dataset decides
+    (tmp_path / "Beauty.txt").write_text("1 1 2 3\n")
+    (tmp_path / "Beauty.txt.sha256").write_text("0" * 64 + "  Beauty.txt\n")
+    assert resolve_data_path("Beauty", tmp_path) == tmp_path / "Beauty.txt"
+    assert resolve_data_path("Toys", tmp_path) is None  # not there: downloaded

@@ -248,7 +248,7 @@ def test_recbole_sorts_like_exact_reference(tmp_path_factory, times):
         (HEADER + "\na\tx\t1\tnan\n", {}, r"line 2: timestamp 'nan' is not finite"),
         (HEADER + "\na\tx\t1\t1e400\n", {}, r"line 2: timestamp '1e400' is not finite"),
         (HEADER + "\na\tx\t1\t1\na\ty\t1\t2\n", {}, r"no user has at least 3 interactions"),
-        ("user_id:token item_id:token timestamp:float\nu a 1\n", {}, r"line 1: header field .* holds spaces; .* tabs"),
+        ("user_id:token item_id:token timestamp:float\nu a 1\n", {}, r"line 1: header field .* holds several 'name:type' pairs; .* tabs"),
         ("user_id:token\titem_id:tokn\n", {}, r"line 1: column 'item_id' has type 'tokn'; RecBole's types are token, "),
         ("\n" + HEADER + "\n\n", {}, r"no rows after the header \(line 2\)"),
     ],
@@ -310,6 +310,17 @@ def test_load_recbole_any_text_gives_a_dataset_or_an_error_naming_the_file(tmp_p
 def test_a_path_that_is_not_a_file_name_is_a_type_error_naming_the_argument(reader, path):
     with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
         reader(path)
+
+
+def test_column_names_with_spaces_are_names_as_in_recbole(tmp_path):
+    path = write(tmp_path, "s.inter", "user id:token\titem id:token\nu\ta\nu\tb\nu\tc\n")
+    assert load_recbole_inter(path, user_field="user id", item_field="item id").item_ids == ["a", "b", "c"]
+
+
+def test_the_column_of_an_odd_character_counts_the_leading_spaces(tmp_path):
+    path = write(tmp_path, "c.txt", "    2 1\u00a02 3\n")
+    with pytest.raises(ValueError, match="at column 8;"):
+        load_sequences(path)
 
 
 def test_a_float_column_that_may_be_the_time_is_pointed_out_when_no_timestamp_column_is_found(tmp_path, caplog):

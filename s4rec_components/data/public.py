@@ -98,9 +98,11 @@ MOVIELENS_1M_ZIP = "ml-1m.zip"
 MOVIELENS_RATINGS_MEMBER = "ml-1m/ratings.dat"
 MOVIELENS_MIN_COUNT = 5
 """The S4Rec paper's preprocessing (its Section 5.1.1, after S3-Rec and SASRec): items and users
-that occur fewer than 5 times are removed. GroupLens' ``ml-1m.zip`` rates 3,706 movies; the
-paper's Table 1 lists 6,041 users and 3,417 items for ML-1M, SASRec's ``ml-1m.txt`` 6,040 and
-3,416 (the paper's counts appear to include the padding id 0). The filter was checked on small
+that occur fewer than 5 times are removed. This library repeats the removal until every kept
+item and user has 5 ratings (the 5-core); SASRec's script removes once, which on ML-1M, whose
+users all have 20 ratings or more, should come to the same. GroupLens' ``ml-1m.zip`` rates
+3,706 movies; SASRec's ``ml-1m.txt`` has 6,040 users and 3,416 items, the paper's Table 1 lists
+6,041 and 3,417 (apparently counting the padding id 0). The filter was checked on small
 generated archives; this project's machines have no network, so not yet on the real zip."""
 MOVIELENS_CONVERSION = (
     f"s4rec_components ml-1m conversion 2: ratings.dat by timestamp per user (stable), "
@@ -181,9 +183,9 @@ def download_dataset(
     * ML-1M: GroupLens ``ml-1m.zip`` (checked against the published MD5, ``KNOWN_MD5``); its
       ``ratings.dat`` (``user::item::rating::timestamp``) is converted to ``ml-1m.txt`` in the
       one-line format, preprocessed as the S4Rec paper says (its Section 5.1.1): movies and
-      users with fewer than 5 ratings are removed, repeatedly until none is left to remove
-      (``MOVIELENS_MIN_COUNT``; SASRec's file of this preprocessing has 6,040 users and 3,416
-      items, the paper's Table 1 6,041 and 3,417); each
+      users with fewer than 5 ratings are removed, here repeatedly until none is left to
+      remove (``MOVIELENS_MIN_COUNT``; SASRec's file of this preprocessing has 6,040 users and
+      3,416 items); each
       user's ratings sorted by timestamp (stable), users in ascending id order, items numbered
       from 1 in order of first occurrence. The MovieLens movie ids go to the sidecar
       ``ml-1m.txt.item_ids.json``, so ``load_sequences`` gives them as ``item_ids``. The zip is

@@ -100,6 +100,7 @@ def load_sequences(path: str | Path, *, name: str | None = None, reindex: Reinde
         A ``SequenceDataset``.
 
     Raises:
+        TypeError: if ``path`` is not a ``str`` or ``os.PathLike``.
         FileNotFoundError: if ``path`` does not exist.
         ValueError: naming the file and the 1-based line number, for a line that is not UTF-8,
             has fewer than 2 fields or a field that is not a positive integer, a repeated
@@ -131,7 +132,7 @@ def load_sequences(path: str | Path, *, name: str | None = None, reindex: Reinde
         if not line:
             continue
         if _ID_LINE.fullmatch(line) is None:
-            _diagnose_line(path, number, line)
+            _diagnose_line(path, number, line, len(raw) - len(raw.lstrip()))
         try:
             values = [int(field) for field in line.split()]
         except ValueError:  # Python's limit on the digits of an int
@@ -211,8 +212,9 @@ def load_sequences(path: str | Path, *, name: str | None = None, reindex: Reinde
     )
 
 
-def _diagnose_line(path: Path, number: int, line: str) -> None:
-    """Raise the precise error of a line that failed the fast format check."""
+def _diagnose_line(path: Path, number: int, line: str, indent: int) -> None:
+    """Raise the precise error of a line that failed the fast format check (``line`` stripped
+    of the ``indent`` leading whitespace characters of the file's line)."""
     fields = line.split()
     if len(fields) < 2:
         raise ValueError(
@@ -227,7 +229,7 @@ def _diagnose_line(path: Path, number: int, line: str) -> None:
     odd = next(c for c in line if c not in _ID_CHARACTERS)
     raise ValueError(
         f"{path}, line {number}: unexpected character {odd!r} (U+{ord(odd):04X}"
-        f"{_CHARACTER_NAMES.get(odd, '')}) at column {line.index(odd) + 1}; ids are separated by "
+        f"{_CHARACTER_NAMES.get(odd, '')}) at column {indent + line.index(odd) + 1}; ids are separated by "
         f"spaces or tabs and lines end with '\\n' or '\\r\\n'"
     )
 
@@ -247,7 +249,9 @@ def load_recbole_inter(
     columns as ``name:type`` (for example
     ``user_id:token  item_id:token  rating:float  timestamp:float``). The user, item and time
     columns are found by name (``user_id``, ``item_id``, ``timestamp`` unless given). Without a
-    time column (and none requested) the file's row order is taken as chronological.
+    time column (and none requested) the file's row order is taken as chronological; a warning
+    names any float column whose name holds "time" or "date" (Yelp's ``date:float``), which
+    ``time_field=`` would use.
 
     Documented behaviour:
 
@@ -274,6 +278,7 @@ def load_recbole_inter(
         A ``SequenceDataset``.
 
     Raises:
+        TypeError: if ``path`` is not a ``str`` or ``os.PathLike``.
         FileNotFoundError: if ``path`` does not exist.
         ValueError: naming the file (and 1-based line number) for a malformed header (a field
             that is not ``name:type``, holds spaces, or has a type other than ``token``,
@@ -301,10 +306,10 @@ def load_recbole_inter(
     kinds: list[str] = []
     for field in header_text.rstrip("\r").split("\t"):
         column, sep, kind = field.strip().partition(":")
-        if len(field.split()) > 1:
+        if len(field.split()) > 1 and field.count(":") > 1:  # "name:type name:type": one field
             raise ValueError(
-                f"{path}, line {header_number}: header field {field!r} holds spaces; RecBole atomic files "
-                f"separate their columns with tabs"
+                f"{path}, line {header_number}: header field {field!r} holds several 'name:type' "
+                f"pairs; RecBole atomic files separate their columns with tabs"
             )
         if not sep or not column:
             raise ValueError(
@@ -329,11 +334,11 @@ def load_recbole_inter(
     item_col = column_of(item_field, "item_id")
     time_col = None if time_field is None and "timestamp" not in names else column_of(time_field, "timestamp")
     if time_col is None:
-        floats = [n for n, k in zip(names, kinds) if k == "float" and n not in (user_field, item_field, "rating")]
+        floats = [n for n, k in zip(names, kinds) if k == "float" and ("time" in n.lower() or "date" in n.lower())]
         if floats:  # a time column under another name (Yelp's date:float) would be ignored
             LOG.warning(
-                "%s: no 'timestamp' column; the file's row order is taken as chronological. If one of "
-                "the float columns %s holds the time, pass time_field=", path, floats,
+                "%s: no 'timestamp' column; the file's row order is taken as chronological. If %s "
+                "holds the time, pass time_field=", path, floats,
             )
         else:
             LOG.info("%s: no timestamp column; the file's row order is taken as chronological", path)

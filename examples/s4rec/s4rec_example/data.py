@@ -47,7 +47,9 @@ NEGATIVE_RESAMPLE_ROUNDS = 8  # redraws of negatives that hit one of the user's 
 def resolve_data_path(data: str, data_root: str | Path) -> Path | None:
     """The local file of ``--data`` (a path, or a dataset name found under ``data_root``).
 
-    Returns ``None`` for a known dataset name that is not on disk yet (it will be downloaded).
+    Returns ``None`` for a known dataset name that is not on disk yet (it will be downloaded),
+    and for an ``ml-1m.txt`` that this library converted (its checksum record is beside it):
+    ``download_dataset`` checks that one and converts it again when an older version made it.
 
     Raises:
         FileNotFoundError: for a path that does not exist and is not a known dataset name.
@@ -58,7 +60,8 @@ def resolve_data_path(data: str, data_root: str | Path) -> Path | None:
     if data in DATASET_NAMES:
         for candidate in (Path(data_root) / f"{_FILE_STEMS[data]}.txt", Path(data_root) / f"{data}.txt"):
             if candidate.is_file():
-                return candidate
+                converted = candidate.with_name(candidate.name + ".sha256").is_file()
+                return None if data == "ML-1M" and converted else candidate
         return None
     if path.exists():
         raise FileNotFoundError(f"--data {data!r} is not a file")
