@@ -196,12 +196,19 @@ def test_shared_read_only_copies_are_verified_without_writing(shared_data):
 
 
 # ---------------------------------------------------------------------------- MovieLens-1M
-def test_download_movielens_converts_ratings_and_keeps_movie_ids(server, tmp_path):
+def converted_movielens(server, tmp_path) -> tuple[Path, Path, bytes, str]:
+    """Serve the fixture's zip and convert it into ``tmp_path / "data"``.
+
+    Returns (root, its ml-1m.txt, the zip's bytes, the server's base URL)."""
     origin, base = server
     archive = movielens_zip()
     (origin / "ml-1m.zip").write_bytes(archive)
     root = tmp_path / "data"
-    path = download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive))
+    return root, download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive)), archive, base
+
+
+def test_download_movielens_converts_ratings_and_keeps_movie_ids(server, tmp_path):
+    root, path, archive, base = converted_movielens(server, tmp_path)
     assert path.read_text() == CONVERTED
     assert (root / "ml-1m.zip").read_bytes() == archive
     data = load_sequences(path)
@@ -213,11 +220,7 @@ def test_download_movielens_converts_ratings_and_keeps_movie_ids(server, tmp_pat
 
 
 def test_truncated_cached_movielens_is_detected_and_converted_again(server, tmp_path, caplog):
-    origin, base = server
-    archive = movielens_zip()
-    (origin / "ml-1m.zip").write_bytes(archive)
-    root = tmp_path / "data"
-    path = download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive))
+    root, path, archive, base = converted_movielens(server, tmp_path)
     path.write_text(CONVERTED[:7])  # a truncated cache
     with caplog.at_level(logging.WARNING, logger="s4rec_components.data"):
         again = download_dataset("ML-1M", root, url=closed_port_url(), sha256=sha(archive))  # from the kept zip
@@ -283,11 +286,7 @@ def test_movielens_conversion_applies_the_papers_5_core_filter_repeatedly(server
 
 
 def test_a_conversion_by_an_older_version_is_converted_again(server, tmp_path, caplog):
-    origin, base = server
-    archive = movielens_zip()
-    (origin / "ml-1m.zip").write_bytes(archive)
-    root = tmp_path / "data"
-    path = download_dataset("ML-1M", root, url=f"{base}/ml-1m.zip", sha256=sha(archive))
+    root, path, archive, base = converted_movielens(server, tmp_path)
     # what version 1 left: no 5-core filter, no conversion marker, a record of the txt and the zip
     path.write_text("1 1 2 3 4 5 6\n")
     (root / "ml-1m.txt.item_ids.json").unlink()
