@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -346,6 +347,46 @@ def test_tutorial_checks_values_on_the_first_step_and_at_evaluation_only(monkeyp
     evals = [on for kind, on in seen if kind == "eval"]
     assert len(steps) >= 9 and steps[0] and not any(steps[1:])
     assert len(evals) == 4 and all(evals)  # 3 validations and the test
+
+
+def test_tutorial_puts_the_check_switch_back_when_a_step_fails(monkeypatch):
+    """The switch is global: a step that raises after the first one turned the checks off must
+    not leave them off for the rest of the process."""
+    import s4rec_components
+
+    tutorial = load_tutorial()
+    calls = {"n": 0}
+    loss = tutorial.next_item_loss
+
+    def failing_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            assert not s4rec_components.validate_args_enabled()  # off after the first step
+            raise RuntimeError("a step failed")
+        return loss(*args, **kwargs)
+
+    monkeypatch.setattr(tutorial, "next_item_loss", failing_loss)
+    args = tutorial.parser().parse_args(["--epochs", "1", "--num-users", "300", "--batch-size", "64",
+                                         "--no-pieces", "--hidden-size", "8", "--threads", "1"])
+    try:
+        with pytest.raises(RuntimeError, match="a step failed"):
+            tutorial.train(args)
+        assert s4rec_components.validate_args_enabled()
+    finally:
+        s4rec_components.set_validate_args(True)
+
+
+def test_tutorial_transformer_gives_the_same_states_to_a_batch_cut_to_its_longest_row():
+    """Training cuts a batch to its longest row, evaluation does not: with positions counted
+    from the right (and padding keys masked) the real positions' states are the same."""
+    tutorial = load_tutorial()
+    torch.manual_seed(0)
+    model = tutorial.OwnTransformer(30, hidden_size=16, num_layers=2, max_len=12).eval()
+    ids = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 3, 9, 4, 1, 7], [0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 2, 8]])
+    with torch.no_grad():
+        full, cut = model(ids), model(ids[:, -5:])
+    real = ids[:, -5:] != 0
+    torch.testing.assert_close(full[:, -5:][real], cut[real])
 
 
 def test_tutorial_time_budget_stops_after_the_epoch_that_spends_it(tmp_path, capsys):

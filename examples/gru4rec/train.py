@@ -3,8 +3,9 @@
 
 This script is the companion of the docs page "Tutorial: your own recommender". It trains a
 plain GRU4Rec (an ``nn.GRU`` over item embeddings, full-softmax next-item loss), and with
-``--pieces`` (the default) adds four pieces of ``s4rec_components`` with the recommended
-settings:
+``--pieces`` (the default) adds four pieces of ``s4rec_components`` (with the settings of the
+tutorial's table: its distillation temperature 0.1 and clustering weight 0.1 differ from the
+recommended 1.0 and 0.01):
 
 * ``SequenceAugmenter``: two augmented views of every training sequence;
 * ``OnlineIntentClustering``: trainable intent prototypes with Sinkhorn targets;
@@ -51,6 +52,7 @@ from s4rec_components import (
     linear_cross_entropy,
     load_sequences,
     set_validate_args,
+    validate_args_enabled,
 )
 from s4rec_components.data import LeaveOneOutSplit
 
@@ -106,7 +108,7 @@ class OwnTransformer(nn.Module):
     def __init__(self, num_items: int, *, hidden_size: int = 64, num_layers: int = 2,
                  num_heads: int = 2, max_len: int = 50, dropout: float = 0.5) -> None:
         super().__init__()
-        self.num_items, self.num_heads = num_items, num_heads
+        self.num_items, self.num_heads, self.max_len = num_items, num_heads, max_len
         self.item_embeddings = nn.Embedding(num_items + 2, hidden_size, padding_idx=0)
         self.positions = nn.Embedding(max_len, hidden_size)
         self.norm = nn.LayerNorm(hidden_size)
@@ -121,7 +123,9 @@ class OwnTransformer(nn.Module):
 
     def forward(self, item_ids: Tensor) -> Tensor:
         b, l = item_ids.shape
-        positions = torch.arange(l, device=item_ids.device)
+        # counted from the right: the newest item is always position max_len - 1, in a batch
+        # cut to its longest row (training) as in a full-width one (evaluation)
+        positions = torch.arange(self.max_len - l, self.max_len, device=item_ids.device)
         x = self.dropout(self.norm(self.item_embeddings(item_ids) + self.positions(positions)))
         causal = torch.ones(l, l, dtype=torch.bool, device=item_ids.device).tril()
         eye = torch.eye(l, dtype=torch.bool, device=item_ids.device)
@@ -159,7 +163,8 @@ class Pieces(nn.Module):
         self.augment = SequenceAugmenter(num_items, operations=("crop", "mask", "reorder"))
         # Prototypes on the unit sphere; the head normalises z itself (normalize=True).
         self.clusters = OnlineIntentClustering(hidden_size, num_prototypes)
-        # ICLRec's instance term: dot product, temperature 1, NT-Xent mean over the 2b anchors.
+        # S4Rec's Eq. 14: ICLRec's instance term (dot product, temperature 1, NT-Xent mean over
+        # the 2b anchors) with the prototypes a view is not assigned to as extra negatives.
         self.nce = IntentInfoNCE(temperature=1.0, similarity="dot")
         # Student and teacher both unit-norm; a sharp temperature so the teacher is not uniform.
         self.distill = PrototypeDistillation(temperature=0.1)
@@ -200,13 +205,22 @@ def next_item_loss(model: Recommender, hidden: Tensor, rows: Tensor, cols: Tenso
     """Full-softmax cross-entropy at the real positions ``(rows, cols)``; ``never``: (0, n + 1).
 
     The same value and gradient as
-    ``F.cross_entropy(model.score(h).index_fill(1, never, -inf), labels)`` with
+    ``F.cross_entropy(model.score(h).index_fill(1, torch.tensor(never), -inf), labels)`` with
     ``h = hidden[rows, cols]``, but fused and chunked: the ``(p, n + 2)`` logits never exist
-    whole (on Beauty's 12,102 columns, 12,101 items and padding, a GRU4Rec epoch on one CPU thread drops from about 90 s
-    to about 10 s).
+    whole (on Beauty's 12,103 columns, 12,101 items, padding and the mask id, a GRU4Rec epoch
+    on one CPU thread drops from about 90 s to about 10 s).
     """
     return linear_cross_entropy(hidden[rows, cols], model.item_embeddings.weight, labels,
                                 ignore_columns=never)
+
+
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A CPU batch tensor on ``device``. To a GPU through pinned memory, without waiting: a
+    plain ``.to("cuda")`` of pageable memory blocks the host until the copy (and so the
+    previous step) is done."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 # --8<-- [end:loss]
 
 
@@ -238,6 +252,16 @@ def load(data: str | None, num_users: int, data_root: str) -> SequenceDataset:
 
 
 def train(args: argparse.Namespace, dataset: SequenceDataset | None = None) -> dict[str, Any]:
+    """Train, select on valid, test once; the library's value-check switch (global, turned off
+    after the first step) is put back as it was however the run ends."""
+    checks = validate_args_enabled()
+    try:
+        return _train(args, dataset)
+    finally:
+        set_validate_args(checks)
+
+
+def _train(args: argparse.Namespace, dataset: SequenceDataset | None) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -281,7 +305,7 @@ def train(args: argparse.Namespace, dataset: SequenceDataset | None = None) -> d
             inputs, targets = inputs[:, -width:], targets[:, -width:]
             rows, cols = targets.nonzero(as_tuple=True)              # on the CPU as well
             labels = targets[rows, cols]
-            inputs, rows, cols, labels = (t.to(device) for t in (inputs, rows, cols, labels))
+            inputs, rows, cols, labels = (to_device(t, device) for t in (inputs, rows, cols, labels))
             hidden = model(inputs)
             loss = next_item_loss(model, hidden, rows, cols, labels, never)
             if pieces is not None:
