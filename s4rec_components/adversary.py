@@ -62,8 +62,10 @@ def _check_inputs(z: Tensor, labels: Tensor, weight: Tensor, bias: Tensor | None
     check_ndim(weight, 2, "weight", "(c, d)")
     check_float(weight, "weight")
     check_same_size(z, weight, (1, 1), ("z", "weight"))
-    if weight.shape[0] == 0:
-        raise ValueError(f"weight must have at least one class row, got shape {tuple(weight.shape)}")
+    if weight.shape[0] < 2:  # one class: the softmax is 1, the loss 0 and the gradient 0, always
+        raise ValueError(
+            f"weight must have at least 2 class rows (head and tail), got shape {tuple(weight.shape)}"
+        )
     if bias is not None:
         check_tensor(bias, "bias")
         check_ndim(bias, 1, "bias", "(c,)")
@@ -130,8 +132,8 @@ def head_tail_adversarial_loss(
     Raises:
         TypeError: if ``z``, ``weight`` or ``bias`` is not a floating tensor, ``labels`` is not
             an integer tensor, or ``scale`` is not a real number or 0-d floating tensor.
-        ValueError: for bad shapes, an empty batch, a non-finite ``scale``, or (a value
-            check, only while value checks are on) labels outside $[0, c)$.
+        ValueError: for bad shapes, fewer than 2 classes, an empty batch, a non-finite
+            ``scale``, or (a value check, only while value checks are on) labels outside $[0, c)$.
 
     Examples:
         >>> import torch

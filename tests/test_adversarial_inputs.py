@@ -226,9 +226,11 @@ def test_an_int_beyond_float_range_is_a_value_error(call):
         call()
 
 
-def test_an_empty_adversary_weight_is_named():
-    with pytest.raises(ValueError, match="weight must have at least one class row"):
-        head_tail_adversarial_loss(torch.randn(3, 4), torch.tensor([0, 1, 1]), torch.randn(0, 4))
+@pytest.mark.parametrize("classes", [0, 1])
+def test_an_adversary_weight_with_fewer_than_two_classes_is_named(classes):
+    """One class: the softmax is 1 whatever z is, so the loss and its gradient are always 0."""
+    with pytest.raises(ValueError, match=r"weight must have at least 2 class rows .*got shape \(%d, 4\)" % classes):
+        head_tail_adversarial_loss(torch.randn(3, 4), torch.zeros(3, dtype=torch.long), torch.randn(classes, 4))
 
 
 # ------------------------------------------------------------------ cut-offs
