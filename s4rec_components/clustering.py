@@ -105,9 +105,6 @@ def _check_finite(x: Tensor, name: str, *others: tuple[Tensor, str]) -> None:
             raise ValueError(f"{label} must be finite, got a tensor holding inf or nan")
 
 
-_normalize_rows = normalize_rows  # the zero-row-safe L2 normalisation (constants.py)
-
-
 def _online_clustering_impl(
     z: Tensor,
     prototypes: Tensor,
@@ -120,10 +117,10 @@ def _online_clustering_impl(
 ) -> ClusteringOutput:
     """The kernel of :func:`online_clustering`: trusts its inputs, reads nothing to the host."""
     dtype = loss_dtype(z.dtype, prototypes.dtype)
-    mu = _normalize_rows(prototypes.to(dtype))
+    mu = normalize_rows(prototypes.to(dtype))
     z = z.to(dtype)
     if normalize:
-        z = _normalize_rows(z)
+        z = normalize_rows(z)
     scores = z @ mu.T  # (b, k)
     log_probs = torch.log_softmax(scores / temperature, dim=1)
     use_distributed = _use_distributed(distributed)

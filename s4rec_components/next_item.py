@@ -25,7 +25,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ._validation import (
     as_index,
@@ -187,10 +186,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of ``hidden @ table.T``; the gradient is computed in ``forward``.
 
     ``backward`` only scales the saved ``grad_hidden`` / ``grad_table`` by the incoming
-    gradient, so it is not differentiable again. ``once_differentiable`` alone would let a
-    double backward through when the incoming gradient is a constant (the usual
-    ``autograd.grad(loss, h, create_graph=True)``): this loss's second derivative would then
-    count as 0 beside the other terms' true ones. So a backward that records a graph raises.
+    gradient, so it is not differentiable again: a backward that records a graph
+    (``create_graph=True``) raises. (``once_differentiable`` would not do: with a constant
+    incoming gradient, the usual ``autograd.grad(loss, h, create_graph=True)``, it lets the
+    double backward through and this loss's second derivative counts as 0.)
     """
 
     @staticmethod
@@ -220,11 +219,6 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 "pass, so a backward with create_graph=True (double backward, gradient penalties) cannot "
                 "give its second derivative; use F.cross_entropy on explicit logits there"
             )
-        return _LinearCrossEntropy._scale(ctx, grad_loss)
-
-    @staticmethod
-    @once_differentiable
-    def _scale(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
         grad_hidden, grad_table = ctx.saved_tensors
         return (
             None if grad_hidden is None else grad_hidden * grad_loss,

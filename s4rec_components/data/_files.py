@@ -178,8 +178,8 @@ def numbered_lines(path: Path, digest: Any = None) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of every line of ``path``, split on ``\\n`` only, ``\\r`` kept.
 
     Lines are decoded as UTF-8 one at a time, so an undecodable byte raises ``ValueError``
-    naming the file and its line; a byte-order mark at the start of the file is dropped. ``digest`` (a ``hashlib`` object), when given, is updated
-    with every byte read.
+    naming the file and its line; a byte-order mark at the start of the file is dropped.
+    ``digest`` (a ``hashlib`` object), when given, is updated with every byte read.
     """
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):

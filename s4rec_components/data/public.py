@@ -364,11 +364,12 @@ def _movielens(root: Path, target: Path, url: str, expected: Checksum | None, ca
     marker = target.with_name(target.name + ".conversion")
     if target.exists():
         problem = check_record(target)
-        if problem is None and MOVIELENS_1M_ZIP not in (read_record(target) or {}):
+        record = read_record(target) or {}
+        if problem is None and MOVIELENS_1M_ZIP not in record:
             problem = f"{record_path(target).name} does not name {MOVIELENS_1M_ZIP}, the archive it came from"
         if problem is None and expected is not None and not matches(archive, expected)[0]:
             problem = f"{MOVIELENS_1M_ZIP} is not the archive this call asks for ({expected})"
-        if problem is None and (read_record(target) or {}).get(marker.name) != _CONVERSION_SHA256:
+        if problem is None and record.get(marker.name) != _CONVERSION_SHA256:
             problem = "it was converted by an older version of this library (without the 5-core filter)"
         if problem is None:
             return target

@@ -281,8 +281,9 @@ def load_recbole_inter(
         TypeError: if ``path`` is not a ``str`` or ``os.PathLike``.
         FileNotFoundError: if ``path`` does not exist.
         ValueError: naming the file (and 1-based line number) for a malformed header (a field
-            that is not ``name:type``, holds spaces, or has a type other than ``token``,
-            ``token_seq``, ``float``, ``float_seq``), no rows after it, a missing column, a row with the wrong number of fields, an empty user/item token, a
+            that is not ``name:type``, holds several of them, or has a type other than
+            ``token``, ``token_seq``, ``float``, ``float_seq``), no rows after it, a missing
+            column, a row with the wrong number of fields, an empty user/item token, a
             timestamp that is not a finite number, a line that is not UTF-8, or no user left
             with 3 interactions.
 
