@@ -892,6 +892,9 @@ def test_fuzz_augment_functions(data: st.DataObject, name: str) -> None:
             target, value, broken = "item_ids", moved, bad("item_ids")
     if target == "num_items" and broken is None:
         high = max(high, value + 1)
+        mask_id = hypers.get("mask_id")
+        if name == "mask_items" and mask_id is not None and 0 < mask_id <= value:
+            broken = bad("num_items", "mask_id")  # a larger catalogue turns the mask id into a real item
     if target == "num_items" and broken is not None:  # a smaller catalogue: ids or pool may be out of it
         broken = bad("num_items", "item_ids", "insert_pool", "mask_id", must_raise=broken.must_raise)
     apply(args, hypers, target, value)
