@@ -11,7 +11,8 @@ Two kinds of check live here:
 * **value checks** (ranges of ids, finiteness, padding side): they read the tensor and so
   stall a GPU. They run only while :func:`validate_args_enabled` is true, which is the
   default; ``set_validate_args(False)`` turns them off in a training loop, as
-  ``torch.distributions.Distribution.set_default_validate_args`` does.
+  ``torch.distributions.Distribution.set_default_validate_args`` does, and
+  ``with set_validate_args(False):`` does so for one block.
 
 Each public call validates once, then hands its inputs to private ``_impl`` functions
 that trust them.
@@ -28,18 +29,21 @@ from torch import Tensor
 _VALIDATE_ARGS = True
 
 
-def set_validate_args(enabled: bool) -> None:
-    """Turn the library's value checks on (the default) or off, globally.
+class set_validate_args:  # noqa: N801 - lower case, as torch.set_grad_enabled: used as a call
+    """Turn the library's value checks on (the default) or off, globally, or for a ``with`` block.
 
     Value checks (item ids within range, finite scores, left padding, ...) read tensor values,
     which on a GPU forces a host-device synchronisation at every call. Shape, dtype and
     hyper-parameter checks read no values and always run. Turn value checks off once a
     pipeline is known to be right, for a training loop without host reads.
 
+    Like ``torch.set_grad_enabled``, it works both ways: called as a function it sets the
+    switch at once, and used as a context manager it also puts the previous setting back when
+    the block ends, on an exception too.
+
     The switch is one flag of the Python process, as ``torch.distributions``' is: every thread
-    sees it, and each process (a ``torchrun`` rank, a ``DataLoader`` worker started with
-    ``spawn``) sets its own. To turn it off for a block only, save
-    :func:`validate_args_enabled` first and restore it in a ``finally``.
+    sees it (a ``with`` block in one thread changes it for all of them), and each process (a
+    ``torchrun`` rank, a ``DataLoader`` worker started with ``spawn``) sets its own.
 
     Args:
         enabled: ``True`` to check values (default), ``False`` to trust them.
@@ -49,15 +53,34 @@ def set_validate_args(enabled: bool) -> None:
 
     Examples:
         >>> import s4rec_components as s4
-        >>> s4.set_validate_args(False)
+        >>> with s4.set_validate_args(False):
+        ...     s4.validate_args_enabled()
+        False
+        >>> s4.validate_args_enabled()
+        True
+        >>> _ = s4.set_validate_args(False)  # for the rest of the process
         >>> s4.validate_args_enabled()
         False
-        >>> s4.set_validate_args(True)
+        >>> _ = s4.set_validate_args(True)
     """
-    global _VALIDATE_ARGS
-    if not isinstance(enabled, bool):
-        raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
-    _VALIDATE_ARGS = enabled
+
+    def __init__(self, enabled: bool) -> None:
+        global _VALIDATE_ARGS
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
+        self.enabled = enabled
+        self.previous = _VALIDATE_ARGS
+        _VALIDATE_ARGS = enabled
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _VALIDATE_ARGS
+        _VALIDATE_ARGS = self.previous
+
+    def __repr__(self) -> str:
+        return f"set_validate_args(enabled={self.enabled})"
 
 
 def validate_args_enabled() -> bool:

@@ -64,6 +64,44 @@ def test_switch_accepts_only_bools(value):
     assert s4.validate_args_enabled() is True  # unchanged
 
 
+@given(outer=st.booleans(), inner=st.lists(st.booleans(), min_size=1, max_size=4))
+def test_switch_as_a_context_manager_restores_the_setting_it_found(outer, inner):
+    """``with set_validate_args(x)`` sets ``x`` inside and puts back what it found, nested
+    blocks included, and also when the block raises; a plain call keeps its effect."""
+    s4.set_validate_args(outer)
+    try:
+
+        def nest(values: list[bool]) -> None:
+            found = s4.validate_args_enabled()
+            with s4.set_validate_args(values[0]) as entered:
+                assert entered is None
+                assert s4.validate_args_enabled() is values[0]
+                if values[1:]:
+                    nest(values[1:])
+                assert s4.validate_args_enabled() is values[0]
+            assert s4.validate_args_enabled() is found
+
+        nest(inner)
+        assert s4.validate_args_enabled() is outer
+        with pytest.raises(RuntimeError, match="inside"):
+            with s4.set_validate_args(not outer):
+                raise RuntimeError("inside")
+        assert s4.validate_args_enabled() is outer
+        switch = s4.set_validate_args(not outer)  # a call: in force at once, and it stays
+        assert s4.validate_args_enabled() is (not outer)
+        assert repr(switch) == f"set_validate_args(enabled={not outer})"
+    finally:
+        s4.set_validate_args(True)
+
+
+def test_switch_as_a_context_manager_skips_value_checks_only_inside():
+    x = torch.tensor([0, 7])
+    with s4.set_validate_args(False):
+        check_range(x, 0, 3, "ids")  # skipped: no read, no error
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 3\]"):
+        check_range(x, 0, 3, "ids")
+
+
 @given(low=st.integers(-5, 5), span=st.integers(0, 5), data=st.data())
 def test_check_range_is_skipped_while_validation_is_off(low, span, data):
     high = low + span
