@@ -21,6 +21,7 @@ that trust them.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -164,15 +165,28 @@ def check_same_size(a: Tensor, b: Tensor, dims: Sequence[int], names: tuple[str,
         )
 
 
+def as_int(value: object, name: str) -> int:
+    """A Python ``int`` from an int-like: an ``int``, a numpy integer scalar
+    (``df["item"].max()``) or a one-element integer tensor. Bools, floats (even ``3.0``),
+    strings and everything else raise ``TypeError`` naming ``name``."""
+    if isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r:.60}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r:.60}") from None
+
+
 def check_int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
-    """The one checker for counts: an ``int`` (never a ``bool``) in ``[minimum, maximum]``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
-    return value
+    """The one checker for counts: an int-like (see :func:`as_int`; never a ``bool``) in
+    ``[minimum, maximum]``, returned as a Python ``int``. Int-likes are accepted as
+    :func:`check_real` accepts numpy and tensor scalars."""
+    number = as_int(value, name)
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number!r}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {number!r}")
+    return number
 
 
 def check_bool(value: object, name: str) -> bool:

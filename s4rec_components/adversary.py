@@ -203,8 +203,8 @@ class HeadTailAdversary(nn.Module):
         self, hidden_size: int, num_classes: int = HEAD_TAIL_CLASSES, *, scale: float = 1.0
     ) -> None:
         super().__init__()
-        check_int(hidden_size, "hidden_size", 1)
-        check_int(num_classes, "num_classes", 2)
+        hidden_size = check_int(hidden_size, "hidden_size", 1)
+        num_classes = check_int(num_classes, "num_classes", 2)
         self.reversal = GradientReversal(scale=scale)
         self.classifier = nn.Linear(hidden_size, num_classes)
 

@@ -72,15 +72,15 @@ def _check_hyperparameters(
     normalize: object,
     assign_from: object,
     distributed: object,
-) -> tuple[float, float]:
-    """The one check of the hyper-parameters; returns ``(temperature, epsilon)`` as floats."""
+) -> tuple[float, float, int]:
+    """The one check of the hyper-parameters; returns ``(temperature, epsilon, num_iters)``."""
     temperature = check_divisor(temperature, "temperature")
     epsilon = check_divisor(epsilon, "epsilon")
-    check_int(num_iters, "num_iters", 1)
+    rounds = check_int(num_iters, "num_iters", 1)
     check_bool(normalize, "normalize")
     check_choice(assign_from, ASSIGN_SOURCES, "assign_from")
     check_bool(distributed, "distributed")
-    return temperature, epsilon
+    return temperature, epsilon, rounds
 
 
 def _check_z(z: Tensor) -> None:
@@ -224,7 +224,7 @@ def online_clustering(
         >>> bool(torch.allclose(out.targets.sum(1), torch.ones(16)))
         True
     """
-    temperature, epsilon = _check_hyperparameters(
+    temperature, epsilon, num_iters = _check_hyperparameters(
         temperature, epsilon, num_iters, normalize, assign_from, distributed
     )
     _check_z(z)
@@ -330,15 +330,14 @@ class OnlineIntentClustering(nn.Module):
         distributed: bool = False,
     ) -> None:
         super().__init__()
-        check_int(hidden_size, "hidden_size", 1)
-        check_int(num_prototypes, "num_prototypes", 1)
-        self.temperature, self.epsilon = _check_hyperparameters(
+        hidden_size = check_int(hidden_size, "hidden_size", 1)
+        num_prototypes = check_int(num_prototypes, "num_prototypes", 1)
+        self.temperature, self.epsilon, self.num_iters = _check_hyperparameters(
             temperature, epsilon, num_iters, normalize, assign_from, distributed
         )
-        check_int(freeze_prototypes_steps, "freeze_prototypes_steps", 0)
+        freeze_prototypes_steps = check_int(freeze_prototypes_steps, "freeze_prototypes_steps", 0)
         self.hidden_size = hidden_size
         self.num_prototypes = num_prototypes
-        self.num_iters = num_iters
         self.normalize = normalize
         self.freeze_prototypes_steps = freeze_prototypes_steps
         self.assign_from: AssignFrom = assign_from

@@ -462,11 +462,11 @@ class SASRecEncoder(nn.Module):
         padding_attention: PaddingAttention = "masked",
     ) -> None:
         super().__init__()
-        check_int(num_items, "num_items", 1)
-        check_int(hidden_size, "hidden_size", 1)
-        check_int(num_layers, "num_layers", 1)
-        check_int(num_heads, "num_heads", 1)
-        check_int(max_len, "max_len", 1)
+        num_items = check_int(num_items, "num_items", 1)
+        hidden_size = check_int(hidden_size, "hidden_size", 1)
+        num_layers = check_int(num_layers, "num_layers", 1)
+        num_heads = check_int(num_heads, "num_heads", 1)
+        max_len = check_int(max_len, "max_len", 1)
         if hidden_size % num_heads != 0:
             raise ValueError(
                 f"hidden_size must be divisible by num_heads, got hidden_size={hidden_size}, "

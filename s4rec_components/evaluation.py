@@ -51,6 +51,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ._validation import (
+    as_int,
     check_bool,
     check_float,
     check_int,
@@ -101,15 +102,11 @@ tensor whose ``PADDING_ID`` (0) entries are padding."""
 
 # ------------------------------------------------------------------------------ argument checks
 def _check_ignore_ids(ignore_ids: object) -> tuple[int, ...]:
-    """A sequence of ints (never bools or a string); returned as a tuple in the given order."""
+    """A sequence of int-likes (never bools or a string); returned as a tuple of Python ints
+    in the given order."""
     if isinstance(ignore_ids, (str, bytes, Tensor)) or not isinstance(ignore_ids, Sequence):
         raise TypeError(f"ignore_ids must be a sequence of ints, got {type(ignore_ids).__name__}")
-    out = []
-    for value in ignore_ids:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"ignore_ids must hold ints, got {type(value).__name__} {value!r}")
-        out.append(value)
-    return tuple(out)
+    return tuple(as_int(value, "ignore_ids entries") for value in ignore_ids)
 
 
 def _check_ks(ks: object) -> tuple[int, ...]:

@@ -93,15 +93,20 @@ def _check_hyperparameters(
     max_points_per_centroid: object,
     chunk_size: object,
     distributed: object,
-) -> None:
-    check_int(num_clusters, "num_clusters", 1)
-    check_int(num_iters, "num_iters", 0)
-    check_int(num_redo, "num_redo", 1)
-    if max_points_per_centroid is not None:
-        check_int(max_points_per_centroid, "max_points_per_centroid", 1)
-    if chunk_size is not None:
-        check_int(chunk_size, "chunk_size", 1)
+) -> tuple[int, int, int, int | None, int | None]:
+    """The one check of the counts and the flag; returns the counts as Python ints
+    ``(num_clusters, num_iters, num_redo, max_points_per_centroid, chunk_size)``."""
+    counts = (
+        check_int(num_clusters, "num_clusters", 1),
+        check_int(num_iters, "num_iters", 0),
+        check_int(num_redo, "num_redo", 1),
+        None
+        if max_points_per_centroid is None
+        else check_int(max_points_per_centroid, "max_points_per_centroid", 1),
+        None if chunk_size is None else check_int(chunk_size, "chunk_size", 1),
+    )
     check_bool(distributed, "distributed")
+    return counts
 
 
 def _check_points(x: object, name: str = "x", layout: str = "(n, d)", centroids: Tensor | None = None) -> Tensor:
@@ -430,7 +435,7 @@ def k_means(
         >>> bool(result.assignments[0] == result.assignments[1]), float(result.inertia)
         (True, 1.0)
     """
-    _check_hyperparameters(
+    num_clusters, num_iters, num_redo, max_points_per_centroid, chunk_size = _check_hyperparameters(
         num_clusters, num_iters, num_redo, max_points_per_centroid, chunk_size, distributed
     )
     x = _check_points(x)
@@ -514,10 +519,10 @@ class KMeans(nn.Module):
         warm_start: bool = False,
     ) -> None:
         super().__init__()
-        _check_hyperparameters(
+        num_clusters, num_iters, num_redo, max_points_per_centroid, chunk_size = _check_hyperparameters(
             num_clusters, num_iters, num_redo, max_points_per_centroid, chunk_size, distributed
         )
-        check_int(seed, "seed", 0, 2**64 - 1)  # torch.Generator.manual_seed's range
+        seed = check_int(seed, "seed", 0, 2**64 - 1)  # torch.Generator.manual_seed's range
         check_bool(warm_start, "warm_start")
         self.warm_start = warm_start
         self.num_clusters = num_clusters

@@ -19,7 +19,6 @@ Examples:
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from torch import Tensor
 
 from ._validation import (
     as_index,
+    as_int,
     check_int,
     check_integer,
     check_ndim,
@@ -57,16 +57,6 @@ class RowIndexError(IndexError, ValueError):
     """
 
 
-def _as_int(value: object, name: str) -> int:
-    """A Python int from an int-like (int, numpy integer, 0-d integer tensor); never a bool or float."""
-    if isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
-
-
 def _checked_lists(rows: object, name: str) -> tuple[Tensor, Tensor]:
     """``rows`` (a sequence of sequences of ints) as CPU int64 CSR ``(values, offsets)``; every
     entry checked (``_as_int``, int64 range), errors naming ``name[i]``."""
@@ -79,7 +69,7 @@ def _checked_lists(rows: object, name: str) -> tuple[Tensor, Tensor]:
             raise TypeError(f"{name}[{i}] must be a sequence of ints, got {type(row).__name__} {row!r}")
         lengths.append(len(row))
         for v in row:
-            number = _as_int(v, f"{name}[{i}] entries")
+            number = as_int(v, f"{name}[{i}] entries")
             if not _INT64_MIN <= number <= _INT64_MAX:
                 raise ValueError(f"{name}[{i}] entries must fit in int64, got {number}")
             flat.append(number)
@@ -206,7 +196,7 @@ class Ragged:
         """
         check_ndim(padded, 2, "padded", "(r, w)")
         check_integer(padded, "padded")
-        fill = _as_int(pad, "pad")
+        fill = as_int(pad, "pad")
         keep = padded != fill
         return cls.from_lengths(padded[keep], keep.sum(1))
 
@@ -261,7 +251,7 @@ class Ragged:
             >>> r.row(1).tolist(), r.row(-1).tolist()
             ([2, 3], [2, 3])
         """
-        i = _as_int(index, "index")
+        i = as_int(index, "index")
         r = self.num_rows
         if not -r <= i < r:
             raise RowIndexError(f"index {i} is out of range for {r} rows (valid: -{r} .. {r - 1})")
@@ -319,7 +309,7 @@ class Ragged:
         check_integer(index, "index")
         if width is not None:
             width = check_int(width, "width", 0)
-        pad = _as_int(pad, "pad")
+        pad = as_int(pad, "pad")
         if validate_args_enabled() and index.numel():
             lo, hi = (int(v) for v in torch.aminmax(index))
             if lo < 0 or hi >= self.num_rows:
@@ -363,7 +353,7 @@ class Ragged:
             >>> rows.tolist(), values.tolist()
             ([0, 0, 1], [2, 3, 4])
         """
-        start, stop = _as_int(start, "start"), _as_int(stop, "stop")
+        start, stop = as_int(start, "start"), as_int(stop, "stop")
         if not 0 <= stop <= self.num_rows:
             raise ValueError(f"stop must lie in [0, num_rows] = [0, {self.num_rows}], got {stop}")
         if not 0 <= start <= stop:

@@ -40,11 +40,12 @@ DEFAULT_NUM_ITERS = 3
 DEFAULT_EPSILON = 0.05
 
 
-def _check_hyperparameters(num_iters: object, epsilon: object, distributed: object) -> float:
-    """Validate the rounds (an ``int`` >= 1), the entropy weight (finite, > 0) and the flag."""
-    check_int(num_iters, "num_iters", 1)
+def _check_hyperparameters(num_iters: object, epsilon: object, distributed: object) -> tuple[int, float]:
+    """Validate the rounds (an integer >= 1), the entropy weight (finite, > 0) and the flag;
+    return ``(num_iters, epsilon)`` as ``int`` and ``float``."""
+    rounds = check_int(num_iters, "num_iters", 1)
     check_bool(distributed, "distributed")
-    return check_divisor(epsilon, "epsilon")
+    return rounds, check_divisor(epsilon, "epsilon")
 
 
 def _check_scores(scores: Tensor, epsilon: float) -> None:
@@ -231,7 +232,7 @@ def sinkhorn_knopp(
         tensor([[1., 0.],
                 [0., 1.]])
     """
-    epsilon = _check_hyperparameters(num_iters, epsilon, distributed)
+    num_iters, epsilon = _check_hyperparameters(num_iters, epsilon, distributed)
     _check_scores(scores, epsilon)
     return _sinkhorn_impl(scores, num_iters, epsilon, _use_distributed(distributed))
 
@@ -280,8 +281,7 @@ class SinkhornKnopp(nn.Module):
         distributed: bool = False,
     ) -> None:
         super().__init__()
-        self.epsilon = _check_hyperparameters(num_iters, epsilon, distributed)
-        self.num_iters = num_iters
+        self.num_iters, self.epsilon = _check_hyperparameters(num_iters, epsilon, distributed)
         self.distributed = distributed
 
     def forward(self, scores: Tensor) -> Tensor:

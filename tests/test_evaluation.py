@@ -15,6 +15,7 @@ import weakref
 from unittest import mock
 
 import hypothesis.strategies as st
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -261,8 +262,12 @@ def test_rank_targets_errors():
         rank_targets(torch.tensor([[0.0, NAN, 1.0]]), torch.tensor([1]))
     with pytest.raises(ValueError, match="scores must not be empty"):
         rank_targets(torch.zeros(2, 0), t)
-    with pytest.raises(TypeError, match="ignore_ids must hold ints"):
+    with pytest.raises(TypeError, match="ignore_ids entries must be an int, got bool"):
         rank_targets(s, t, ignore_ids=(0, True))
+    with pytest.raises(TypeError, match="ignore_ids entries must be an int, got float"):
+        rank_targets(s, t, ignore_ids=(0, 2.0))
+    # a numpy integer counts as an int, as for every count of the library
+    assert torch.equal(rank_targets(s, t, ignore_ids=(np.int64(0),)), rank_targets(s, t, ignore_ids=(0,)))
     with pytest.raises(TypeError, match="ignore_ids must be a sequence of ints"):
         rank_targets(s, t, ignore_ids=0)
     with pytest.raises(TypeError, match="history_value must be a real number"):

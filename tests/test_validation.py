@@ -187,6 +187,58 @@ def test_check_int_bounds(minimum, data):
     assert check_int(inside, "count", minimum, maximum) == inside
 
 
+INT_LIKES: list[Callable[[int], object]] = [
+    int,
+    np.int64,
+    np.int32,
+    np.uint16,
+    lambda v: torch.tensor(v),
+    lambda v: torch.tensor([v], dtype=torch.int32),
+]
+
+
+@pytest.mark.parametrize("wrap", INT_LIKES, ids=["int", "np.int64", "np.int32", "np.uint16", "0-d", "(1,) int32"])
+@given(value=st.integers(0, 60_000), minimum=st.integers(0, 60_000))
+def test_check_int_takes_int_likes_and_returns_a_python_int(wrap, value, minimum):
+    """numpy integer scalars (``df["item"].max()``) and one-element integer tensors count as
+    ints, as ``check_real`` takes their real counterparts; the bounds apply to their value."""
+    if value < minimum:
+        with pytest.raises(ValueError, match=f"^count must be >= {minimum}, got {value}$"):
+            check_int(wrap(value), "count", minimum)
+        return
+    out = check_int(wrap(value), "count", minimum)
+    assert type(out) is int and out == value
+
+
+@given(
+    value=st.one_of(
+        st.sampled_from([np.True_, np.float64(3.0), np.float32(1.0)]),
+        st.integers(-3, 3).map(lambda v: torch.tensor(float(v))),
+        st.booleans().map(torch.tensor),
+        st.lists(st.integers(0, 3), min_size=2, max_size=4).map(torch.tensor),
+    )
+)
+def test_check_int_refuses_bool_and_float_scalars_and_longer_tensors(value):
+    with pytest.raises(TypeError, match="^count must be an int, got "):
+        check_int(value, "count", 0)
+
+
+def test_modules_store_int_likes_as_python_ints():
+    """A count passed as a numpy or tensor scalar is kept as a Python int, so configs, reprs
+    and JSON stay plain."""
+    encoder = s4.SASRecEncoder(np.int64(30), hidden_size=np.int32(8), num_heads=torch.tensor(2), max_len=np.int64(5))
+    assert (encoder.num_items, encoder.hidden_size, encoder.max_len) == (30, 8, 5)
+    assert all(type(v) is int for v in (encoder.num_items, encoder.hidden_size, encoder.max_len))
+    assert encoder(torch.tensor([[0, 3, 4]])).shape == (1, 3, 8)
+    kmeans = s4.KMeans(np.int64(3), num_iters=np.int64(2), seed=np.uint32(1), chunk_size=torch.tensor(4))
+    assert all(type(v) is int for v in (kmeans.num_clusters, kmeans.num_iters, kmeans.seed, kmeans.chunk_size))
+    clusters = s4.OnlineIntentClustering(np.int64(4), np.int64(3), num_iters=np.int16(2))
+    assert all(type(v) is int for v in (clusters.hidden_size, clusters.num_prototypes, clusters.num_iters))
+    assert type(s4.SinkhornKnopp(num_iters=np.int64(3)).num_iters) is int
+    q = s4.sinkhorn_knopp(torch.zeros(4, 2), num_iters=np.int64(3))
+    assert torch.allclose(q.sum(1), torch.ones(4))
+
+
 @given(value=st.one_of(st.integers(), st.floats(), strings, st.none()))
 def test_check_bool_refuses_everything_but_bools(value):
     with pytest.raises(TypeError, match="^normalize must be a bool"):

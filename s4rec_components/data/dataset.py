@@ -32,9 +32,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .._validation import check_choice, check_int, check_integer, check_ndim, validate_args_enabled
+from .._validation import as_int, check_choice, check_int, check_integer, check_ndim, validate_args_enabled
 from ..constants import PADDING_ID
-from ..ragged import Ragged, RowIndexError, _as_int, _checked_lists
+from ..ragged import Ragged, RowIndexError, _checked_lists
 from ._files import atomic_write_bytes, item_ids_path, write_item_ids
 
 __all__ = ["MIN_SEQUENCE_LENGTH", "SPLITS", "LeaveOneOutSplit", "SequenceDataset"]
@@ -212,7 +212,7 @@ class SequenceDataset:
             given: object = user_ids
             if isinstance(given, (str, bytes)) or not isinstance(given, (Sequence, Tensor)):
                 raise TypeError(f"user_ids must be a sequence of ints, got {type(given).__name__}")
-            users = torch.tensor([_as_int(v, "user_ids entries") for v in user_ids], dtype=torch.long)
+            users = torch.tensor([as_int(v, "user_ids entries") for v in user_ids], dtype=torch.long)
         return cls(flat, offsets, users, num_items=num_items, name=name, item_ids=item_ids)
 
     # ------------------------------------------------------------------ basic access
@@ -249,7 +249,7 @@ class SequenceDataset:
             >>> data.sequence(0).tolist(), data.sequence(-1).tolist()
             ([1, 2, 3], [4, 5, 6, 1])
         """
-        i, u = _as_int(user, "user"), self.num_users
+        i, u = as_int(user, "user"), self.num_users
         if not -u <= i < u:
             raise RowIndexError(f"user {i} is out of range for {u} users (valid: -{u} .. {u - 1})")
         i %= u
@@ -469,8 +469,8 @@ class LeaveOneOutSplit:
 
     def __post_init__(self) -> None:
         """Structure only (types, shapes, row counts): built by hand, a split must still fit."""
-        check_int(self.num_items, "num_items", 1)
-        check_int(self.max_len, "max_len", 1)
+        self.num_items = check_int(self.num_items, "num_items", 1)
+        self.max_len = check_int(self.max_len, "max_len", 1)
         check_ndim(self.lengths, 1, "lengths", "(u,)")
         check_integer(self.lengths, "lengths")
         users = self.lengths.shape[0]
