@@ -254,11 +254,8 @@ def load(data: str | None, num_users: int, data_root: str) -> SequenceDataset:
 def train(args: argparse.Namespace, dataset: SequenceDataset | None = None) -> dict[str, Any]:
     """Train, select on valid, test once; the library's value-check switch (global, turned off
     after the first step) is put back as it was however the run ends."""
-    checks = validate_args_enabled()
-    try:
+    with set_validate_args(validate_args_enabled()):   # on exit: the setting it found
         return _train(args, dataset)
-    finally:
-        set_validate_args(checks)
 
 
 def _train(args: argparse.Namespace, dataset: SequenceDataset | None) -> dict[str, Any]:
