@@ -59,7 +59,7 @@ class RowIndexError(IndexError, ValueError):
 
 def _checked_lists(rows: object, name: str) -> tuple[Tensor, Tensor]:
     """``rows`` (a sequence of sequences of ints) as CPU int64 CSR ``(values, offsets)``; every
-    entry checked (``_as_int``, int64 range), errors naming ``name[i]``."""
+    entry checked (``as_int``, int64 range), errors naming ``name[i]``."""
     if isinstance(rows, (str, bytes, Tensor)) or not isinstance(rows, Sequence):
         raise TypeError(f"{name} must be a sequence of sequences of ints, got {type(rows).__name__}")
     flat: list[int] = []

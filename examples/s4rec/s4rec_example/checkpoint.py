@@ -255,8 +255,8 @@ def check_weights_fit(path: str | Path, checkpoint: Checkpoint) -> None:
     The item table must hold ``num_items + 2`` rows (checked first, for a message that names the
     count; the shape comparison below would refuse it too). Then the model of the checkpoint's
     settings, built on the ``meta`` device (no memory), must have exactly the weights' names and
-    shapes, so forged sizes
-    (``hidden_size = 2**40``) fail as one ``CheckpointError`` instead of an allocation.
+    shapes, so forged sizes (``hidden_size = 2**40``) fail as one ``CheckpointError`` instead of
+    an allocation.
     ``num_layers`` is bounded first by the number of weights (every layer has some), so that the
     meta build itself stays small.
     """
