@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import (
+    as_index,
     check_generator,
     check_int,
     check_integer,
@@ -62,21 +63,35 @@ _FLOAT64_DEVICES = ("cpu", "cuda")
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_item_ids(item_ids: object, max_id: int | None, name: str = "item_ids") -> Tensor:
-    """Validate a ``(b, l)`` left-padded long batch with ids in ``[0, max_id]``.
+def _check_item_ids(
+    item_ids: object, max_id: int | None, written: int, name: str = "item_ids"
+) -> tuple[Tensor, torch.dtype]:
+    """Validate a ``(b, l)`` left-padded integer batch with ids in ``[0, max_id]``.
 
     Shape and dtype always; the id range and the padding side (value checks, which read
     the device) only while validation is enabled. ``max_id=None`` checks only ``>= 0``.
+    ``written`` is the largest id the call may write into its result (0 when it writes no
+    new id).
+
+    Returns the ids as int64, the dtype the operations compute in, and the dtype of the
+    result: ``int32`` stays ``int32`` (refused when ``written`` does not fit in it), every
+    other integer dtype gives ``int64``, as :func:`~s4rec_components._validation.as_index`
+    treats ids elsewhere in the library.
     """
     ids = check_tensor(item_ids, name)
     check_ndim(ids, 2, name, "(b, l)")
     check_integer(ids, name)
-    if ids.dtype != torch.long:
-        raise TypeError(f"{name} must have dtype torch.long, got dtype {ids.dtype}")
     if ids.shape[1] == 0:
         raise ValueError(f"{name} must have length l >= 1, got shape {tuple(ids.shape)}")
+    result = as_index(ids).dtype
+    if result == torch.int32 and written > _INT32_MAX:
+        raise ValueError(
+            f"{name} is int32 but this call may write id {written} (num_items or mask_id), "
+            f"more than int32 holds ({_INT32_MAX}); pass int64 ids"
+        )
+    ids = ids.long()
     if not reads_values(ids) or ids.numel() == 0:
-        return ids
+        return ids, result
     lo, hi = (int(v) for v in torch.aminmax(ids))
     if lo < PADDING_ID or (max_id is not None and hi > max_id):
         upper = "inf)" if max_id is None else f"{max_id}]"
@@ -89,9 +104,10 @@ def _check_item_ids(item_ids: object, max_id: int | None, name: str = "item_ids"
             f"{name} must be left-padded (zeros only before the first real item); row {row} "
             f"is not: {ids[row].tolist()}"
         )
-    return ids
+    return ids, result
 
 
+_INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
 _MAX_NUM_ITEMS = _INT64_MAX - 1
 """Largest ``num_items``: the default mask id ``num_items + 1`` must fit in int64."""
@@ -305,7 +321,7 @@ def mask_items(
     r"""Write ``mask_id`` at $\lfloor \gamma n_u \rfloor$ distinct random real slots (Eq. 2).
 
     Args:
-        item_ids: ``(b, l)`` long ids, left-padded with 0, in ``[0, max(num_items + 1,
+        item_ids: ``(b, l)`` integer ids, left-padded with 0, in ``[0, max(num_items + 1,
             mask_id)]`` (an input may already hold the mask id).
         num_items: largest real item id $n$ (required: the mask id must not be a real item
             of the catalogue, whatever the batch holds). >= 1.
@@ -315,7 +331,7 @@ def mask_items(
         generator: source of randomness, on ``item_ids.device``.
 
     Returns:
-        ``(b, l)`` long, a new tensor.
+        ``(b, l)``, a new tensor: int32 for int32 ids, else long.
 
     Raises:
         ValueError, TypeError: as :class:`SequenceAugmenter`.
@@ -330,9 +346,9 @@ def mask_items(
     n = _check_num_items(num_items)
     gamma = check_probability(ratio, "ratio")
     masked = n + 1 if mask_id is None else _check_mask_id(mask_id, n)
-    ids = _check_item_ids(item_ids, max(n + 1, masked))
+    ids, dtype = _check_item_ids(item_ids, max(n + 1, masked), masked)
     check_generator(generator)
-    return _mask(ids, _draw(ids, ("mask",), n, None, generator), gamma, masked)
+    return _mask(ids, _draw(ids, ("mask",), n, None, generator), gamma, masked).to(dtype)
 
 
 def crop_items(
@@ -341,12 +357,13 @@ def crop_items(
     r"""Keep a random contiguous window of $\max(\lfloor \eta n_u \rfloor, 1)$ items (Eq. 3).
 
     Args:
-        item_ids: ``(b, l)`` long ids >= 0, left-padded with 0.
+        item_ids: ``(b, l)`` integer ids >= 0, left-padded with 0.
         ratio: $\eta \in [0, 1]$.
         generator: source of randomness, on ``item_ids.device``.
 
     Returns:
-        ``(b, l)`` long, the window right-aligned and left-padded.
+        ``(b, l)``, the window right-aligned and left-padded; int32 for int32 ids, else
+        long.
 
     Raises:
         ValueError, TypeError: as :class:`SequenceAugmenter`.
@@ -359,9 +376,9 @@ def crop_items(
         tensor([[0, 0, 0, 1, 2]])
     """
     eta = check_probability(ratio, "ratio")
-    ids = _check_item_ids(item_ids, None)
+    ids, dtype = _check_item_ids(item_ids, None, PADDING_ID)
     check_generator(generator)
-    return _crop(ids, _draw(ids, ("crop",), 1, None, generator), eta)
+    return _crop(ids, _draw(ids, ("crop",), 1, None, generator), eta).to(dtype)
 
 
 def reorder_items(
@@ -370,12 +387,13 @@ def reorder_items(
     r"""Shuffle one random contiguous window of $\lfloor \beta n_u \rfloor$ items (Eq. 4).
 
     Args:
-        item_ids: ``(b, l)`` long ids >= 0, left-padded with 0.
+        item_ids: ``(b, l)`` integer ids >= 0, left-padded with 0.
         ratio: $\beta \in [0, 1]$.
         generator: source of randomness, on ``item_ids.device``.
 
     Returns:
-        ``(b, l)`` long, the same multiset per row; slots outside the window unchanged.
+        ``(b, l)``, the same multiset per row; slots outside the window unchanged; int32
+        for int32 ids, else long.
 
     Raises:
         ValueError, TypeError: as :class:`SequenceAugmenter`.
@@ -388,9 +406,9 @@ def reorder_items(
         tensor([[0, 4, 3, 2, 1]])
     """
     beta = check_probability(ratio, "ratio")
-    ids = _check_item_ids(item_ids, None)
+    ids, dtype = _check_item_ids(item_ids, None, PADDING_ID)
     check_generator(generator)
-    return _reorder(ids, _draw(ids, ("reorder",), 1, None, generator), beta)
+    return _reorder(ids, _draw(ids, ("reorder",), 1, None, generator), beta).to(dtype)
 
 
 def insert_items(
@@ -404,7 +422,7 @@ def insert_items(
     r"""Insert $\max(\lfloor \alpha n_u \rfloor, 1)$ random items, keep the last l (Eq. 5).
 
     Args:
-        item_ids: ``(b, l)`` long ids in ``[0, num_items + 1]``, left-padded with 0.
+        item_ids: ``(b, l)`` integer ids in ``[0, num_items + 1]``, left-padded with 0.
         num_items: largest real item id $n$ (required); inserted ids are uniform on
             ``1..n`` unless ``insert_pool`` is given. >= 1.
         ratio: $\alpha \in [0, 1]$.
@@ -412,7 +430,8 @@ def insert_items(
         generator: source of randomness, on ``item_ids.device``.
 
     Returns:
-        ``(b, l)`` long, $\min(n_u + k_u, l)$ items per row, left-padded.
+        ``(b, l)``, $\min(n_u + k_u, l)$ items per row, left-padded; int32 for int32 ids,
+        else long.
 
     Raises:
         ValueError, TypeError: as :class:`SequenceAugmenter`.
@@ -428,9 +447,9 @@ def insert_items(
     n = _check_num_items(num_items)
     alpha = check_probability(ratio, "ratio")
     pool = None if insert_pool is None else _check_pool(insert_pool, n)
-    ids = _check_item_ids(item_ids, n + 1)
+    ids, dtype = _check_item_ids(item_ids, n + 1, n)
     check_generator(generator)
-    return _insert(ids, _draw(ids, ("insert",), n, pool, generator), alpha)
+    return _insert(ids, _draw(ids, ("insert",), n, pool, generator), alpha).to(dtype)
 
 
 # ----------------------------------------------------------------------------- module
@@ -488,17 +507,20 @@ class SequenceAugmenter(nn.Module):
             summing to 1; default uniform.
 
     Shape:
-        - item_ids: $(b, l)$, long, left-padded with 0, ids in $[0, \max(n + 1,
+        - item_ids: $(b, l)$, any integer dtype, left-padded with 0, ids in $[0, \max(n + 1,
           \text{mask\_id})]$.
-        - output: $(b, l)$, long, same device, a new tensor (the input is not modified).
+        - output: $(b, l)$, same device, a new tensor (the input is not modified); ``int32``
+          for ``int32`` ids, ``long`` for every other integer dtype (as the encoder takes ids).
         - operations (from :meth:`with_operations`): $(b,)$, long index into ``operations``.
 
     Raises:
-        TypeError: if ``item_ids`` is not a long tensor, ``insert_pool`` not an integer
+        TypeError: if ``item_ids`` is not an integer tensor, ``insert_pool`` not an integer
             tensor, ``num_items`` or ``mask_id`` not an int (bools refused), a ratio or
             probability not a real number, or ``operations`` a single string or not a sequence
             (``None``, a number).
-        ValueError: if ``item_ids`` is not 2-D or has ``l = 0``; with validation on, if it
+        ValueError: if ``item_ids`` is not 2-D or has ``l = 0``, or is ``int32`` while an id
+            this module may write (``mask_id`` with ``mask``, ``num_items`` with ``insert``)
+            does not fit in int32; with validation on, if it
             holds ids outside the range above or has a row that is not left-padded (a zero
             after its first real item; the message names the first such row, so a batch
             masked with ``mask_id=0`` cannot be fed back); if a ratio is outside [0, 1] or
@@ -621,12 +643,12 @@ class SequenceAugmenter(nn.Module):
         """Augment every row with one operation drawn for it; see the class docstring.
 
         Args:
-            item_ids: ``(b, l)`` long ids, left-padded with 0.
+            item_ids: ``(b, l)`` integer ids, left-padded with 0.
             generator: source of all random draws; must live on ``item_ids.device``.
                 ``None`` uses the default generator of that device.
 
         Returns:
-            The ``(b, l)`` long augmented batch.
+            The ``(b, l)`` augmented batch (int32 for int32 ids, else long).
         """
         return self.with_operations(item_ids, generator)[0]
 
@@ -636,11 +658,12 @@ class SequenceAugmenter(nn.Module):
         """Like ``forward``, and also the operation each row got.
 
         Args:
-            item_ids: ``(b, l)`` long ids, left-padded with 0.
+            item_ids: ``(b, l)`` integer ids, left-padded with 0.
             generator: source of all random draws, on ``item_ids.device``.
 
         Returns:
-            ``(views, operations)``: the ``(b, l)`` long augmented batch and the ``(b,)``
+            ``(views, operations)``: the ``(b, l)`` augmented batch (int32 for int32 ids,
+            else long) and the ``(b,)``
             long index into ``self.operations`` of the operation of each row.
 
         Examples:
@@ -651,9 +674,14 @@ class SequenceAugmenter(nn.Module):
             >>> [aug.operations[i] for i in ops.tolist()], views.tolist()  # crop keeps the whole row
             (['mask', 'crop', 'mask'], [[0, 6, 6, 6], [4, 5, 3, 2], [0, 0, 6, 6]])
         """
-        ids = _check_item_ids(item_ids, max(self.num_items + 1, self.mask_id))
+        written = max(
+            self.mask_id if "mask" in self._kinds else PADDING_ID,
+            self.num_items if "insert" in self._kinds else PADDING_ID,
+        )
+        ids, dtype = _check_item_ids(item_ids, max(self.num_items + 1, self.mask_id), written)
         check_generator(generator)
-        return self._augment(ids, generator)
+        views, operations = self._augment(ids, generator)
+        return views.to(dtype), operations
 
     def _augment(
         self, item_ids: Tensor, generator: torch.Generator | None

@@ -15,7 +15,7 @@ from typing import Any
 import hypothesis.strategies as st
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from test_contrastive import count_host_reads
 
 from s4rec_components import SequenceAugmenter, set_validate_args
@@ -271,6 +271,59 @@ def test_functions_match_single_operation_module(
     assert torch.equal(got, expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+@given(batch=augment_batches(), seed=seeds)
+@settings(max_examples=15)
+def test_other_integer_dtypes_give_the_values_of_long_ids(
+    dtype: torch.dtype, batch: tuple[torch.Tensor, int, torch.Tensor], seed: int
+) -> None:
+    # int32 ids come back int32 and every other integer dtype long (the encoder's rule), with
+    # the values long ids give under the same generator state
+    ids, num_items, pool = batch
+    assume(num_items + 1 <= torch.iinfo(dtype).max)
+    narrow = ids.to(dtype)
+    expected_dtype = torch.int32 if dtype == torch.int32 else torch.long
+    aug = SequenceAugmenter(num_items, insert_pool=pool, reorder_ratio=0.6)
+    expected = aug.with_operations(ids, generator=torch.Generator().manual_seed(seed))
+    got = aug.with_operations(narrow, generator=torch.Generator().manual_seed(seed))
+    assert got[0].dtype == expected_dtype and got[1].dtype == torch.long
+    assert torch.equal(got[0].long(), expected[0]) and torch.equal(got[1], expected[1])
+    calls = (
+        lambda x, g: mask_items(x, num_items=num_items, generator=g),
+        lambda x, g: crop_items(x, generator=g),
+        lambda x, g: reorder_items(x, ratio=0.6, generator=g),
+        lambda x, g: insert_items(x, num_items=num_items, insert_pool=pool, generator=g),
+    )
+    for call in calls:
+        want = call(ids, torch.Generator().manual_seed(seed))
+        have = call(narrow, torch.Generator().manual_seed(seed))
+        assert have.dtype == expected_dtype and torch.equal(have.long(), want)
+    assert torch.equal(narrow, ids.to(dtype))  # the input is not modified
+
+
+def test_int32_ids_refused_only_when_a_written_id_overflows() -> None:
+    ids = torch.tensor([[0, 1, 2]], dtype=torch.int32)
+    top = 2**31 - 1
+    for call in (
+        lambda: mask_items(ids, num_items=top),  # mask id 2**31
+        lambda: insert_items(ids, num_items=top + 1),
+        lambda: SequenceAugmenter(top)(ids),
+        lambda: SequenceAugmenter(5, operations=("mask",), mask_id=top + 1).with_operations(ids),
+    ):
+        with pytest.raises(ValueError, match="int32 but this call may write id 2147483648"):
+            call()
+    assert mask_items(ids, num_items=top - 1, ratio=1.0).tolist() == [[0, top, top]]
+    assert mask_items(ids, num_items=top - 1, ratio=1.0).dtype == torch.int32
+    # Operations that write no new id take int32 ids whatever num_items is.
+    for aug in (
+        SequenceAugmenter(2**40, operations=("crop", "reorder")),
+        SequenceAugmenter(2**40, operations=("crop", "mask", "reorder"), mask_id=0),
+    ):
+        assert aug(ids).dtype == torch.int32
+    assert crop_items(ids).dtype == reorder_items(ids).dtype == torch.int32
+    assert mask_items(ids.long(), num_items=top).dtype == torch.long
+
+
 @given(batch=left_padded(max_items=5), extra=st.integers(1, 1000), seed=seeds)
 @settings(max_examples=20)
 def test_mask_id_comes_from_num_items_not_the_batch(
@@ -479,7 +532,7 @@ def test_repeated_operation_names() -> None:
     [
         ([[0, 1]], TypeError, "torch.Tensor"),
         (torch.tensor([[0.0, 1.0]]), TypeError, "integer"),
-        (torch.tensor([[0, 1]], dtype=torch.int32), TypeError, "torch.long"),
+        (torch.tensor([[0, 1]], dtype=torch.bool), TypeError, "integer"),
         (torch.tensor([0, 1]), ValueError, r"\(b, l\)"),
         (torch.zeros(2, 0, dtype=torch.long), ValueError, "l >= 1"),
         (torch.tensor([[0, 7]]), ValueError, r"\[0, 6\]"),
