@@ -409,10 +409,18 @@ def test_tutorial_time_budget_stops_after_the_epoch_that_spends_it(tmp_path, cap
         (["--data", "{tmp}/bad.txt"], "line 2"),
         (["--epochs", "0"], "--epochs must be >= 1"),
         (["--max-minutes", "nan"], "--max-minutes"),
+        (["--lr", "nan"], "--lr must be a finite number > 0"),
+        (["--weight", "-1"], "--weight must be a finite number >= 0"),
+        (["--weight", "inf"], "--weight must be a finite number >= 0"),
+        (["--device", "tpu"], "not a torch device"),
+        (["--device", "cuda:99"], "CUDA device(s)"),
+        (["--output", "{tmp}"], "is a folder"),
+        (["--data", "{tmp}/three.txt"], "needs at least 4 items"),
     ],
 )
 def test_tutorial_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
     (tmp_path / "bad.txt").write_text("1 1 2 3\n2 5 x 7\n")
+    (tmp_path / "three.txt").write_text("1 1 2 3\n2 2 3 4\n")
     tutorial = load_tutorial()
     with pytest.raises(SystemExit) as exit_info:
         tutorial.main([a.format(tmp=tmp_path) for a in argv] + ["--threads", "1"])

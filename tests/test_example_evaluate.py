@@ -94,6 +94,9 @@ def test_a_checkpoint_on_other_data_is_refused(run, tmp_path, capsys):
     ("argv", "message"),
     [
         (["--checkpoint", "/no/such.pt"], "no such file"),
+        (["--checkpoint", "RUN"], "is a folder, not a checkpoint file (a run folder: pass its best.pt or last.pt)"),
+        (["--checkpoint", "BEST", "--output", "ranks.csv"], "must end in .pt or .json"),
+        (["--checkpoint", "BEST", "--output", "ranks"], "must end in .pt or .json"),
         (["--checkpoint", "BEST", "--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "--device"),
         (["--checkpoint", "BEST", "--eval-batch-size", "0"], "must be >= 1"),
         (["--checkpoint", "BEST", "--max-len", "11"], "exceeds the checkpoint's position table"),
@@ -102,7 +105,8 @@ def test_a_checkpoint_on_other_data_is_refused(run, tmp_path, capsys):
 )
 def test_evaluate_argument_errors_exit_2(run, argv, message, capsys):
     folder, data_path, _ = run
-    argv = [str(folder / "run" / "best.pt") if a == "BEST" else a for a in argv]
+    named = {"BEST": str(folder / "run" / "best.pt"), "RUN": str(folder / "run")}
+    argv = [named.get(a, a) for a in argv]
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["--data", str(data_path), *argv])
     err = capsys.readouterr().err.strip().splitlines()

@@ -338,6 +338,6 @@ def test_a_converted_ml1m_goes_through_download_dataset_and_other_local_files_ar
     (tmp_path / "ml-1m.txt.sha256").write_text("0" * 64 + "  ml-1m.txt\n")
     assert resolve_data_path("ML-1M", tmp_path) is None  # converted here: download_dataset decides
     (tmp_path / "Beauty.txt").write_text("1 1 2 3\n")
-    (tmp_path / "Beauty.txt.sha256").write_text("0" * 64 + "  Beauty.txt\n")
-    assert resolve_data_path("Beauty", tmp_path) == tmp_path / "Beauty.txt"
+    assert resolve_data_path("Beauty", tmp_path) is None  # there, but download_dataset checks it
     assert resolve_data_path("Toys", tmp_path) is None  # not there: downloaded
+    assert resolve_data_path(str(tmp_path / "Beauty.txt"), "elsewhere") == tmp_path / "Beauty.txt"

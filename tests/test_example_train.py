@@ -245,6 +245,30 @@ def test_a_failed_download_exits_2_with_one_line_and_leaves_nothing(tmp_path, mo
     assert not root.exists() and not folder.exists()
 
 
+def test_data_without_a_training_pair_exits_2(tmp_path, capsys):
+    # every user has 3 items: leave-one-out keeps 2 for valid and test, so nothing is left to train on
+    data, folder = tmp_path / "three.txt", tmp_path / "run"
+    data.write_text("1 1 2 3\n2 2 3 4\n")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--data", str(data), "--output", str(folder), *TINY])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "needs at least 4 items" in err[0]
+    assert not folder.exists()
+
+
+def test_a_named_dataset_that_fails_its_checksum_exits_2_and_trains_nothing(tmp_path, capsys):
+    # a cut-short or edited Beauty.txt in --data-root must not be trained on under Beauty's name
+    root, folder = tmp_path / "data", tmp_path / "run"
+    root.mkdir()
+    (root / "Beauty.txt").write_text("1 1 2 3\n2 2 3 1\n")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--data", "Beauty", "--data-root", str(root), "--output", str(folder), *TINY])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("train.py: error:") and "checksum mismatch" in err[0]
+    assert not folder.exists()
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -331,15 +355,24 @@ def test_a_malicious_last_pt_is_refused_not_executed(tmp_path, capsys):
     part = tmp_path / "part"
     _train(part, preset="sasrec", epochs=2, stop_after_epochs=1)
     marker = tmp_path / "pwned"
-    with open(part / "last.pt", "wb") as handle:
-        pickle.dump({"format": FORMAT, "model": _Payload(str(marker))}, handle)
-    torch.save({"format": FORMAT, "version": 1, "evil": _Payload(str(marker))}, part / "best.pt")
+    torch.save({"format": FORMAT, "version": 1, "evil": _Payload(str(marker))}, part / "last.pt")
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--resume", str(part)])
     assert exit_info.value.code == 2 and "last.pt: refused, it holds Python objects beyond tensors" in capsys.readouterr().err
-    with pytest.raises(CheckpointError):
+    with open(part / "best.pt", "wb") as handle:  # a bare pickle, not torch.save's zip
+        pickle.dump({"format": FORMAT, "model": _Payload(str(marker))}, handle)
+    with pytest.raises(CheckpointError, match="refused, it is not a checkpoint written by torch.save"):
         load_checkpoint(part / "best.pt")
     assert not marker.exists()
+
+
+def test_a_file_of_another_kind_is_named_as_such_not_as_a_dangerous_pickle(tmp_path):
+    (tmp_path / "config.json").write_text('{"preset": "sasrec"}')
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="config.json: refused, it is not a checkpoint written by torch.save"):
+        load_checkpoint(tmp_path / "config.json")
+    with pytest.raises(CheckpointError, match="empty.pt: refused, damaged or not a torch file"):
+        load_checkpoint(tmp_path / "empty.pt")
 
 
 @pytest.mark.parametrize("module", ["cli", "evaluate", "report", "headtail"])

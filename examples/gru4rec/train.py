@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import subprocess
 import sys
 import time
@@ -397,6 +398,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_device(name: str) -> None:
+    """Refuse, before any training, a device this machine does not have."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        fail(f"--device {name!r}: not a torch device (e.g. cpu, cuda, cuda:1, mps)")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            fail(f"--device {name}: this machine has {count} CUDA device(s) usable by this torch build")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        fail(f"--device {name}: MPS is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        fail(f"--device {name!r}: expected cpu, cuda, cuda:N or mps")
+
+
 def fail(message: str) -> NoReturn:
     """A user error: one line on stderr, exit status 2 (as argparse does, without the usage)."""
     print(f"train.py: error: {message}", file=sys.stderr)
@@ -411,10 +428,19 @@ def main(argv: list[str] | None = None) -> int:
             fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_minutes is not None and not args.max_minutes >= 0:   # also refuses nan
         fail(f"--max-minutes must be >= 0, got {args.max_minutes}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        fail(f"--lr must be a finite number > 0, got {args.lr}")
+    if not (math.isfinite(args.weight) and args.weight >= 0):
+        fail(f"--weight must be a finite number >= 0, got {args.weight}")
+    check_device(args.device)
+    if args.output and Path(args.output).is_dir():
+        fail(f"--output {args.output}: is a folder; pass the path of a .json file to write")
     try:  # a missing, unreadable or malformed data file, or a failed download
         dataset = load(args.data, args.num_users, args.data_root)
     except (OSError, ValueError, DownloadError) as err:
         fail(f"--data {args.data}: {err}")
+    if not bool((dataset.lengths >= 4).any()):   # leave-one-out keeps the last 2 for valid and test
+        fail(f"--data {args.data}: no user has an item to train on (a user needs at least 4 items)")
     record = train(args, dataset)
     if args.output:
         out = Path(args.output)

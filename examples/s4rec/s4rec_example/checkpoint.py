@@ -223,8 +223,11 @@ def load_tensor_file(path: str | Path, map_location: Any = "cpu", *, hint: str =
     is one ``CheckpointError`` naming it, and is never unpickled."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        reason = "it holds Python objects beyond tensors, which only a full unpickle (able to run code) would load"
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" in str(err):  # the safe unpickler met a reference to a Python class or function
+            reason = "it holds Python objects beyond tensors, which only a full unpickle (able to run code) would load"
+        else:  # it stopped at the first bytes: JSON, text, a bare pickle, ...
+            reason = "it is not a checkpoint written by torch.save (another kind of file, or damaged)"
     except Exception as err:  # RuntimeError for broken zips, EOFError, ...
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         reason = f"damaged or not a torch file ({type(err).__name__}: {first[:160]})"

@@ -40,7 +40,7 @@ from .config import (
     PRESETS,
     TrainConfig,
 )
-from .data import data_fingerprint, dataset_label, load_dataset, prepare, resolve_data_path
+from .data import MIN_TRAINING_LENGTH, data_fingerprint, dataset_label, load_dataset, prepare, resolve_data_path
 from .evaluate import check_compatible, format_table
 from .loop import RunFiles, Shard, run_training
 
@@ -426,6 +426,11 @@ def _train(
         dataset = load_dataset(config)
         if dataset.num_users < 1:
             raise common.UsageError(f"--data {config.data}: no users")
+        if not bool((dataset.lengths >= MIN_TRAINING_LENGTH).any()):
+            raise common.UsageError(
+                f"--data {config.data}: no user has an item to train on; leave-one-out keeps each user's last "
+                f"two items for validation and test, so a user needs at least {MIN_TRAINING_LENGTH} items"
+            )
         if args.resume is not None and checkpoint is not None:  # the data file may have changed since
             check_compatible(checkpoint.num_items, checkpoint.item_ids, dataset, f"{folder / 'last.pt'}",
                              str(config.data or "(generated data)"))

@@ -161,7 +161,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default: str) -> None
         "--data",
         default=None,
         help="one-line-per-user .txt, a RecBole .inter file, or a dataset name "
-        f"({', '.join(DATASET_NAMES)}) looked up in --data-root and downloaded there if missing; "
+        f"({', '.join(DATASET_NAMES)}) looked up in --data-root, downloaded there if missing and checked against its public checksum; "
         f"default: {default}",
     )
     parser.add_argument("--data-root", default="data", help="folder of named datasets")

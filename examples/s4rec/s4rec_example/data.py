@@ -27,6 +27,7 @@ from .config import TrainConfig
 
 __all__ = [
     "DATASET_NAMES",
+    "MIN_TRAINING_LENGTH",
     "NegativeSampler",
     "TrainData",
     "data_fingerprint",
@@ -42,14 +43,22 @@ DATASET_NAMES = ("Beauty", "Sports", "Toys", "ML-1M")
 _FILE_STEMS = {"Beauty": "Beauty", "Sports": "Sports_and_Outdoors", "Toys": "Toys_and_Games", "ML-1M": "ml-1m"}
 _LABELS = {stem.lower(): name for name, stem in _FILE_STEMS.items()}
 NEGATIVE_RESAMPLE_ROUNDS = 8  # redraws of negatives that hit one of the user's own items
+# Leave-one-out keeps a user's last two items for validation and test; the rest must hold an
+# input and its next item for the user to add a training pair.
+MIN_TRAINING_LENGTH = 4
 
 
 def resolve_data_path(data: str, data_root: str | Path) -> Path | None:
-    """The local file of ``--data`` (a path, or a dataset name found under ``data_root``).
+    """The local file of ``--data`` when it is read as it is, or ``None`` when ``download_dataset``
+    must supply (and check) it.
 
-    Returns ``None`` for a known dataset name that is not on disk yet (it will be downloaded),
-    and for an ``ml-1m.txt`` that this library converted (its checksum record is beside it):
-    ``download_dataset`` checks that one and converts it again when an older version made it.
+    A path to a file is the user's own data: read as it is. Beauty, Sports and Toys always go
+    through ``download_dataset``, which checks a cached file against the public file's SHA-256 on
+    every use (a cut-short or edited ``Beauty.txt`` in ``data_root`` is refused, never trained on
+    under the dataset's name) and downloads a missing one. ``ml-1m.txt`` has no published
+    checksum: one placed in ``data_root`` by hand (no checksum record beside it) is read as it
+    is, and one that this library converted goes back to ``download_dataset``, which checks it
+    and converts it again when an older version made it.
 
     Raises:
         FileNotFoundError: for a path that does not exist and is not a known dataset name.
@@ -57,11 +66,11 @@ def resolve_data_path(data: str, data_root: str | Path) -> Path | None:
     path = Path(data)
     if path.is_file():
         return path
+    if data == "ML-1M":
+        candidate = Path(data_root) / f"{_FILE_STEMS[data]}.txt"
+        by_hand = candidate.is_file() and not candidate.with_name(candidate.name + ".sha256").is_file()
+        return candidate if by_hand else None
     if data in DATASET_NAMES:
-        for candidate in (Path(data_root) / f"{_FILE_STEMS[data]}.txt", Path(data_root) / f"{data}.txt"):
-            if candidate.is_file():
-                converted = candidate.with_name(candidate.name + ".sha256").is_file()
-                return None if data == "ML-1M" and converted else candidate
         return None
     if path.exists():
         raise FileNotFoundError(f"--data {data!r} is not a file")

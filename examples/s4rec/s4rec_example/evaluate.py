@@ -175,10 +175,17 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
     common.set_threads(args.threads)
     for name in ("checkpoint", "iclrec_checkpoint"):
         value = getattr(args, name)
+        flag = f"--{name.replace('_', '-')} {value!r}"
+        if value is not None and Path(value).is_dir():
+            hint = " (a run folder: pass its best.pt or last.pt)" if name == "checkpoint" else ""
+            raise common.UsageError(f"{flag}: is a folder, not a checkpoint file{hint}")
         if value is not None and not Path(value).is_file():
-            raise common.UsageError(f"--{name.replace('_', '-')} {value!r}: no such file")
-    if args.output is not None and not Path(args.output).resolve().parent.is_dir():
-        raise common.UsageError(f"--output {args.output!r}: the folder does not exist")
+            raise common.UsageError(f"{flag}: no such file")
+    if args.output is not None:
+        if Path(args.output).suffix not in (".pt", ".json"):
+            raise common.UsageError(f"--output {args.output!r}: must end in .pt or .json (the format written)")
+        if not Path(args.output).resolve().parent.is_dir():
+            raise common.UsageError(f"--output {args.output!r}: the folder does not exist")
     if args.data is None and args.iclrec_checkpoint is not None:
         raise common.UsageError("--iclrec-checkpoint needs --data (its file does not say which data it was trained on)")
     started = time.perf_counter()
