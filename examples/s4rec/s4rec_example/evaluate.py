@@ -175,11 +175,13 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
     common.set_threads(args.threads)
     for name in ("checkpoint", "iclrec_checkpoint"):
         value = getattr(args, name)
+        if value is None:
+            continue
         flag = f"--{name.replace('_', '-')} {value!r}"
-        if value is not None and Path(value).is_dir():
+        if Path(value).is_dir():
             hint = " (a run folder: pass its best.pt or last.pt)" if name == "checkpoint" else ""
             raise common.UsageError(f"{flag}: is a folder, not a checkpoint file{hint}")
-        if value is not None and not Path(value).is_file():
+        if not Path(value).is_file():
             raise common.UsageError(f"{flag}: no such file")
     if args.output is not None:
         if Path(args.output).suffix not in (".pt", ".json"):
