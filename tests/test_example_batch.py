@@ -47,16 +47,20 @@ def test_runs_the_plan_collects_results_and_keeps_finished_runs(tmp_path, capsys
     assert (work / "a-sasrec" / "results.json").stat().st_mtime_ns == stamp
 
 
-def test_an_interrupted_run_is_resumed_to_the_uninterrupted_result(tmp_path):
+@pytest.mark.parametrize("how", ["killed", "cut by its budget"])
+def test_an_interrupted_run_is_resumed_to_the_uninterrupted_result(how, tmp_path):
     args = ["--preset", "sasrec", "--epochs", "3", *TINY.split(), "--quiet"]
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         whole = cli.train([*args, "--output", str(tmp_path / "whole")])
-        part = cli.train([*args, "--output", str(tmp_path / "work" / "r")], stop_after_epochs=1)
+        if how == "killed":
+            part = cli.train([*args, "--output", str(tmp_path / "work" / "r")], stop_after_epochs=1)
+        else:
+            part = cli.train([*args, "--output", str(tmp_path / "work" / "r"), "--max-minutes", "0"])
     finally:
         torch.set_num_threads(threads)
-    assert part["status"] == "interrupted"
+    assert part["status"] == ("interrupted" if how == "killed" else "finished") and part["epochs_run"] == 1
     plan = _plan(tmp_path, "r " + " ".join(args) + "\n")
     assert batch.main(["--plan", str(plan), "--work", str(tmp_path / "work"), "--output", str(tmp_path / "out"),
                        "--", "--threads", "1", "--hidden-size", "64"]) == 0  # not a per-call flag: dropped

@@ -164,6 +164,24 @@ def test_max_minutes_stops_after_the_epoch_that_exceeds_it_and_tests_the_best(tm
     assert roomy["stopped_by"] == "max_epochs" and roomy["epochs_run"] == 2
 
 
+def test_a_run_cut_by_its_time_budget_goes_on_with_resume_as_if_never_cut(tmp_path, capsys):
+    """--max-minutes ends a run early; --resume trains on to the uninterrupted run's end, bit for bit."""
+    whole = _train(tmp_path / "whole", preset="sasrec", epochs=3)
+    cut = _train(tmp_path / "cut", "--max-minutes", "0", preset="sasrec", epochs=3)
+    assert cut["status"] == "finished" and cut["stopped_by"] == "time_budget" and cut["epochs_run"] == 1
+    resumed = cli.train(["--resume", str(tmp_path / "cut"), "--quiet"])
+    assert resumed["stopped_by"] == "max_epochs" and resumed["epochs_run"] == 3
+    assert resumed["test"] == whole["test"]
+    for key in ("losses", "valid"):
+        assert [h[key] for h in resumed["history"]] == [h[key] for h in whole["history"]]
+    a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+    assert "resumed_with" in json.loads((tmp_path / "cut" / "results.json").read_text())
+    with pytest.raises(SystemExit) as exit_info:  # now it ended at its epoch cap: nothing left to train
+        cli.main(["--resume", str(tmp_path / "cut")])
+    assert exit_info.value.code == 2 and "stopped by max epochs" in capsys.readouterr().err
+
+
 def test_a_killed_run_is_finished_by_resume_with_max_minutes_0(tmp_path):
     """A killed run (results.json still "running", best.pt there) is tested as it stands."""
     folder = tmp_path / "part"

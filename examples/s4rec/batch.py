@@ -17,7 +17,8 @@ many of these small models, so a lease is spent on runs, not on waiting::
 
 Arguments after ``--`` are appended to every run's line (device, threads, a time budget). A run
 that fails does not stop the others; the exit status is 1 if any failed. A plan line whose
-``WORK/NAME`` already holds an unfinished run is resumed (``--resume``) instead of restarted.
+``WORK/NAME`` already holds a run that was killed or cut by its ``--max-minutes`` is resumed
+(``--resume``) instead of restarted; one that stopped early or at its epoch cap is kept.
 """
 
 from __future__ import annotations
@@ -81,10 +82,16 @@ def per_call_flags(extra: list[str]) -> list[str]:
 
 
 def _status(folder: Path) -> str | None:
+    """The run's ``status``; ``"cut"`` for one that its time budget ended (``--resume`` trains it on)."""
     try:
-        return str(json.loads((folder / "results.json").read_text()).get("status"))
+        record = json.loads((folder / "results.json").read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(record, dict):
+        return None
+    if record.get("status") == "finished" and record.get("stopped_by") == "time_budget":
+        return "cut"
+    return str(record.get("status"))
 
 
 def run_job(job: Job, extra: list[str], work: Path, output: Path) -> tuple[str, int, float]:

@@ -3,7 +3,7 @@
 Examples:
     python examples/s4rec/train.py                       # s4rec on generated data, CPU, under a minute
     python examples/s4rec/train.py --data ../shared/data/Beauty.txt --preset iclrec --threads 1
-    python examples/s4rec/train.py --resume runs/Beauty-iclrec-bce-s0   # continue a run
+    python examples/s4rec/train.py --resume runs/Beauty-iclrec-bce-s0   # continue a killed or budget-cut run
     python examples/s4rec/train.py --data ../shared/data/Beauty.txt --max-minutes 600   # stop after 10 h
     python examples/s4rec/train.py --resume runs/Beauty-s4rec-bce-s0 --max-minutes 0   # finish a killed run as is
 
@@ -122,12 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_data_arguments(p, default="generated data")
     p.add_argument("--seed", type=common.nonnegative_int, default=0, help="random seed")
     p.add_argument("--output", default=None, help="run folder; default: runs/<data>-<preset>-<loss>-s<seed>")
-    p.add_argument("--resume", default=None, metavar="DIR", help="continue the unfinished run in DIR")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR: a killed one, or one cut by its --max-minutes (it trains on "
+                        "from its last epoch); a run that stopped early or at its epoch cap is refused")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--max-minutes", type=common.nonnegative_float, default=None, metavar="M",
                    help="wall-clock budget of this call: after the epoch during which it runs out, stop, test the "
-                        "best checkpoint (results.json: stopped_by time_budget, not converged); with --resume, 0 "
-                        "finishes a killed run as it stands; default: no budget")
+                        "best checkpoint (results.json: stopped_by time_budget, not converged; --resume DIR goes on "
+                        "from there); with --resume, 0 finishes a killed run as it stands; default: no budget")
     group = p.add_argument_group("model and training (defaults: ICLRec's base; the presets named override it)")
     for name, (kind, text) in _PRESET_FLAGS.items():
         kwargs: dict[str, Any] = {"default": common.from_preset(name), "help": text}
@@ -395,8 +396,12 @@ def _train(
                                         "the run's log is not written through it")
             saved = _read_json(folder / "config.json", "--resume")
             results = folder / "results.json"
-            if results.is_file() and _read_json(results, "--resume").get("status") == "finished":
-                raise common.UsageError(f"--resume {folder}: the run is finished")
+            if results.is_file():
+                record = _read_json(results, "--resume")
+                if record.get("status") == "finished" and record.get("stopped_by") != "time_budget":
+                    how = str(record.get("stopped_by") or "its end").replace("_", " ")
+                    raise common.UsageError(f"--resume {folder}: the run is finished (stopped by {how}); "
+                                            "only a killed run or one cut by --max-minutes goes on")
             try:
                 config = TrainConfig.from_dict(saved)
             except (TypeError, ValueError, AttributeError) as err:

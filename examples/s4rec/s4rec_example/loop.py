@@ -299,9 +299,11 @@ def run_training(
     ``stop_after_epochs`` returns after that many epochs of this call without testing (an
     interruption, for tests). ``deadline`` (a :func:`time.monotonic` value; ``--max-minutes``)
     ends training after the epoch during which it passes: that epoch is validated, the best
-    checkpoint tested and ``"stopped_by"`` is ``"time_budget"``. A resumed run whose deadline has
-    already passed trains no further epoch when it has a best checkpoint (``--max-minutes 0``
-    finishes a killed run as it stands). Returns the content of ``results.json`` (on ranks other
+    checkpoint tested and ``"stopped_by"`` is ``"time_budget"``. Resuming such a run trains on
+    from its last epoch under this call's deadline (the cut epoch was validated off the
+    ``eval_every`` schedule; otherwise the run goes as if it had never stopped). A resumed run
+    whose deadline has already passed trains no further epoch when it has a best checkpoint
+    (``--max-minutes 0`` finishes a killed run as it stands). Returns the content of ``results.json`` (on ranks other
     than 0 of a ``torchrun`` job: ``{"status": "worker"}``).
     """
     torch.manual_seed(config.seed)
@@ -336,6 +338,9 @@ def run_training(
         if config.kmeans_warm_start and checkpoint.intent_centroids is not None:
             warm_centroids = checkpoint.intent_centroids.to(device)
         LOG.info("resumed from %s at epoch %d", files.last, state.epoch)
+        if state.stopped_by == "time_budget":  # an earlier call's budget ended it; this call trains on
+            state.stopped_by = None
+            LOG.info("the run was cut by its time budget after epoch %d; training goes on", state.epoch - 1)
 
     epochs = config.resolved_epochs
     extra = results_extra or (lambda: {})
