@@ -180,6 +180,13 @@ def test_a_run_cut_by_its_time_budget_goes_on_with_resume_as_if_never_cut(tmp_pa
     with pytest.raises(SystemExit) as exit_info:  # now it ended at its epoch cap: nothing left to train
         cli.main(["--resume", str(tmp_path / "cut")])
     assert exit_info.value.code == 2 and "stopped by max epochs" in capsys.readouterr().err
+    again = _train(tmp_path / "again", "--max-minutes", "0", preset="sasrec", epochs=3)
+    (tmp_path / "again" / "last.pt").unlink()  # its state gone: never retrained from scratch over the result
+    before = (tmp_path / "again" / "results.json").read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--resume", str(tmp_path / "again")])
+    assert exit_info.value.code == 2 and "last.pt is missing" in capsys.readouterr().err
+    assert (tmp_path / "again" / "results.json").read_bytes() == before and again["epochs_run"] == 1
 
 
 def test_a_killed_run_is_finished_by_resume_with_max_minutes_0(tmp_path):

@@ -412,6 +412,10 @@ def _train(
                 raise common.UsageError(f"--resume {folder / 'config.json'}: {err}") from None
             config = dataclasses.replace(config, device=args.device)
             checkpoint = None
+            if results.is_file() and not (folder / "last.pt").exists():
+                # results.json is written after last.pt: an epoch ended, so its state is gone
+                raise common.UsageError(f"--resume {folder}: last.pt is missing, so the run cannot go on "
+                                        "(a new run needs another folder or --overwrite)")
             if (folder / "last.pt").exists():
                 checkpoint = load_checkpoint(folder / "last.pt")  # tensor-only; a bad file stops here
                 if not checkpoint.resumable:
