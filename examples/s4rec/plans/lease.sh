@@ -8,8 +8,8 @@
 # then the PLAN's runs (none for -) side by side through examples/s4rec/batch.py, one per line, each given a
 # --max-minutes budget that ends it (best checkpoint tested) before SECONDS run out; a run that
 # an earlier call on the same (warm) machine left killed or cut by its budget in runs/ ($LEASE_WORK)
-# is resumed, one that stopped early or at its epoch cap is kept; with "compile", last, the torch.compile + bf16 step benchmark in what time
-# is left. What it makes goes into two archives, because a lent machine sends back only a few
+# is resumed, one that stopped early or at its epoch cap is kept; with "compile", last, the
+# torch.compile + bf16 step benchmark in what time is left. What it makes goes into two archives, because a lent machine sends back only a few
 # files: $OUT/lease.tar.gz (results.json and log of each run, benchmark JSON and logs, the
 # machine) and $OUT/runs.tar.gz (the run folders without checkpoints). Data: ../shared/data, or the dataset files
 # carried in .gpudata/ (copied there first).

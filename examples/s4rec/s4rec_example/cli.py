@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_data_arguments(p, default="generated data")
     p.add_argument("--seed", type=common.nonnegative_int, default=0, help="random seed")
     p.add_argument("--output", default=None, help="run folder; default: runs/<data>-<preset>-<loss>-s<seed>")
-    p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR: a killed one, or one cut by its --max-minutes (it trains on "
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run in DIR: a killed one, or one cut by its --max-minutes (it trains on "
                         "from its last epoch); a run that stopped early or at its epoch cap is refused")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--max-minutes", type=common.nonnegative_float, default=None, metavar="M",

@@ -303,8 +303,8 @@ def run_training(
     from its last epoch under this call's deadline (the cut epoch was validated off the
     ``eval_every`` schedule; otherwise the run goes as if it had never stopped). A resumed run
     whose deadline has already passed trains no further epoch when it has a best checkpoint
-    (``--max-minutes 0`` finishes a killed run as it stands). Returns the content of ``results.json`` (on ranks other
-    than 0 of a ``torchrun`` job: ``{"status": "worker"}``).
+    (``--max-minutes 0`` finishes a killed run as it stands). Returns the content of
+    ``results.json`` (on ranks other than 0 of a ``torchrun`` job: ``{"status": "worker"}``).
     """
     torch.manual_seed(config.seed)
     model = build_model(config, data.num_items, distributed=shard.world > 1).to(device)
