@@ -127,6 +127,11 @@ def check_integer(x: Tensor, name: str) -> None:
         raise TypeError(f"{name} must be an integer tensor (torch.long), got dtype {x.dtype}")
 
 
+def index_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype :func:`as_index` gives an integer tensor of ``dtype``: ``int32`` or ``int64``."""
+    return dtype if dtype in (torch.int32, torch.int64) else torch.int64
+
+
 def as_index(x: Tensor) -> Tensor:
     """A checked integer tensor in a dtype that torch indexes, embeds and gathers with.
 
@@ -134,7 +139,7 @@ def as_index(x: Tensor) -> Tensor:
     would otherwise index as a boolean mask, silently, and ``int8`` / ``int16`` fail deep inside
     ``embedding`` or ``gather``.)
     """
-    return x if x.dtype in (torch.int32, torch.int64) else x.long()
+    return x.to(index_dtype(x.dtype))
 
 
 def check_nonempty(x: Tensor, name: str) -> None:

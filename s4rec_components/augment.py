@@ -30,6 +30,7 @@ from ._validation import (
     check_probability,
     check_real,
     check_tensor,
+    index_dtype,
     reads_values,
 )
 from .constants import PADDING_ID
@@ -74,15 +75,15 @@ def _check_item_ids(
 
     Returns the ids as int64, the dtype the operations compute in, and the dtype of the
     result: ``int32`` stays ``int32`` (refused when ``written`` does not fit in it), every
-    other integer dtype gives ``int64``, the rule of :func:`~s4rec_components._validation.as_index`
-    (not called here: it would copy a narrow batch only to read the dtype).
+    other integer dtype gives ``int64``, as :func:`~s4rec_components._validation.as_index`
+    treats ids elsewhere in the library.
     """
     ids = check_tensor(item_ids, name)
     check_ndim(ids, 2, name, "(b, l)")
     check_integer(ids, name)
     if ids.shape[1] == 0:
         raise ValueError(f"{name} must have length l >= 1, got shape {tuple(ids.shape)}")
-    result = torch.int32 if ids.dtype == torch.int32 else torch.long
+    result = index_dtype(ids.dtype)
     if result == torch.int32 and written > _INT32_MAX:
         raise ValueError(
             f"{name} is int32 but this call may write id {written} (num_items or mask_id), "

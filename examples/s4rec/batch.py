@@ -34,6 +34,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from s4rec_example.loop import run_is_over  # this script's folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+=")
@@ -81,27 +84,23 @@ def per_call_flags(extra: list[str]) -> list[str]:
     return kept
 
 
-def _status(folder: Path) -> str | None:
-    """The run's ``status``; ``"cut"`` for one that its time budget ended (``--resume`` trains it on)."""
+def _record(folder: Path) -> dict[str, Any] | None:
+    """The run's ``results.json``, or ``None`` when there is none that reads as a JSON object."""
     try:
         record = json.loads((folder / "results.json").read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict):
-        return None
-    if record.get("status") == "finished" and record.get("stopped_by") == "time_budget":
-        return "cut"
-    return str(record.get("status"))
+    return record if isinstance(record, dict) else None
 
 
 def run_job(job: Job, extra: list[str], work: Path, output: Path) -> tuple[str, int, float]:
     folder = work / job.name
-    status = _status(folder)
+    record = _record(folder)
     train = [sys.executable, str(HERE / "train.py")]
-    if status == "finished":
-        code = 0
+    if record is not None and run_is_over(record):
+        code, elapsed = 0, 0.0  # kept as it is
     else:
-        if status is not None and (folder / "last.pt").is_file():
+        if record is not None and (folder / "last.pt").is_file():
             # a resumed run keeps its saved settings; only the per-call flags are passed again
             command = [*train, "--resume", str(folder), "--quiet", *per_call_flags(extra)]
         else:
@@ -116,7 +115,7 @@ def run_job(job: Job, extra: list[str], work: Path, output: Path) -> tuple[str, 
         shutil.copyfile(folder / "results.json", output / f"{job.name}.json")
     if (work / f"{job.name}.log").is_file():
         shutil.copyfile(work / f"{job.name}.log", output / f"{job.name}.log")
-    return job.name, code, elapsed if status != "finished" else 0.0
+    return job.name, code, elapsed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ from .config import (
 )
 from .data import MIN_TRAINING_LENGTH, data_fingerprint, dataset_label, load_dataset, prepare, resolve_data_path
 from .evaluate import check_compatible, format_table
-from .loop import RunFiles, Shard, run_training
+from .loop import RunFiles, Shard, run_is_over, run_training
 
 __all__ = ["build_parser", "main", "train"]
 
@@ -399,7 +399,7 @@ def _train(
             results = folder / "results.json"
             if results.is_file():
                 record = _read_json(results, "--resume")
-                if record.get("status") == "finished" and record.get("stopped_by") != "time_budget":
+                if run_is_over(record):
                     how = str(record.get("stopped_by") or "its end").replace("_", " ")
                     raise common.UsageError(f"--resume {folder}: the run is finished (stopped by {how}); "
                                             "only a killed run or one cut by --max-minutes goes on")

@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ __all__ = [
     "evaluate_split",
     "fused_adam_devices",
     "make_optimizer",
+    "run_is_over",
     "run_training",
     "train_epoch",
 ]
@@ -53,6 +54,12 @@ SELECTION_METRIC = "NDCG@20"
 STOP_REASONS = ("early_stopping", "max_epochs", "time_budget")
 """Values of ``results.json``'s ``"stopped_by"``: patience ran out, the epoch cap was reached, or
 the wall-clock budget of the call (``--max-minutes``) was exceeded (the run did not converge)."""
+
+
+def run_is_over(record: Mapping[str, Any]) -> bool:
+    """Whether a ``results.json`` record ends its run for good: finished, and not by the time
+    budget (``--resume`` trains a budget-cut run on; a killed one says ``"running"``)."""
+    return record.get("status") == "finished" and record.get("stopped_by") != "time_budget"
 
 
 @dataclass(frozen=True)
