@@ -169,6 +169,8 @@ def test_a_run_cut_by_its_time_budget_goes_on_with_resume_as_if_never_cut(tmp_pa
     whole = _train(tmp_path / "whole", preset="sasrec", epochs=3)
     cut = _train(tmp_path / "cut", "--max-minutes", "0", preset="sasrec", epochs=3)
     assert cut["status"] == "finished" and cut["stopped_by"] == "time_budget" and cut["epochs_run"] == 1
+    no_time = cli.train(["--resume", str(tmp_path / "cut"), "--max-minutes", "0", "--quiet"])  # trains no epoch
+    assert no_time["stopped_by"] == "time_budget" and no_time["epochs_run"] == 1
     resumed = cli.train(["--resume", str(tmp_path / "cut"), "--quiet"])
     assert resumed["stopped_by"] == "max_epochs" and resumed["epochs_run"] == 3
     assert resumed["test"] == whole["test"]
@@ -176,7 +178,11 @@ def test_a_run_cut_by_its_time_budget_goes_on_with_resume_as_if_never_cut(tmp_pa
         assert [h[key] for h in resumed["history"]] == [h[key] for h in whole["history"]]
     a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
     assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
-    assert "resumed_with" in json.loads((tmp_path / "cut" / "results.json").read_text())
+    record = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert "--max-minutes 0" in record["command"] and "--resume" not in record["command"]  # the first call
+    assert [r["after_epochs"] for r in record["resumes"]] == [1, 1]  # every resume, and where it went on
+    assert record["resumes"][0]["command"].endswith("--max-minutes 0 --quiet")
+    assert record["resumed_with"] == record["resumes"][-1]["command"]
     with pytest.raises(SystemExit) as exit_info:  # now it ended at its epoch cap: nothing left to train
         cli.main(["--resume", str(tmp_path / "cut")])
     assert exit_info.value.code == 2 and "stopped by max epochs" in capsys.readouterr().err

@@ -475,8 +475,12 @@ def _train(
             old = files.results
             if old.is_file():
                 first = json.loads(old.read_text())
+                earlier = first.get("resumes")
+                resume = {"command": command, "git_commit": provenance["git_commit"],
+                          "machine": provenance["machine"], "after_epochs": first.get("epochs_run")}
                 provenance = {**{k: first[k] for k in provenance if k in first}, "resumed_with": command,
-                              "resumed_git_commit": provenance["git_commit"]}
+                              "resumed_git_commit": provenance["git_commit"],
+                              "resumes": [*(earlier if isinstance(earlier, list) else []), resume]}
         try:
             results = run_training(
                 config, data, files, device=device, resume=args.resume is not None,
