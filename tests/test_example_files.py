@@ -341,3 +341,159 @@ def test_a_converted_ml1m_goes_through_download_dataset_and_other_local_files_ar
     assert resolve_data_path("Beauty", tmp_path) is None  # there, but download_dataset checks it
     assert resolve_data_path("Toys", tmp_path) is None  # not there: downloaded
     assert resolve_data_path(str(tmp_path / "Beauty.txt"), "elsewhere") == tmp_path / "Beauty.txt"
+
+
+# ---------------------------------------------------------------------------- a review of 2026-12-06
+# A crafted optimizer state crashed the fused Adam kernel (a segmentation fault) or silently set
+# another learning rate; a resume state of the wrong types, a best.pt of another run, changed
+# data with results.json gone, NaN weights, deeply nested JSON and a generated size of billions
+# each ended in a traceback, an allocation, or a run that was not the one that started.
+def _forge_last(partial: Path, tmp_path: Path, edit) -> Path:
+    run = _copy(partial, tmp_path / "run")
+    _forged(run / "last.pt", run / "last.pt", edit)
+    return run
+
+
+def _first_moment(payload) -> dict:
+    return next(iter(payload["optimizer"]["state"].values()))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: _first_moment(p).update(exp_avg=torch.zeros(1)), "exp_avg of parameter"),
+    (lambda p: _first_moment(p).update(exp_avg_sq=-_first_moment(p)["exp_avg_sq"] - 1), "values Adam cannot have"),
+    (lambda p: _first_moment(p).update(step=torch.tensor([1.0, 2.0])), "must be a finite scalar"),
+    (lambda p: _first_moment(p).pop("exp_avg"), "is not Adam's"),
+    (lambda p: p["optimizer"]["state"].update({10**6: {}}), "names parameter"),
+    (lambda p: p["optimizer"].pop("state"), "a 'state' mapping"),
+])
+def test_resume_refuses_an_optimizer_state_that_does_not_fit_the_model(partial, tmp_path, capsys, edit, message):
+    run = _forge_last(partial, tmp_path, edit)
+    before = (run / "last.pt").read_bytes()
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert "last.pt" in line and "cannot resume" in line and message in line
+    assert (run / "last.pt").read_bytes() == before
+
+
+def test_resume_keeps_the_configs_optimizer_settings_whatever_the_file_says(partial, tmp_path):
+    def forge(payload):
+        for group in payload["optimizer"]["param_groups"]:
+            group.update(lr=123.0, weight_decay=5.0)
+
+    plain = cli.train(["--resume", str(_copy(partial, tmp_path / "plain")), "--quiet"])
+    forged = cli.train(["--resume", str(_forge_last(partial, tmp_path / "f", forge)), "--quiet"])
+    assert forged["status"] == plain["status"] == "finished"
+    assert forged["test"] == plain["test"] and forged["valid"] == plain["valid"]
+
+
+def _with_state(**changes):
+    def edit(payload):
+        payload["state"] = json.dumps({**json.loads(payload["state"]), **changes})
+    return edit
+
+
+@pytest.mark.parametrize("edit", [
+    _with_state(epoch="1"), _with_state(epoch=1e999), _with_state(epoch=-7), _with_state(history="abc"),
+    _with_state(best_score="x"), _with_state(best_valid={"HR@20": 0.5}), _with_state(best_epoch=5),
+    _with_state(stopped_by="boredom"), _with_state(world_size=0), _with_state(extra=1),
+    _with_state(data_content_sha256=7), lambda p: p.update(state="[1]"),
+])
+def test_resume_refuses_a_run_state_of_other_types_or_inconsistent(partial, tmp_path, capsys, edit):
+    run = _forge_last(partial, tmp_path, edit)
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert "last.pt" in line and "cannot resume" in line
+
+
+def test_the_run_state_reads_back_what_it_wrote(partial):
+    from s4rec_example.loop import RunState
+
+    state = json.loads(torch.load(partial / "last.pt", weights_only=True)["state"])
+    assert RunState.from_dict(state).to_dict() == state
+    assert RunState.from_dict(RunState().to_dict()) == RunState()
+
+
+@pytest.mark.parametrize("swap", ["other seed", "later epoch"])
+def test_a_best_model_of_another_run_is_never_tested(partial, tmp_path, capsys, swap):
+    run = _copy(partial, tmp_path / "run")
+    if swap == "other seed":
+        other = tmp_path / "other"
+        _train(other, "--seed", "5", epochs=3, stop_after_epochs=1)
+        (run / "best.pt").write_bytes((other / "best.pt").read_bytes())
+        expected = "not this run's best model (seed"
+    else:
+        _forged(run / "best.pt", run / "best.pt", lambda p: p.update(epoch=2))
+        expected = "not this run's best model (epoch 2"
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet", "--max-minutes", "0"]), capsys)
+    assert "best.pt" in line and expected in line
+    assert json.loads((run / "results.json").read_text())["status"] != "finished"
+
+
+def test_resume_refuses_changed_data_even_without_results_json(tmp_path, capsys):
+    from s4rec_components import generate_synthetic
+
+    data = tmp_path / "data.txt"
+    generate_synthetic(num_users=60, num_items=30, seed=3, min_length=6, max_length=12).save(data)
+    run = tmp_path / "run"
+    _train(run, "--data", str(data), epochs=3, stop_after_epochs=1)
+    (run / "results.json").unlink()  # a kill between last.pt and results.json, or a hand
+    user, *items = data.read_text().splitlines()[0].split()
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join([" ".join([user, *reversed(items)]), *lines[1:]]) + "\n")
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert "last.pt" in line and "trained on other data" in line
+
+
+def test_nan_weights_are_refused_by_every_reader(partial, tmp_path, capsys):
+    def poison(payload):
+        payload["model"]["encoder.item_embeddings.weight"][1, 0] = float("nan")
+
+    run = _forge_last(partial, tmp_path, poison)
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert "last.pt" in line and "NaN or infinite" in line
+    best = _forged(partial / "best.pt", tmp_path / "nan.pt", poison)
+    line = _one_line_error(lambda: evaluate.main(["--checkpoint", str(best)]), capsys)
+    assert "nan.pt" in line and "NaN or infinite" in line
+
+
+@pytest.mark.parametrize("name", ["config.json", "results.json"])
+def test_deeply_nested_run_files_are_one_line(partial, tmp_path, capsys, name):
+    run = _copy(partial, tmp_path / "run")
+    (run / name).write_text("[" * 100_000)
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert name in line and "RecursionError" in line
+    if name == "results.json":  # the same folder as --output: refused as an unfinished run
+        line = _one_line_error(lambda: _train(run), capsys)
+        assert "unfinished run" in line
+
+
+def test_report_names_deeply_nested_and_misshapen_files(finished_results, tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "deep.json").write_text("[" * 100_000)
+    line = _one_line_error(lambda: report.main(_report(tmp_path)), capsys)
+    assert "deep.json" in line and "RecursionError" in line
+    (tmp_path / "results" / "deep.json").unlink()
+    (tmp_path / "results" / "run.json").write_text(json.dumps(finished_results))
+    argv = _report(tmp_path)
+    paper = tmp_path / "paper.json"
+    argv[argv.index("none")] = str(paper)
+    for text, expected in [('{"table2": ', "paper.json: not readable JSON"), ('{"table2": [1]}', "--paper: not shaped")]:
+        paper.write_text(text)
+        line = _one_line_error(lambda: report.main(argv), capsys)
+        assert expected in line
+
+
+def test_a_checkpoint_cannot_ask_evaluate_for_billions_of_generated_users(partial, tmp_path, capsys):
+    forged = _forged(partial / "best.pt", tmp_path / "big.pt", _with_config(synthetic_users=3_000_000_000))
+    line = _one_line_error(lambda: evaluate.main(["--checkpoint", str(forged)]), capsys)
+    assert "big.pt" in line and "synthetic_users must be <=" in line
+    line = _one_line_error(lambda: _train(tmp_path / "flag", "--synthetic-users", "3000000000"), capsys)
+    assert "--synthetic-users" in line
+
+
+def test_resume_removes_the_temp_files_that_killed_writes_left(partial, tmp_path):
+    run = _copy(partial, tmp_path / "run")
+    left = [run / ".results.json.abc123.tmp", run / ".last.pt.xyz.tmp"]
+    for path in left:
+        path.write_bytes(b"half")
+    (run / ".keep").write_text("not the run's")
+    cli.train(["--resume", str(run), "--quiet"])
+    assert not any(path.exists() for path in left) and (run / ".keep").exists()

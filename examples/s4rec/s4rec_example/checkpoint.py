@@ -41,6 +41,7 @@ __all__ = [
     "CheckpointError",
     "atomic_write_bytes",
     "atomic_write_text",
+    "changed_settings",
     "check_weights_fit",
     "load_checkpoint",
     "load_model",
@@ -204,11 +205,26 @@ def _count(value: object, name: str) -> int:
 
 
 def _weights(value: object) -> dict[str, torch.Tensor]:
-    """The recorded weights: a dict of names to tensors."""
+    """The recorded weights: a dict of names to finite tensors (a NaN model would train a whole
+    epoch, or be tested, before anything noticed)."""
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in value.items()):
         raise ValueError("model must map parameter names to tensors")
+    for name, tensor in value.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"weight {name[:80]!r} holds NaN or infinite values")
     return value
+
+
+MAY_DIFFER_ON_RESUME = frozenset({"device", "eval_batch_size"})
+"""Settings that a resumed run may change (where and in what batches it scores, not what it trains)."""
+
+
+def changed_settings(given: TrainConfig, stored: TrainConfig) -> list[str]:
+    """The names of the settings in which two configurations of one run differ, in order, leaving
+    out :data:`MAY_DIFFER_ON_RESUME`."""
+    a, b = given.to_dict(), stored.to_dict()
+    return [k for k in sorted(set(a) | set(b)) if k not in MAY_DIFFER_ON_RESUME and a.get(k) != b.get(k)]
 
 
 def atomic_savefig(fig: Any, path: str | Path, **kwargs: Any) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from . import cli_common as common
-from .checkpoint import CheckpointError, atomic_write_text, check_weights_fit, load_checkpoint
+from .checkpoint import CheckpointError, atomic_write_text, changed_settings, check_weights_fit, load_checkpoint
 from .config import (
     AUGMENT_OPERATIONS,
     CHOICES,
@@ -100,8 +100,8 @@ _PRESET_FLAGS: dict[str, tuple[Any, str]] = {
     "distill_temperature": (common.positive_float, "tau_3 of the distillation (Eq. 15)"),
     "grl_scale": (common.nonnegative_float, "gamma: the encoder gets -gamma times the adversary's gradient"),
     "head_quantile": (common.open_probability, "head users: training length above this quantile"),
-    "synthetic_users": (common.positive_int, "users of the generated data"),
-    "synthetic_items": (common.positive_int, "items of the generated data"),
+    "synthetic_users": (common.generated_count, "users of the generated data"),
+    "synthetic_items": (common.generated_count, "items of the generated data"),
 }
 # flags that may accompany --resume (they do not change the results)
 _RESUME_FLAGS = {"device", "threads", "quiet", "debug", "resume", "eval_batch_size", "max_minutes"}
@@ -273,7 +273,7 @@ def _check_folder(folder: Path, overwrite: bool) -> list[Path]:
     if results.is_file():
         try:
             finished = json.loads(results.read_text()).get("status") == "finished"
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             finished = False
     if not overwrite:
         if finished:
@@ -286,15 +286,11 @@ def _check_folder(folder: Path, overwrite: bool) -> list[Path]:
     return entries
 
 
-_MAY_DIFFER_ON_RESUME = {"device", "eval_batch_size"}
-"""Settings that --resume may change (where and in what batches it scores, not what it trains)."""
-
-
 def _check_same_settings(folder: Path, given: TrainConfig, stored: TrainConfig) -> None:
     """config.json is editable, last.pt's settings are the run's: refuse a resume where they differ."""
-    a, b = given.to_dict(), stored.to_dict()
-    changed = [k for k in sorted(set(a) | set(b)) if k not in _MAY_DIFFER_ON_RESUME and a.get(k) != b.get(k)]
+    changed = changed_settings(given, stored)
     if changed:
+        a, b = given.to_dict(), stored.to_dict()
         k = changed[0]
         raise common.UsageError(
             f"--resume {folder / 'config.json'}: {k} = {a.get(k)!r} differs from {b.get(k)!r} in last.pt, the "
@@ -423,7 +419,8 @@ def _train(
                     raise common.UsageError(f"--resume {folder}: last.pt holds no resume state")
                 _check_same_settings(folder, config, checkpoint.config)
                 check_weights_fit(folder / "last.pt", checkpoint)  # forged sizes: refused before any model
-            stale: list[Path] = []
+            # temp files that a kill inside an atomic write left (the run's own, never its files)
+            stale: list[Path] = [e for e in folder.iterdir() if e.name.startswith(".") and _own_file(e)]
             if _given(argv, "eval_batch_size"):
                 config = dataclasses.replace(config, eval_batch_size=args.eval_batch_size)
         else:
@@ -450,7 +447,7 @@ def _train(
 
     config, folder, device, dataset, stale = common.run_guarded(validate, debug=args.debug, prog="train.py")
     _barrier(shard)  # every rank has validated before rank 0 touches the folder
-    created = not folder.exists() or bool(stale)
+    created = args.resume is None and (not folder.exists() or bool(stale))  # a resumed run's folder is never removed
     files = RunFiles(folder)
     handler: logging.Handler | None = None
     if shard.main:
@@ -467,7 +464,8 @@ def _train(
         LOG.info("head users: %d of %d", int(data.heads.sum()), data.num_users)
         launcher = f"torchrun --nproc_per_node {shard.world}" if shard.world > 1 else "python"
         command = f"{launcher} examples/s4rec/train.py" + (" " + shlex.join(argv) if argv else "")
-        provenance = {"git_commit": git_commit(), "command": command, "data_content_sha256": data_fingerprint(dataset),
+        fingerprint = data_fingerprint(dataset)
+        provenance = {"git_commit": git_commit(), "command": command, "data_content_sha256": fingerprint,
                       "machine": machine(device),
                       "threads": torch.get_num_threads(), "torch": torch.__version__,
                       "flush_denormal": common.flushes_denormals(), "freed_memory_kept": common.keep_freed_memory()}
@@ -485,7 +483,7 @@ def _train(
             results = run_training(
                 config, data, files, device=device, resume=args.resume is not None,
                 progress=common.show_progress(args.quiet), stop_after_epochs=stop_after_epochs,
-                results_extra=lambda: provenance, shard=shard, deadline=deadline,
+                results_extra=lambda: provenance, shard=shard, deadline=deadline, data_content_sha256=fingerprint,
             )
         except CheckpointError as err:  # last.pt read back on --resume: one line, as the other file errors
             if args.debug:
@@ -511,10 +509,7 @@ def _train(
 
 def _read_json(path: Path, flag: str) -> dict[str, Any]:
     """A run file's JSON object; anything else is a one-line usage error that names the file."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise common.UsageError(f"{flag} {path}: not readable JSON ({type(err).__name__}: {err})") from err
+    value = common.read_json(path, flag)
     if not isinstance(value, dict):
         raise common.UsageError(f"{flag} {path}: expected a JSON object, found {type(value).__name__}")
     return value

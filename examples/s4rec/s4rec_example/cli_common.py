@@ -6,11 +6,13 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import json
 import logging
 import math
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import torch
@@ -114,6 +116,20 @@ def positive_int(text: str) -> int:
 
 def nonnegative_int(text: str) -> int:
     return _int_at_least(0, text)
+
+
+MAX_GENERATED = 10_000_000
+"""Most users or items of generated data: a setting read back from a file (``--resume``'s
+``config.json``, a checkpoint that ``evaluate.py`` regenerates the data of) cannot make the
+generator allocate without bound."""
+
+
+def generated_count(text: str) -> int:
+    """A count of generated users or items: an int in ``[1, MAX_GENERATED]``."""
+    value = _int_at_least(1, text)
+    if value > MAX_GENERATED:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_GENERATED:,} (generated data), got {value:,}")
+    return value
 
 
 def _float(text: str) -> float:
@@ -290,6 +306,15 @@ def setup_console_logging(quiet: bool) -> None:
     )
     setattr(stream, _HANDLER_TAG, "console")
     root.addHandler(stream)
+
+
+def read_json(path: Path, label: str) -> Any:
+    """The JSON value in ``path``; an unreadable or malformed file (nested too deep included) is one
+    ``UsageError`` that names ``label`` and the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:  # RecursionError: nested too deep
+        raise UsageError(f"{label} {path}: not readable JSON ({type(err).__name__}: {str(err)[:200]})") from None
 
 
 def run_guarded(body: Callable[[], T], *, debug: bool, prog: str) -> T:

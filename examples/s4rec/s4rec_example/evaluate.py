@@ -9,6 +9,7 @@ rather than excluded, and the padding and mask-id columns are ranked like items.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -195,7 +196,15 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
     if args.checkpoint is not None:
         model, checkpoint = load_model(args.checkpoint, device)
     if args.data is None and checkpoint is not None:  # the run's own data, generated data included
-        data_config = checkpoint.config
+        # this machine's --data-root, not the one recorded on the machine that trained (a file
+        # cannot choose where a download is written); its generated sizes bounded like the flags
+        data_config = dataclasses.replace(checkpoint.config, data_root=args.data_root)
+        if data_config.data is None:
+            for name in ("synthetic_users", "synthetic_items"):
+                try:
+                    common.generated_count(str(getattr(data_config, name)))
+                except argparse.ArgumentTypeError as err:
+                    raise common.UsageError(f"--checkpoint {args.checkpoint}: its {name} {err}") from None
         args.data = data_config.data or f"generated ({data_config.synthetic_users} users, seed {data_config.seed})"
     else:
         data_config = TrainConfig(data=args.data, data_root=args.data_root)

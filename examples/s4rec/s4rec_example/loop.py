@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,15 @@ import torch
 import s4rec_components
 from s4rec_components import RankingResult, validate_args_enabled
 
-from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, load_model, save_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    atomic_write_text,
+    changed_settings,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 from .config import TrainConfig
 from .data import TrainData
 from .evaluate import round_metrics, score_split
@@ -86,6 +94,7 @@ class RunState:
     stopped_early: bool = False
     world_size: int = 1
     stopped_by: str | None = None  # one of STOP_REASONS once the run has stopped
+    data_content_sha256: str | None = None  # the data the run trains on (data_fingerprint); None before 2026-12-06
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -93,11 +102,55 @@ class RunState:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RunState:
-        values = dict(values)
-        if values.get("best_score") is None:
-            values["best_score"] = float("-inf")
-        return cls(**values)
+    def from_dict(cls, values: object) -> RunState:
+        """The state that :meth:`to_dict` wrote, checked field by field and for consistency (one
+        history record per epoch run; the best epoch's record holds the best metrics), so that a
+        forged or damaged ``last.pt`` is one ``ValueError`` instead of a traceback later on.
+
+        Raises:
+            ValueError: naming the first field that is not as :meth:`to_dict` writes it.
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"the run state must be a JSON object, got {type(values).__name__}")
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown run-state field {unknown[0][:40]!r}")
+        state = cls(**{**values, "best_score": float("-inf")})
+
+        def bad(name: str) -> ValueError:
+            return ValueError(f"run-state field {name} = {str(values.get(name))[:60]!r} is not what a run writes")
+
+        def count(value: object, minimum: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+        if not count(state.epoch, 0):
+            raise bad("epoch")
+        if not (isinstance(state.history, list) and len(state.history) == state.epoch
+                and all(isinstance(r, dict) and r.get("epoch") == i for i, r in enumerate(state.history))):
+            raise bad("history")
+        if not count(state.world_size, 1):
+            raise bad("world_size")
+        if not isinstance(state.stopped_early, bool):
+            raise bad("stopped_early")
+        if state.stopped_by is not None and state.stopped_by not in STOP_REASONS:
+            raise bad("stopped_by")
+        if state.data_content_sha256 is not None and not (
+            isinstance(state.data_content_sha256, str) and len(state.data_content_sha256) == 64
+        ):
+            raise bad("data_content_sha256")
+        if not count(state.best_epoch, -1) or state.best_epoch >= state.epoch:
+            raise bad("best_epoch")
+        if state.best_epoch < 0:
+            if state.best_valid is not None or values.get("best_score") is not None:
+                raise bad("best_valid")
+            return state
+        valid = state.history[state.best_epoch].get("valid")
+        score = values.get("best_score")
+        if not (isinstance(valid, dict) and state.best_valid == valid and isinstance(score, float)
+                and score == valid.get(SELECTION_METRIC)):
+            raise bad("best_valid")
+        state.best_score = score
+        return state
 
 
 @dataclass
@@ -191,6 +244,43 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.de
     """
     fused = device.type in fused_adam_devices()
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+
+
+def _saved_optimizer_state(optimizer: torch.optim.Optimizer, saved: object) -> dict[str, Any]:
+    """``saved`` (an Adam ``state_dict`` read from ``last.pt``) checked against ``optimizer``'s
+    parameters, with ``optimizer``'s own settings (from this run's config) in place of the saved ones.
+
+    ``Optimizer.load_state_dict`` trusts the file: a moment of the wrong shape crashes the fused
+    kernel (an out-of-bounds write), and saved ``param_groups`` would silently replace the
+    learning rate and weight decay that the config says. So every state entry must be Adam's
+    ``step`` (a finite scalar >= 0) and two finite moments of its parameter's shape and dtype
+    (the second >= 0), and only the state is taken from the file.
+
+    Raises:
+        ValueError: naming the first entry that does not fit.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = saved.get("state") if isinstance(saved, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError("optimizer state must be a state_dict with a 'state' mapping")
+    for key, entry in state.items():
+        if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < len(params):
+            raise ValueError(f"optimizer state names parameter {str(key)[:20]!r}; the model has {len(params)}")
+        if not isinstance(entry, dict) or set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
+            raise ValueError(f"optimizer state of parameter {key} is not Adam's (step, exp_avg, exp_avg_sq)")
+        param, step = params[key], entry["step"]
+        if not (isinstance(step, torch.Tensor) and step.ndim == 0 and step.is_floating_point()
+                and bool(torch.isfinite(step)) and float(step) >= 0):
+            raise ValueError(f"optimizer step of parameter {key} must be a finite scalar >= 0")
+        for name in ("exp_avg", "exp_avg_sq"):
+            moment = entry[name]
+            if not (isinstance(moment, torch.Tensor) and moment.shape == param.shape and moment.dtype == param.dtype):
+                found = (tuple(moment.shape), moment.dtype) if isinstance(moment, torch.Tensor) else type(moment).__name__
+                raise ValueError(f"optimizer {name} of parameter {key}: {found} in the file, "
+                                 f"{(tuple(param.shape), param.dtype)} expected")
+            if not bool(torch.isfinite(moment).all()) or (name == "exp_avg_sq" and bool((moment < 0).any())):
+                raise ValueError(f"optimizer {name} of parameter {key} holds values Adam cannot have")
+    return {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
 
 
 def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -288,6 +378,21 @@ def evaluate_split(
     return score_split(model.encoder, data.split, which, batch_size=config.eval_batch_size, progress=progress)  # type: ignore[arg-type]
 
 
+def _check_best_belongs(path: Path, best: Checkpoint, config: TrainConfig, data: TrainData, state: RunState) -> None:
+    """Refuse a ``best.pt`` of another run: other settings or items, or an epoch the run's state
+    cannot have written (``best.pt`` is written before ``last.pt``, so its epoch lies between the
+    state's best epoch and its last)."""
+    changed = changed_settings(config, best.config)
+    if changed:
+        raise CheckpointError(f"{path}: not this run's best model ({changed[0]} = {best.config.to_dict()[changed[0]]!r} "
+                              f"in it, {config.to_dict()[changed[0]]!r} in the run)")
+    if best.num_items != data.num_items or best.item_ids != getattr(data.dataset, "item_ids", None):
+        raise CheckpointError(f"{path}: not this run's best model (other items)")
+    if not state.best_epoch <= best.epoch <= state.epoch:
+        raise CheckpointError(f"{path}: not this run's best model (epoch {best.epoch}; the run's best is "
+                              f"{state.best_epoch} of {state.epoch} epochs)")
+
+
 def run_training(
     config: TrainConfig,
     data: TrainData,
@@ -300,8 +405,15 @@ def run_training(
     results_extra: Callable[[], dict[str, Any]] | None = None,
     shard: Shard = Shard(),
     deadline: float | None = None,
+    data_content_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` on ``data`` into ``files`` (resuming from ``last.pt``), then test the best model.
+
+    ``data_content_sha256`` (``data_fingerprint`` of the data) is stored in ``last.pt``; a resume
+    from a ``last.pt`` that recorded another one is refused (``CheckpointError``), whether or not
+    ``results.json`` survived. ``best.pt`` is tested only if it belongs to the run: the same
+    settings (but for :data:`~s4rec_example.checkpoint.MAY_DIFFER_ON_RESUME`), items and an epoch
+    between the state's best and its last.
 
     ``stop_after_epochs`` returns after that many epochs of this call without testing (an
     interruption, for tests). ``deadline`` (a :func:`time.monotonic` value; ``--max-minutes``)
@@ -325,7 +437,7 @@ def run_training(
         order_generator = torch.Generator(device=device).manual_seed(config.seed)
         generator.manual_seed(config.seed + 1_000_003 * (shard.rank + 1))  # per-rank views and negatives
     optimizer = make_optimizer(model, config, device)
-    state = RunState(world_size=shard.world)
+    state = RunState(world_size=shard.world, data_content_sha256=data_content_sha256)
     item_ids = getattr(data.dataset, "item_ids", None)
     warm_centroids: torch.Tensor | None = None  # the last epoch's k-means centroids (kmeans_warm_start)
     if resume and files.last.exists():
@@ -336,8 +448,12 @@ def run_training(
             state = RunState.from_dict(checkpoint.state)
             if state.world_size != shard.world:
                 raise ValueError(f"written by {state.world_size} process(es), this job has {shard.world}")
+            if data_content_sha256 is not None and state.data_content_sha256 not in (None, data_content_sha256):
+                raise ValueError(f"it was trained on other data (data_content_sha256 "
+                                 f"{state.data_content_sha256[:12]}..., the data now {data_content_sha256[:12]}...)")
             model.load_state_dict(checkpoint.model)
-            optimizer.load_state_dict(checkpoint.optimizer)  # type: ignore[arg-type]
+            optimizer.load_state_dict(_saved_optimizer_state(optimizer, checkpoint.optimizer))
+            state.data_content_sha256 = state.data_content_sha256 or data_content_sha256
             _restore_rng(checkpoint.rng, generator, device, shard, order_generator)
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
@@ -454,6 +570,7 @@ def run_training(
     if not shard.main:
         return {"status": "worker"}
     best_model, best_checkpoint = load_model(files.best, device)
+    _check_best_belongs(files.best, best_checkpoint, config, data, state)
     if best_checkpoint.epoch != state.best_epoch:
         # killed between writing best.pt and last.pt, then finished without retraining the epoch:
         # best.pt is the newer, better model; its valid metrics are recomputed (deterministic)

@@ -123,13 +123,6 @@ def check_results(results: object, source: str) -> dict[str, Any]:
     return results
 
 
-def _read_results(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise common.UsageError(f"{path}: not readable JSON ({type(err).__name__}: {err})") from None
-
-
 def add_run(run: Path, results_dir: Path) -> Path:
     """Copy a finished run's results.json into ``results_dir`` under its canonical name,
     after checking everything report.py reads from it."""
@@ -138,7 +131,7 @@ def add_run(run: Path, results_dir: Path) -> Path:
     path = run / "results.json" if run.is_dir() else run
     if not path.is_file():
         raise common.UsageError(f"--add {run}: no results.json")
-    results = check_results(_read_results(path), f"--add {path}")
+    results = check_results(common.read_json(path, "--add"), f"--add {path}")
     target = results_dir / results_name(results)
     results_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, json.dumps(results, indent=1) + "\n")
@@ -148,7 +141,7 @@ def add_run(run: Path, results_dir: Path) -> Path:
 def load_results(results_dir: Path) -> list[dict[str, Any]]:
     runs = []
     for path in sorted(results_dir.glob("*.json")):
-        r = _read_results(path)
+        r = common.read_json(path, "--results-dir")
         if isinstance(r, dict) and r.get("test") is None:
             continue  # not a run (a benchmark's file)
         r = check_results(r, str(path))
@@ -267,11 +260,15 @@ def paper_row(paper: dict[str, Any] | None, dataset: str, preset: str) -> list[f
     if paper is None or preset not in PAPER_ROWS:
         return None
     table, row = PAPER_ROWS[preset]
-    if table == "table2":
-        values = paper["table2"].get(dataset, {}).get(row)
-    else:
-        values = paper[table].get(row) if dataset == "Beauty" else None
-    return None if values is None else [float(v) for v in values]
+    try:
+        if table == "table2":
+            values = paper["table2"].get(dataset, {}).get(row)
+        else:
+            values = paper[table].get(row) if dataset == "Beauty" else None
+        return None if values is None else [float(v) for v in values]
+    except (KeyError, AttributeError, TypeError, ValueError) as err:
+        raise common.UsageError(f"--paper: not shaped as the paper's results.json ({type(err).__name__}: "
+                                f"{str(err)[:120]} at {table} / {dataset} / {row})") from None
 
 
 def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_names: dict[str, str],
@@ -433,7 +430,7 @@ def _run(args: argparse.Namespace) -> str:
         raise common.UsageError(f"--page {page_path}: no such file")
     runs = load_results(results_dir)
     paper_path = Path(args.paper)
-    paper = json.loads(paper_path.read_text()) if paper_path.is_file() else None
+    paper = common.read_json(paper_path, "--paper") if paper_path.is_file() else None
     if paper is None and args.paper != "none":
         # a warning even under --quiet: without it the regenerated tables silently lose a column
         print(f"report.py: warning: --paper {paper_path}: no such file; the tables are written without the "
