@@ -359,9 +359,12 @@ def _first_moment(payload) -> dict:
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda p: _first_moment(p).update(exp_avg=torch.zeros(1)), "exp_avg of parameter"),
+    (lambda p: _first_moment(p).update(exp_avg=torch.zeros(1)), "exp_avg of encoder.item_embeddings.weight"),
+    # the right shape on a one-element storage: the fused kernel would write past it
+    (lambda p: _first_moment(p).update(exp_avg=torch.zeros(1).expand_as(_first_moment(p)["exp_avg"])), "contiguous"),
     (lambda p: _first_moment(p).update(exp_avg_sq=-_first_moment(p)["exp_avg_sq"] - 1), "values Adam cannot have"),
-    (lambda p: _first_moment(p).update(step=torch.tensor([1.0, 2.0])), "must be a finite scalar"),
+    (lambda p: _first_moment(p).update(step=torch.tensor([1.0, 2.0])), "must be a finite float scalar"),
+    (lambda p: _first_moment(p).update(step=torch.tensor(3)), "must be a finite float scalar"),
     (lambda p: _first_moment(p).pop("exp_avg"), "is not Adam's"),
     (lambda p: p["optimizer"]["state"].update({10**6: {}}), "names parameter"),
     (lambda p: p["optimizer"].pop("state"), "a 'state' mapping"),
@@ -391,16 +394,40 @@ def _with_state(**changes):
     return edit
 
 
+def _history_edit(change):
+    def edit(payload):
+        state = json.loads(payload["state"])
+        change(state["history"][0])
+        if "valid" in state["history"][0]:
+            state["best_valid"] = state["history"][0]["valid"]
+        payload["state"] = json.dumps(state)
+    return edit
+
+
+def _infinite_best(payload):
+    state = json.loads(payload["state"])
+    state["history"][0]["valid"]["NDCG@20"] = state["best_score"] = float("inf")
+    state["best_valid"] = state["history"][0]["valid"]
+    payload["state"] = json.dumps(state)
+
+
 @pytest.mark.parametrize("edit", [
     _with_state(epoch="1"), _with_state(epoch=1e999), _with_state(epoch=-7), _with_state(history="abc"),
     _with_state(best_score="x"), _with_state(best_valid={"HR@20": 0.5}), _with_state(best_epoch=5),
     _with_state(stopped_by="boredom"), _with_state(world_size=0), _with_state(extra=1),
     _with_state(data_content_sha256=7), lambda p: p.update(state="[1]"),
+    _with_state(best_score=1), _history_edit(lambda r: r.pop("train_seconds")),
+    _history_edit(lambda r: r.update(train_seconds="1")), _history_edit(lambda r: r.update(losses=[1])),
+    _history_edit(lambda r: r.update(eval_seconds=float("nan"))), _history_edit(lambda r: r.update(other=1)),
+    _history_edit(lambda r: r["valid"].pop("HR@5")), _history_edit(lambda r: r["valid"].update({"HR@5": "x"})),
+    _infinite_best,
 ])
 def test_resume_refuses_a_run_state_of_other_types_or_inconsistent(partial, tmp_path, capsys, edit):
     run = _forge_last(partial, tmp_path, edit)
+    before = (run / "last.pt").read_bytes()
     line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
     assert "last.pt" in line and "cannot resume" in line
+    assert (run / "last.pt").read_bytes() == before  # refused before any epoch
 
 
 def test_the_run_state_reads_back_what_it_wrote(partial):
@@ -442,16 +469,30 @@ def test_resume_refuses_changed_data_even_without_results_json(tmp_path, capsys)
     assert "last.pt" in line and "trained on other data" in line
 
 
-def test_nan_weights_are_refused_by_every_reader(partial, tmp_path, capsys):
-    def poison(payload):
-        payload["model"]["encoder.item_embeddings.weight"][1, 0] = float("nan")
+def _poison(payload):
+    payload["model"]["encoder.item_embeddings.weight"][1, 0] = float("nan")
 
-    run = _forge_last(partial, tmp_path, poison)
+
+def _retype(make):
+    def edit(payload):
+        weights = payload["model"]
+        weights["encoder.item_embeddings.weight"] = make(weights["encoder.item_embeddings.weight"])
+    return edit
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_poison, "NaN or infinite"),
+    (_retype(lambda w: torch.empty(w.shape, device="meta")), "dense real tensor with values"),
+    (_retype(lambda w: torch.complex(w, torch.full_like(w, float("nan")))), "dense real tensor"),
+    (_retype(lambda w: w.to(torch.float8_e4m3fn)), "dense real tensor"),
+])
+def test_weights_that_are_not_plain_finite_tensors_are_refused_by_every_reader(partial, tmp_path, capsys, edit, message):
+    run = _forge_last(partial, tmp_path, edit)
     line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
-    assert "last.pt" in line and "NaN or infinite" in line
-    best = _forged(partial / "best.pt", tmp_path / "nan.pt", poison)
+    assert "last.pt" in line and message in line
+    best = _forged(partial / "best.pt", tmp_path / "odd.pt", edit)
     line = _one_line_error(lambda: evaluate.main(["--checkpoint", str(best)]), capsys)
-    assert "nan.pt" in line and "NaN or infinite" in line
+    assert "odd.pt" in line and message in line
 
 
 @pytest.mark.parametrize("name", ["config.json", "results.json"])

@@ -42,6 +42,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "changed_settings",
+    "check_plain_tensor",
     "check_weights_fit",
     "load_checkpoint",
     "load_model",
@@ -187,11 +188,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             checkpoint.state = json.loads(payload["state"])
             centroids = payload.get("intent_centroids")
             if centroids is not None:
-                if not (isinstance(centroids, torch.Tensor) and centroids.ndim == 2 and centroids.is_floating_point()
-                        and bool(torch.isfinite(centroids).all())):
+                check_plain_tensor(centroids, "intent_centroids")
+                if not (centroids.ndim == 2 and centroids.is_floating_point()):
                     raise ValueError("intent_centroids must be a finite (k, d) float tensor")
                 checkpoint.intent_centroids = centroids
-    except (KeyError, TypeError, ValueError, RecursionError) as err:  # RecursionError: json nested too deep
+    except (KeyError, TypeError, ValueError, RuntimeError, RecursionError) as err:  # RecursionError: json nested too deep
         raise CheckpointError(f"{path}: malformed s4rec-example checkpoint ({type(err).__name__}: "
                               f"{str(err)[:200]})") from None
     return checkpoint
@@ -204,16 +205,29 @@ def _count(value: object, name: str) -> int:
     return value
 
 
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_PLAIN_DTYPES = frozenset({*_FLOATS, torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64})
+
+
+def check_plain_tensor(tensor: object, name: str) -> torch.Tensor:
+    """``tensor`` as this example writes them: a dense tensor with values (not ``meta``), of a
+    real float, integer or bool dtype, finite when it is a float (a NaN model would train a
+    whole epoch, or be tested, before anything noticed). Raises ``ValueError`` naming ``name``."""
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"{name} must be a tensor, got {type(tensor).__name__}")
+    if tensor.layout != torch.strided or tensor.device.type == "meta" or tensor.dtype not in _PLAIN_DTYPES:
+        raise ValueError(f"{name} must be a dense real tensor with values, got {tensor.dtype} "
+                         f"({tensor.layout}, on {tensor.device.type})")
+    if tensor.dtype in _FLOATS and not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return tensor
+
+
 def _weights(value: object) -> dict[str, torch.Tensor]:
-    """The recorded weights: a dict of names to finite tensors (a NaN model would train a whole
-    epoch, or be tested, before anything noticed)."""
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in value.items()):
+    """The recorded weights: a dict of names to plain, finite tensors (:func:`check_plain_tensor`)."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError("model must map parameter names to tensors")
-    for name, tensor in value.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"weight {name[:80]!r} holds NaN or infinite values")
-    return value
+    return {name: check_plain_tensor(tensor, f"weight {name[:80]!r}") for name, tensor in value.items()}
 
 
 MAY_DIFFER_ON_RESUME = frozenset({"device", "eval_batch_size"})

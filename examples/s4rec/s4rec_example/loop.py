@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -40,7 +41,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import TrainData
-from .evaluate import round_metrics, score_split
+from .evaluate import METRIC_KEYS, round_metrics, score_split
 from .intents import fit_intents
 from .model import Intents, S4RecModel, build_model
 
@@ -125,9 +126,10 @@ class RunState:
 
         if not count(state.epoch, 0):
             raise bad("epoch")
-        if not (isinstance(state.history, list) and len(state.history) == state.epoch
-                and all(isinstance(r, dict) and r.get("epoch") == i for i, r in enumerate(state.history))):
-            raise bad("history")
+        if not (isinstance(state.history, list) and len(state.history) == state.epoch):
+            raise ValueError(f"run-state history must be a list of one record per epoch run ({state.epoch})")
+        for i, record in enumerate(state.history):
+            _check_record(record, i)
         if not count(state.world_size, 1):
             raise bad("world_size")
         if not isinstance(state.stopped_early, bool):
@@ -145,12 +147,38 @@ class RunState:
                 raise bad("best_valid")
             return state
         valid = state.history[state.best_epoch].get("valid")
+        if valid is None or state.best_valid != valid:
+            raise ValueError(f"run-state best_valid is not the validation of the best epoch {state.best_epoch}")
         score = values.get("best_score")
-        if not (isinstance(valid, dict) and state.best_valid == valid and isinstance(score, float)
-                and score == valid.get(SELECTION_METRIC)):
-            raise bad("best_valid")
+        if not (isinstance(score, float) and score == valid[SELECTION_METRIC]):
+            raise bad("best_score")
         state.best_score = score
         return state
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_record(record: object, epoch: int) -> None:
+    """One epoch's record of the history as the loop writes it: its epoch, finite seconds, a
+    dict of finite losses, and (when validated) a finite value for every metric."""
+    def metrics(value: object, keys: tuple[str, ...] | None) -> bool:
+        return (isinstance(value, dict) and all(isinstance(k, str) and _finite_number(v) for k, v in value.items())
+                and (keys is None or set(value) == set(keys)))
+
+    if not isinstance(record, dict) or record.get("epoch") != epoch:
+        raise ValueError(f"run-state history record {epoch} is not that epoch's record")
+    seconds = [k for k in ("train_seconds", "eval_seconds", "kmeans_seconds") if k in record]
+    problems = [
+        "train_seconds" not in record or not all(_finite_number(record[k]) and record[k] >= 0 for k in seconds),
+        not metrics(record.get("losses"), None),
+        "valid" in record and not metrics(record["valid"], METRIC_KEYS),
+        bool(set(record) - {"epoch", "losses", "valid", *seconds}),
+    ]
+    if any(problems):
+        what = ("seconds", "losses", "valid metrics", "fields")[problems.index(True)]
+        raise ValueError(f"run-state history record {epoch}: its {what} are not what a run writes")
 
 
 @dataclass
@@ -246,7 +274,7 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.de
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
-def _saved_optimizer_state(optimizer: torch.optim.Optimizer, saved: object) -> dict[str, Any]:
+def _saved_optimizer_state(optimizer: torch.optim.Optimizer, saved: object, names: list[str]) -> dict[str, Any]:
     """``saved`` (an Adam ``state_dict`` read from ``last.pt``) checked against ``optimizer``'s
     parameters, with ``optimizer``'s own settings (from this run's config) in place of the saved ones.
 
@@ -254,7 +282,9 @@ def _saved_optimizer_state(optimizer: torch.optim.Optimizer, saved: object) -> d
     kernel (an out-of-bounds write), and saved ``param_groups`` would silently replace the
     learning rate and weight decay that the config says. So every state entry must be Adam's
     ``step`` (a finite scalar >= 0) and two finite moments of its parameter's shape and dtype
-    (the second >= 0), and only the state is taken from the file.
+    (the second >= 0), dense and contiguous (the fused kernel writes them in place), and only the
+    state is taken from the file. ``names`` are the parameters' names, in ``optimizer``'s order,
+    for the messages.
 
     Raises:
         ValueError: naming the first entry that does not fit.
@@ -266,20 +296,24 @@ def _saved_optimizer_state(optimizer: torch.optim.Optimizer, saved: object) -> d
     for key, entry in state.items():
         if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < len(params):
             raise ValueError(f"optimizer state names parameter {str(key)[:20]!r}; the model has {len(params)}")
+        param, name = params[key], names[key]
         if not isinstance(entry, dict) or set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
-            raise ValueError(f"optimizer state of parameter {key} is not Adam's (step, exp_avg, exp_avg_sq)")
-        param, step = params[key], entry["step"]
-        if not (isinstance(step, torch.Tensor) and step.ndim == 0 and step.is_floating_point()
-                and bool(torch.isfinite(step)) and float(step) >= 0):
-            raise ValueError(f"optimizer step of parameter {key} must be a finite scalar >= 0")
-        for name in ("exp_avg", "exp_avg_sq"):
-            moment = entry[name]
+            raise ValueError(f"optimizer state of {name} is not Adam's (step, exp_avg, exp_avg_sq)")
+        step = entry["step"]
+        if not (isinstance(step, torch.Tensor) and step.ndim == 0 and step.dtype in (torch.float32, torch.float64)
+                and step.device.type != "meta" and bool(torch.isfinite(step)) and float(step) >= 0):
+            raise ValueError(f"optimizer step of {name} must be a finite float scalar >= 0")
+        for moment_name in ("exp_avg", "exp_avg_sq"):
+            moment = entry[moment_name]
             if not (isinstance(moment, torch.Tensor) and moment.shape == param.shape and moment.dtype == param.dtype):
                 found = (tuple(moment.shape), moment.dtype) if isinstance(moment, torch.Tensor) else type(moment).__name__
-                raise ValueError(f"optimizer {name} of parameter {key}: {found} in the file, "
+                raise ValueError(f"optimizer {moment_name} of {name}: {found} in the file, "
                                  f"{(tuple(param.shape), param.dtype)} expected")
-            if not bool(torch.isfinite(moment).all()) or (name == "exp_avg_sq" and bool((moment < 0).any())):
-                raise ValueError(f"optimizer {name} of parameter {key} holds values Adam cannot have")
+            if moment.layout != torch.strided or moment.device.type == "meta" or not moment.is_contiguous():
+                raise ValueError(f"optimizer {moment_name} of {name} must be a dense, contiguous tensor with values "
+                                 f"(strides {moment.stride() if moment.layout == torch.strided else moment.layout})")
+            if not bool(torch.isfinite(moment).all()) or (moment_name == "exp_avg_sq" and bool((moment < 0).any())):
+                raise ValueError(f"optimizer {moment_name} of {name} holds values Adam cannot have")
     return {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
 
 
@@ -452,12 +486,15 @@ def run_training(
                 raise ValueError(f"it was trained on other data (data_content_sha256 "
                                  f"{state.data_content_sha256[:12]}..., the data now {data_content_sha256[:12]}...)")
             model.load_state_dict(checkpoint.model)
-            optimizer.load_state_dict(_saved_optimizer_state(optimizer, checkpoint.optimizer))
+            optimizer.load_state_dict(_saved_optimizer_state(optimizer, checkpoint.optimizer,
+                                                             [n for n, _ in model.named_parameters()]))
             state.data_content_sha256 = state.data_content_sha256 or data_content_sha256
             _restore_rng(checkpoint.rng, generator, device, shard, order_generator)
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise CheckpointError(f"{files.last}: cannot resume from it ({type(err).__name__}: {first[:200]})") from None
+        if files.best.exists():  # another run's best.pt: refused now, not after the training (every rank alike)
+            _check_best_belongs(files.best, load_checkpoint(files.best), config, data, state)
         if config.kmeans_warm_start and checkpoint.intent_centroids is not None:
             warm_centroids = checkpoint.intent_centroids.to(device)
         LOG.info("resumed from %s at epoch %d", files.last, state.epoch)
