@@ -538,3 +538,19 @@ def test_resume_removes_the_temp_files_that_killed_writes_left(partial, tmp_path
     (run / ".keep").write_text("not the run's")
     cli.train(["--resume", str(run), "--quiet"])
     assert not any(path.exists() for path in left) and (run / ".keep").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks need fcntl")
+def test_two_processes_never_train_in_one_folder(partial, tmp_path, capsys):
+    import fcntl
+
+    run = _copy(partial, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with open(run / "train.log", "a") as held:  # another process training there holds this lock
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for call in (lambda: cli.main(["--resume", str(run), "--quiet"]),
+                     lambda: _train(run, "--overwrite", epochs=3)):
+            line = _one_line_error(call, capsys)
+            assert "another process is training in this folder" in line
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing deleted or written
+    assert cli.train(["--resume", str(run), "--quiet"])["status"] == "finished"  # released: goes on

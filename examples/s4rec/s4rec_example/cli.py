@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -317,6 +317,25 @@ def _check_same_data(folder: Path, dataset: Any, results: dict[str, Any]) -> Non
         )
 
 
+def _lock_folder(folder: Path) -> IO[str] | None:
+    """Hold an exclusive lock on ``folder/train.log`` until the returned file is closed, so that
+    two processes never train in one run folder (a second ``--resume`` of a running run, or an
+    ``--overwrite`` of it): the second is refused with one line. ``None`` where ``fcntl`` is
+    missing (Windows): the run goes on unlocked."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(folder / "train.log", "a", encoding="utf-8")  # noqa: SIM115 (held for the whole run)
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise common.UsageError(f"{folder}: another process is training in this folder (its train.log is "
+                                "locked); wait for it to end, or name another folder") from None
+    return handle
+
+
 def _file_logging(path: Path) -> logging.Handler:
     # (a train.log that is a link was refused in validate(): by --resume, or as no run's own file)
     handler = logging.FileHandler(path)
@@ -450,10 +469,15 @@ def _train(
     created = args.resume is None and (not folder.exists() or bool(stale))  # a resumed run's folder is never removed
     files = RunFiles(folder)
     handler: logging.Handler | None = None
+    lock: IO[str] | None = None
     if shard.main:
-        for path in stale:  # the run's own files only (--overwrite, and every argument is valid)
-            path.unlink(missing_ok=True)
         folder.mkdir(parents=True, exist_ok=True)
+        lock = common.run_guarded(lambda: _lock_folder(folder), debug=args.debug, prog="train.py")
+        for path in stale:  # the run's own files only (--overwrite, and every argument is valid)
+            if path.name == "train.log":
+                os.truncate(path, 0)  # the locked file itself
+            else:
+                path.unlink(missing_ok=True)
         handler = _file_logging(folder / "train.log")
     try:
         if args.resume is None and shard.main:
@@ -498,6 +522,8 @@ def _train(
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
+        if lock is not None:
+            lock.close()  # releases the folder
     if results["status"] == "finished":
         print(f"\n{config.preset} ({config.loss}) on {dataset_label(config.data)}: best epoch {results['best_epoch']}, "
               f"stopped by {results['stopped_by'].replace('_', ' ')} after {results['epochs_run']} epochs, "
