@@ -496,7 +496,7 @@ def _train(
         if args.resume is not None:
             old = files.results
             if old.is_file():
-                first = json.loads(old.read_text())
+                first = _read_json(old, "--resume")
                 earlier = first.get("resumes")
                 resume = {"command": command, "git_commit": provenance["git_commit"],
                           "machine": provenance["machine"], "after_epochs": first.get("epochs_run")}

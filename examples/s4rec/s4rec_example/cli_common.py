@@ -132,6 +132,11 @@ def generated_count(text: str) -> int:
     return value
 
 
+def is_finite_number(value: object) -> bool:
+    """A finite int or float read back from JSON (a bool, a string, NaN or infinity is not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _float(text: str) -> float:
     try:
         value = float(text)

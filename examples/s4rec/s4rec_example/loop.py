@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -35,10 +34,12 @@ from .checkpoint import (
     CheckpointError,
     atomic_write_text,
     changed_settings,
+    check_plain_tensor,
     load_checkpoint,
     load_model,
     save_checkpoint,
 )
+from .cli_common import is_finite_number
 from .config import TrainConfig
 from .data import TrainData
 from .evaluate import METRIC_KEYS, round_metrics, score_split
@@ -156,22 +157,18 @@ class RunState:
         return state
 
 
-def _finite_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_record(record: object, epoch: int) -> None:
     """One epoch's record of the history as the loop writes it: its epoch, finite seconds, a
     dict of finite losses, and (when validated) a finite value for every metric."""
     def metrics(value: object, keys: tuple[str, ...] | None) -> bool:
-        return (isinstance(value, dict) and all(isinstance(k, str) and _finite_number(v) for k, v in value.items())
+        return (isinstance(value, dict) and all(isinstance(k, str) and is_finite_number(v) for k, v in value.items())
                 and (keys is None or set(value) == set(keys)))
 
     if not isinstance(record, dict) or record.get("epoch") != epoch:
         raise ValueError(f"run-state history record {epoch} is not that epoch's record")
     seconds = [k for k in ("train_seconds", "eval_seconds", "kmeans_seconds") if k in record]
     problems = [
-        "train_seconds" not in record or not all(_finite_number(record[k]) and record[k] >= 0 for k in seconds),
+        "train_seconds" not in record or not all(is_finite_number(record[k]) and record[k] >= 0 for k in seconds),
         not metrics(record.get("losses"), None),
         "valid" in record and not metrics(record["valid"], METRIC_KEYS),
         bool(set(record) - {"epoch", "losses", "valid", *seconds}),
@@ -299,21 +296,19 @@ def _saved_optimizer_state(optimizer: torch.optim.Optimizer, saved: object, name
         param, name = params[key], names[key]
         if not isinstance(entry, dict) or set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
             raise ValueError(f"optimizer state of {name} is not Adam's (step, exp_avg, exp_avg_sq)")
-        step = entry["step"]
-        if not (isinstance(step, torch.Tensor) and step.ndim == 0 and step.dtype in (torch.float32, torch.float64)
-                and step.device.type != "meta" and bool(torch.isfinite(step)) and float(step) >= 0):
+        step = check_plain_tensor(entry["step"], f"optimizer step of {name}")  # dense, with values, finite
+        if not (step.ndim == 0 and step.is_floating_point() and float(step) >= 0):
             raise ValueError(f"optimizer step of {name} must be a finite float scalar >= 0")
         for moment_name in ("exp_avg", "exp_avg_sq"):
-            moment = entry[moment_name]
-            if not (isinstance(moment, torch.Tensor) and moment.shape == param.shape and moment.dtype == param.dtype):
-                found = (tuple(moment.shape), moment.dtype) if isinstance(moment, torch.Tensor) else type(moment).__name__
-                raise ValueError(f"optimizer {moment_name} of {name}: {found} in the file, "
+            label = f"optimizer {moment_name} of {name}"
+            moment = check_plain_tensor(entry[moment_name], label)
+            if moment.shape != param.shape or moment.dtype != param.dtype:
+                raise ValueError(f"{label}: {(tuple(moment.shape), moment.dtype)} in the file, "
                                  f"{(tuple(param.shape), param.dtype)} expected")
-            if moment.layout != torch.strided or moment.device.type == "meta" or not moment.is_contiguous():
-                raise ValueError(f"optimizer {moment_name} of {name} must be a dense, contiguous tensor with values "
-                                 f"(strides {moment.stride() if moment.layout == torch.strided else moment.layout})")
-            if not bool(torch.isfinite(moment).all()) or (moment_name == "exp_avg_sq" and bool((moment < 0).any())):
-                raise ValueError(f"optimizer {moment_name} of {name} holds values Adam cannot have")
+            if not moment.is_contiguous():  # the fused kernel writes it in place, past a stride-0 storage
+                raise ValueError(f"{label} must be a contiguous tensor (strides {moment.stride()})")
+            if moment_name == "exp_avg_sq" and bool((moment < 0).any()):
+                raise ValueError(f"{label} holds values Adam cannot have (negative)")
     return {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
 
 

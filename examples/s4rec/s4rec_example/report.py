@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import re
 import statistics
@@ -76,12 +75,8 @@ def results_name(results: dict[str, Any]) -> str:
     return name
 
 
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _finite_metrics(value: object, key: str) -> None:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and _finite(v) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and common.is_finite_number(v) for k, v in value.items()):
         raise ValueError(f"{key} must map metric names to finite numbers")
 
 
@@ -115,7 +110,7 @@ def check_results(results: object, source: str) -> dict[str, Any]:
             if not isinstance(results.get(key), int) or isinstance(results.get(key), bool):
                 raise ValueError(f"{key} must be an int")
         for key in ("seconds_per_epoch", "total_seconds"):
-            if not _finite(results.get(key)):
+            if not common.is_finite_number(results.get(key)):
                 raise ValueError(f"{key} must be a finite number")
         results_name(results)
     except (TypeError, ValueError, AttributeError, KeyError) as err:
