@@ -121,10 +121,23 @@ def check_float(x: Tensor, name: str) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
 
 
+_SHELL_UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)
+"""Unsigned dtypes that torch stores but barely computes with (no ``min``, ``gather``, ...)."""
+
+
 def check_integer(x: Tensor, name: str) -> None:
-    """Raise ``TypeError`` unless ``x`` has an integer dtype (item ids, labels, assignments)."""
+    """Raise ``TypeError`` unless ``x`` has an integer dtype (item ids, labels, assignments)
+    that torch computes with: ``int8`` to ``int64`` or ``uint8``. (``uint16`` / ``uint32`` /
+    ``uint64`` tensors, e.g. from ``torch.from_numpy``, are refused with a hint, not left to
+    fail deep inside an operator that has no kernel for them.)"""
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor (torch.long), got dtype {x.dtype}")
+    if x.dtype in _SHELL_UNSIGNED:
+        raise TypeError(
+            f"{name} must be an integer tensor of a dtype torch computes with (torch.long, or int8 to "
+            f"int32 / uint8), got dtype {x.dtype}, which torch supports for storage only; convert it "
+            f"with .long()"
+        )
 
 
 def index_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -135,7 +148,8 @@ def index_dtype(dtype: torch.dtype) -> torch.dtype:
 def as_index(x: Tensor) -> Tensor:
     """A checked integer tensor in a dtype that torch indexes, embeds and gathers with.
 
-    ``int32`` and ``int64`` are kept; every other integer dtype becomes ``int64``. (``uint8``
+    ``int32`` and ``int64`` are kept; ``int8``, ``int16`` and ``uint8`` become ``int64``
+    (:func:`check_integer` refuses the wider unsigned dtypes first). (``uint8``
     would otherwise index as a boolean mask, silently, and ``int8`` / ``int16`` fail deep inside
     ``embedding`` or ``gather``.)
     """

@@ -507,8 +507,8 @@ class SequenceAugmenter(nn.Module):
             summing to 1; default uniform.
 
     Shape:
-        - item_ids: $(b, l)$, any integer dtype, left-padded with 0, ids in $[0, \max(n + 1,
-          \text{mask\_id})]$.
+        - item_ids: $(b, l)$, an integer dtype (``int8`` to ``int64``, ``uint8``), left-padded
+          with 0, ids in $[0, \max(n + 1, \text{mask\_id})]$.
         - output: $(b, l)$, same device, a new tensor (the input is not modified); ``int32``
           for ``int32`` ids, ``long`` for every other integer dtype (as the encoder takes ids).
         - operations (from :meth:`with_operations`): $(b,)$, long index into ``operations``.

@@ -28,7 +28,7 @@ from ._validation import (
     check_tensor,
     reads_values,
 )
-from .constants import loss_dtype, normalize_rows
+from .constants import loss_dtype, normalize_rows, scaled_sum
 from .sinkhorn import _global_batch_size, _sinkhorn_impl, _use_distributed
 
 __all__ = ["ClusteringOutput", "OnlineIntentClustering", "online_clustering"]
@@ -131,9 +131,9 @@ def _online_clustering_impl(
         # mean over ranks of the per-rank losses = the global-batch mean, and DDP's averaged
         # gradients equal the single-process ones even for unequal local batches.
         world = torch.distributed.get_world_size()
-        loss = per_sample.sum() * (world / batch.to(dtype))
+        loss = scaled_sum(per_sample, world / batch.to(dtype))
     else:
-        loss = per_sample.mean()
+        loss = scaled_sum(per_sample, 1 / per_sample.shape[0])
     probs = log_probs.exp()
     source = targets if assign_from == "targets" else probs
     assignments = source.detach().argmax(dim=1)

@@ -44,6 +44,19 @@ def loss_dtype(*dtypes: torch.dtype) -> torch.dtype:
     return out
 
 
+def scaled_sum(losses: Tensor, scale: float | Tensor) -> Tensor:
+    """``(losses * scale).sum()``: a mean (``scale = 1 / count``) that is finite wherever each
+    term is. ``losses.mean()`` sums first, which overflows float32 when the terms are near its
+    largest value (a loss at a temperature near ``MIN_DIVISOR``).
+
+    Examples:
+        >>> big = torch.full((4,), 3e38)
+        >>> big.mean().item(), scaled_sum(big, 1 / 4).item() == big[0].item()
+        (inf, True)
+    """
+    return (losses * scale).sum()
+
+
 NORM_EPS = 1e-12
 """Rows whose L2 norm is at most this are treated as zero rows by :func:`normalize_rows`."""
 

@@ -27,7 +27,7 @@ from ._validation import (
     check_same_size,
     check_tensor,
 )
-from .constants import REDUCTIONS, Reduction, loss_dtype, normalize_rows
+from .constants import REDUCTIONS, Reduction, loss_dtype, normalize_rows, scaled_sum
 from .distributed import (
     all_gather_no_grad,
     all_gather_sizes,
@@ -155,7 +155,7 @@ def _intent_info_nce_impl(
     if reduction == "sum":
         return losses.sum()
     # The mean over the 2B anchors of all ranks, split so that the ranks' losses average to it.
-    return losses.sum() * (processes / (2 * max(total, 1)))
+    return scaled_sum(losses, processes / (2 * max(total, 1)))
 
 
 def intent_info_nce(

@@ -24,7 +24,7 @@ from ._validation import (
     check_same_size,
     check_tensor,
 )
-from .constants import REDUCTIONS, Reduction, loss_dtype
+from .constants import REDUCTIONS, Reduction, loss_dtype, scaled_sum
 
 __all__ = ["PrototypeDistillation", "prototype_distillation"]
 
@@ -67,7 +67,7 @@ def _distillation_impl(
     log_student = F.log_softmax(student.to(dtype) / temperature, dim=-1)
     losses = F.kl_div(log_student, log_teacher, reduction="none", log_target=True).sum(dim=-1)
     if reduction == "mean":
-        return losses.mean()
+        return scaled_sum(losses, 1 / losses.shape[0])
     if reduction == "sum":
         return losses.sum()
     return losses

@@ -11,7 +11,8 @@ $$
 where $r_u$ is the 0-based rank of the target (one relevant item, so the ideal DCG is 1).
 
 The public ICLRec code does not exclude the history but sets its scores to 0
-(``rating_pred[train_matrix > 0] = 0``); ``history_value=0.0`` reproduces that.
+(``rating_pred[train_matrix > 0] = 0``); ``history_value=0.0`` reproduces that (and
+``ignore_ids=()`` on scores of all ``n + 2`` rows of its item table, which it ranks too).
 
 How the ranking is computed, and why it costs no more than a hand-written loop. The ``(b, n)``
 score block is read twice (three times on the CPU if there are ties), by two comparisons with
@@ -83,9 +84,9 @@ DEFAULT_MEMORY_BUDGET: int = 256 * 2**20
 (256 MiB) when ``evaluate_ranking`` is given no ``memory_budget``."""
 
 _NAN_TARGET_MESSAGE = "scores are NaN at some targets; the model's output is not rankable"
-_BUFFER_BYTES_PER_SCORE = 2
-"""The ranking's temporaries of the block's size: the reused bool buffer, and one more bool per
-score while ties are broken by item id."""
+_TIE_BYTES_PER_SCORE = 1
+"""The ranking's temporary beside the reused bool buffer: one more bool per score while ties are
+broken by item id."""
 
 _WORDS_PER_BLOCK = 255
 """int64 words of a boolean buffer summed at once: each of a word's 8 byte lanes then counts at
@@ -218,11 +219,24 @@ class _History:
         return _Pairs(keys // (self.n + 1) - start, keys % (self.n + 1), self.valid[lo:hi])
 
 
+def _word_blocks(words: int) -> tuple[int, int]:
+    """``(blocks, words per block)``: the fewest blocks of at most ``_WORDS_PER_BLOCK`` int64
+    words that hold ``words`` words, each as short as that allows (the least padding)."""
+    blocks = max(1, -(-words // _WORDS_PER_BLOCK))
+    return blocks, -(-words // blocks)
+
+
+def _buffer_width(n: int) -> int:
+    """Bytes per row of :func:`_count_buffer` for ``n`` columns: at most ``7 + 8 * blocks``
+    more than ``n`` (a few bytes, never a whole block)."""
+    blocks, per_block = _word_blocks(-(-n // 8))
+    return 8 * blocks * per_block
+
+
 def _count_buffer(rows: int, n: int, device: torch.device) -> Tensor:
     """A reusable ``(rows, w)`` bool buffer for :func:`_count`: ``n`` columns padded with False
-    to a multiple ``w`` of ``8 * _WORDS_PER_BLOCK``."""
-    block = 8 * _WORDS_PER_BLOCK
-    buffer = torch.empty((rows, -(-n // block) * block), dtype=torch.bool, device=device)
+    to the width ``w`` of :func:`_buffer_width`, whole blocks of :func:`_word_blocks`."""
+    buffer = torch.empty((rows, _buffer_width(n)), dtype=torch.bool, device=device)
     buffer[:, n:] = False
     return buffer
 
@@ -247,8 +261,8 @@ def _count_ones(rows: Tensor) -> Tensor:
     """``(b,)`` int32 number of True per row of a ``(b, w)`` bool buffer of :func:`_count_buffer`
     (its padding columns False): the word sums of :func:`_count`, no host sync."""
     b = rows.shape[0]
-    blocks = rows.shape[1] // (8 * _WORDS_PER_BLOCK)
-    words = rows.view(torch.int64).view(b, blocks, _WORDS_PER_BLOCK).sum(dim=2)  # (b, blocks)
+    blocks, per_block = _word_blocks(rows.shape[1] // 8)
+    words = rows.view(torch.int64).view(b, blocks, per_block).sum(dim=2)  # (b, blocks)
     # add up each word's 8 byte lanes in place (SWAR): pairs into 16-bit lanes, then 32, then 64
     words = (words & _EVEN_BYTES) + ((words >> 8) & _EVEN_BYTES)
     words = (words & _EVEN_SHORTS) + ((words >> 16) & _EVEN_SHORTS)
@@ -363,8 +377,10 @@ def rank_targets(
       items.
     * With ``history_value`` set (ICLRec's code: ``0.0``) the history items stay candidates with
       their score replaced by that value (cast to the scores' dtype, as the public code's float32
-      array does). This mode reproduces the public code exactly, so a target that is also a
-      history item gets ``history_value`` too, as it does there.
+      array does). This mode reproduces the public code's history exactly, so a target that is
+      also a history item gets ``history_value`` too, as it does there. (That code also ranks
+      every row of its item table, the padding row 0 and the mask row ``n + 1`` included: for
+      its exact ranking, score all ``n + 2`` rows and pass ``ignore_ids=()``.)
 
     Args:
         scores: ``(b, n)`` float scores of the items ``0..n-1`` (column = item id). A NaN at a
@@ -822,7 +838,7 @@ def _rank_shard(request: _Request, start: int, stop: int, *, collect_nan: bool) 
                         if history is not None:
                             _check_history_range(history, n, "history")
                     dense = _counts_densely(scores.device)
-                    row_bytes = n * (scores.element_size() + _BUFFER_BYTES_PER_SCORE)
+                    row_bytes = n * (scores.element_size() + _TIE_BYTES_PER_SCORE) + _buffer_width(n)
                     rows_per_batch = max(1, min(batch_size, budget // row_bytes))
                     buffer = _count_buffer(rows_per_batch, n, scores.device)
                     if ragged is not None:

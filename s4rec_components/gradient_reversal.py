@@ -150,7 +150,8 @@ def dann_schedule(progress: float, *, gamma: float = DEFAULT_GAMMA) -> float:
         gamma: $\gamma$, the steepness; DANN uses 10. Must be > 0.
 
     Returns:
-        $\lambda(p)$ as a Python float in $[0, 1)$.
+        $\lambda(p)$ as a Python float in $[0, 1]$ (below 1 in exact arithmetic; in float64
+        it rounds to 1.0 once $\gamma p \gtrsim 38.5$).
 
     Raises:
         TypeError: if ``progress`` or ``gamma`` is not a real number (a ``bool`` or ``str``

@@ -68,6 +68,41 @@ def test_every_integer_dtype_indexes_as_int64_does(dtype):
     assert torch.equal(rows.pad_rows(index.to(dtype)), rows.pad_rows(index))
 
 
+SHELL_UNSIGNED = [torch.uint16, torch.uint32, torch.uint64]
+
+
+@pytest.mark.parametrize("dtype", SHELL_UNSIGNED)
+def test_wide_unsigned_ids_are_refused_at_the_boundary(dtype):
+    """uint16 / uint32 / uint64 (``torch.from_numpy`` of such arrays) have no ``min``, ``gather`` or
+    ``embedding`` kernels: each public entry refuses them with a TypeError that names the
+    argument and the dtype, never a NotImplementedError from deep inside torch (review of
+    2026-12-06)."""
+    def wide(*values):
+        return torch.tensor(values).to(dtype)
+
+    encoder = SASRecEncoder(10, hidden_size=4, max_len=5, num_layers=1)
+    h, table, z, mu = torch.randn(3, 4), torch.randn(8, 4), torch.randn(3, 4), torch.randn(2, 4)
+    ids, three = wide(0, 1, 2, 3).unsqueeze(0), torch.tensor([1, 0, 1])
+    calls = {
+        "item_ids": [lambda: encoder(ids), lambda: encoder.represent(ids, pooling="mean"),
+                     lambda: encoder.embed_items(ids), lambda: SequenceAugmenter(10)(ids),
+                     lambda: s4.mask_items(ids, num_items=10)],
+        "targets": [lambda: linear_cross_entropy(h, table, wide(1, 2, 3)),
+                    lambda: s4.rank_targets(table, wide(*range(8))),
+                    lambda: evaluate_ranking(lambda x: table[x[:, 0]], torch.arange(2)[:, None], wide(1, 2))],
+        "positives": [lambda: sampled_bce(h, table, wide(1, 2, 3), three)],
+        "labels": [lambda: head_tail_adversarial_loss(h, wide(0, 1, 1), torch.randn(2, 4))],
+        "assignments": [lambda: intent_info_nce(z, z, mu, wide(0, 1, 1)),
+                        lambda: prototype_distillation(z, mu, wide(0, 1, 1))],
+        "ranks": [lambda: ranking_metrics(wide(0, 3, 9))],
+        "index": [lambda: Ragged.from_lists([[3, 1], [], [7]]).pad_rows(wide(2, 0))],
+    }
+    for name, fns in calls.items():
+        for fn in fns:
+            with pytest.raises(TypeError, match=rf"{name}.*{dtype}.*\.long\(\)"):
+                fn()
+
+
 def test_ragged_membership_refuses_values_beyond_num_values():
     """Keys ``row * (num_values + 1) + value`` collide across rows when a value exceeds it."""
     rows = Ragged.from_lists([[5], []])
@@ -183,19 +218,41 @@ def test_kmeans_seed_has_the_generators_range():
 
 
 # ------------------------------------------------------------------ float32 range
+def _bounded(*shape: int) -> torch.Tensor:
+    """Entries in [-0.5, 0.5): logits differ by at most 1, so every loss below stays within
+    float32 at the smallest divisor (about 8.5e37 a row), while a sum of four rows would not."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape))) - 0.5
+
+
 @pytest.mark.parametrize("call, name", [
     (lambda t: sinkhorn_knopp(torch.eye(2), epsilon=t), "epsilon"),
     (lambda t: intent_info_nce(torch.eye(2), torch.eye(2), temperature=t), "temperature"),
-    (lambda t: online_clustering(torch.randn(4, 3), torch.randn(2, 3), temperature=t).loss, "temperature"),
-    (lambda t: online_clustering(torch.randn(4, 3), torch.randn(2, 3), epsilon=t).loss, "epsilon"),
-    (lambda t: prototype_distillation(torch.randn(4, 3), torch.randn(2, 3), torch.tensor([0, 1, 0, 1]),
+    (lambda t: online_clustering(_bounded(4, 3), _bounded(2, 3), temperature=t).loss, "temperature"),
+    (lambda t: online_clustering(_bounded(4, 3), _bounded(2, 3), epsilon=t).loss, "epsilon"),
+    (lambda t: prototype_distillation(_bounded(4, 3), _bounded(2, 3), torch.tensor([0, 1, 0, 1]),
                                       temperature=t), "temperature"),
 ])
 def test_a_divisor_too_small_for_float32_is_refused_and_the_smallest_accepted_is_finite(call, name):
+    """Inputs from a fixed generator: the test no longer depends on the global RNG's state (an
+    unbounded ``randn`` student gives a KL beyond float32 at this temperature, a true inf)."""
     for tiny in (1e-39, 1e-300):
         with pytest.raises(ValueError, match=f"{name} must be >= "):
             call(tiny)
     assert torch.isfinite(call(MIN_DIVISOR)).all()
+
+
+def test_the_losses_mean_is_finite_where_each_row_is():
+    """Eight rows of about 8.5e37 each at the smallest temperature: their float32 sum overflows,
+    their mean does not; each loss scales before it sums (review of 2026-12-06)."""
+    z = torch.tensor([[0.5, -0.5]]).expand(8, 2)
+    mu = torch.tensor([[0.5, -0.5], [-0.5, 0.5]])
+    distill = prototype_distillation(z, mu, torch.ones(8, dtype=torch.long), temperature=MIN_DIVISOR,
+                                     reduction="none")
+    assert torch.isfinite(distill).all() and not torch.isfinite(distill.sum())
+    mean = prototype_distillation(z, mu, torch.ones(8, dtype=torch.long), temperature=MIN_DIVISOR)
+    assert mean.item() == pytest.approx(distill.double().mean().item(), rel=1e-6)
+    clustered = online_clustering(z, mu, temperature=MIN_DIVISOR)  # balanced targets: half on -z
+    assert torch.isfinite(clustered.loss) and clustered.loss.item() > 1e37
 
 
 def test_sinkhorn_refuses_scores_whose_ratio_to_epsilon_overflows():

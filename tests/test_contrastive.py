@@ -392,6 +392,17 @@ def test_half_precision_at_extreme_temperature_is_finite() -> None:
     assert abs(low.double() - exact) / exact < 1e-5
 
 
+def test_the_mean_is_finite_where_every_anchor_loss_is() -> None:
+    """At temperature 1e-37 each anchor's loss is about 5e37 (finite in float32) but their sum
+    is not: the mean must scale before it sums (review of 2026-12-06)."""
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    losses = intent_info_nce(z1, z2, temperature=1e-37, reduction="none")
+    assert torch.isfinite(losses).all() and not torch.isfinite(losses.sum())
+    mean = intent_info_nce(z1, z2, temperature=1e-37)
+    assert torch.isfinite(mean) and abs(mean.double() / losses.double().mean() - 1) < 1e-6
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_inputs(dtype: torch.dtype) -> None:
     g = torch.Generator().manual_seed(4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -212,6 +213,12 @@ def test_statistics_closed_form():
     assert stats["avg_length"] == 4.0 and stats["sparsity"] == pytest.approx(1 - 8 / 20)
     assert (stats["min_length"], stats["max_length"], stats["name"]) == (3, 5, "toy")
     assert len(data) == 2 and "toy" in repr(data)
+
+
+@given(sequences=sequence_lists())
+def test_median_length_is_the_usual_median(sequences):
+    stats = SequenceDataset.from_sequences(sequences).statistics()
+    assert stats["median_length"] == statistics.median(len(seq) for seq in sequences)
 
 
 @given(sequences=sequence_lists())

@@ -368,7 +368,8 @@ def test_evaluate_ranking_matches_reference(problem, layout, batch_size, budget)
         assert result.metrics[key] == pytest.approx(value, rel=1e-12, abs=1e-15)
     # one user first (it tells n), then batches of batch_size capped by the memory budget
     n = len(scores[0])
-    per_batch = max(1, min(batch_size, (DEFAULT_MEMORY_BUDGET if budget is None else budget) // (n * (s.element_size() + 2))))
+    row_bytes = n * (s.element_size() + 1) + evaluation._buffer_width(n)  # scores, tie block, bool buffer
+    per_batch = max(1, min(batch_size, (DEFAULT_MEMORY_BUDGET if budget is None else budget) // row_bytes))
     sizes = [size for size, _ in calls]
     assert sizes[0] == 1 and sum(sizes) == len(targets)
     assert all(size == per_batch for size in sizes[1:-1]) and all(size <= per_batch for size in sizes[1:])
@@ -534,6 +535,40 @@ def test_no_temporary_larger_than_one_bool_per_score(dense):
         ranks = evaluation._rank_impl(scores, targets, None, torch.tensor([0]), None, buffer, [], dense)
     assert max(event.cpu_memory_usage for event in prof.events()) <= b * n
     assert ranks.tolist() == rank_targets(scores, targets).tolist()
+
+
+@pytest.mark.parametrize("n", [1, 7, 10, 2039, 2040, 2041, 4081, 12102])
+def test_count_buffer_pads_a_few_bytes_and_counts_exactly(n):
+    """The bool buffer is ``n`` columns plus at most a word per block of padding (a small
+    catalogue once paid a whole 2040-byte block per row), and its counts stay exact."""
+    g = torch.Generator().manual_seed(n)
+    scores = torch.randn(5, n, generator=g)
+    threshold = scores[:, :1]
+    buffer = evaluation._count_buffer(5, n, scores.device)
+    blocks = -(-n // (8 * evaluation._WORDS_PER_BLOCK))
+    assert n <= buffer.shape[1] <= n + 7 + 8 * blocks
+    counts = evaluation._count(torch.gt, scores, threshold, buffer)
+    assert counts.tolist() == (scores > threshold).sum(1).tolist()
+
+
+def test_a_small_catalogue_keeps_the_memory_budget():
+    """Score block plus bool buffer of one batch stay within ``memory_budget`` for any ``n``."""
+    allocated = []
+    real = evaluation._count_buffer
+
+    def recording(rows, n, device):
+        buffer = real(rows, n, device)
+        allocated.append((rows, n, buffer.numel()))
+        return buffer
+
+    table, budget = torch.randn(20_000, 10), 2**20
+    targets = torch.randint(1, 10, (20_000,), generator=torch.Generator().manual_seed(0))
+    with mock.patch.object(evaluation, "_count_buffer", recording):
+        result = evaluate_ranking(lambda x: table[x[:, 0]], torch.arange(20_000)[:, None], targets,
+                                  batch_size=20_000, memory_budget=budget)
+    (rows, n, buffer_bytes), = allocated
+    assert rows * n * (table.element_size() + 1) + buffer_bytes <= budget
+    assert result.ranks.tolist() == rank_targets(table, targets).tolist()
 
 
 def test_a_nan_target_in_a_late_batch_is_caught():

@@ -133,6 +133,16 @@ def test_iclrec_to_encoder_state_dict_reads_shapes_and_drops_extra_keys():
     encoder.load_state_dict(converted)  # strict: exactly the encoder's keys
 
 
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_keys_that_are_not_strings_are_dropped_as_extra_keys(prefix):
+    """A non-string key is no SASRec entry: dropped like any other, never an AttributeError
+    (review of 2026-12-06)."""
+    state = random_iclrec_state(num_items=6, d=4, num_layers=1, max_len=5, seed=1)
+    checkpoint = {7: torch.zeros(1), **{prefix + key: value for key, value in state.items()}, None: "x"}
+    converted, shapes = iclrec_to_encoder_state_dict(checkpoint)
+    assert set(converted) == set(state) and shapes.num_layers == 1
+
+
 def test_encoder_to_iclrec_state_dict_is_the_wrappers_result():
     encoder = small_encoder()
     direct = encoder_to_iclrec_state_dict(encoder)

@@ -274,16 +274,19 @@ class SequenceDataset:
     def statistics(self) -> dict[str, float | int | str]:
         r"""Summary numbers: users, items (largest id), distinct items, interactions, lengths, sparsity.
 
-        ``sparsity`` is $1 - m / (u \cdot n)$, the share of empty user-item cells.
+        ``sparsity`` is $1 - m / (u \cdot n)$, the share of empty user-item cells;
+        ``median_length`` is the usual median (the mean of the two middle lengths when the number
+        of users is even, as ``statistics.median``).
 
         Examples:
             >>> from s4rec_components import SequenceDataset
             >>> SequenceDataset.from_sequences([[1, 2, 3], [3, 4, 2, 1]], name="toy").statistics()
             {'name': 'toy', 'users': 2, 'items': 4, 'distinct_items': 4, 'interactions': 7,
-             'avg_length': 3.5, 'min_length': 3, 'max_length': 4, 'median_length': 3.0, 'sparsity': 0.125}
+             'avg_length': 3.5, 'min_length': 3, 'max_length': 4, 'median_length': 3.5, 'sparsity': 0.125}
         """
         users, items, m = self.num_users, self.num_items, self.num_interactions
         lengths = self.lengths.double()
+        ordered = lengths.sort().values
         return {
             "name": self.name,
             "users": users,
@@ -293,7 +296,7 @@ class SequenceDataset:
             "avg_length": float(lengths.mean()),
             "min_length": int(self.lengths.min()),
             "max_length": int(self.lengths.max()),
-            "median_length": float(lengths.median()),
+            "median_length": float(ordered[(users - 1) // 2] + ordered[users // 2]) / 2,
             "sparsity": 1.0 - m / (users * items),
         }
 
