@@ -57,7 +57,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def api_pages(site: Path) -> list[Path]:
-    pages = sorted((site / "api").glob("*/index.html"))
+    pages = sorted(p for p in (site / "api").glob("*.html") if p.name != "index.html")
     assert pages, "no API pages were built"
     return pages
 
@@ -126,6 +126,25 @@ def test_site_builds_strictly_and_loads_nothing_from_the_network(site: Path):
         assert not remote_links, f"{page.relative_to(site)} loads from the network: {remote_links}"
         assert not [s for s in scripts if "mathjax" in s.lower()], page
         assert not re.search(r"<script[^>]*>[^<]*MathJax", text), page
+
+
+def test_every_link_of_the_site_opens_a_file_from_the_disk(site: Path):
+    """Opened as files (``file://``, no server), every relative link and asset of every page
+    lands on a file: ``page.html`` links, never ``page/`` (a folder's listing in a browser)."""
+    from urllib.parse import unquote, urlsplit
+
+    broken = {}
+    for page in site.rglob("*.html"):
+        if page.name == "404.html":  # served by a web server only, with root-relative links
+            continue
+        for url in re.findall(r'(?:href|src)="([^"]*)"', page.read_text(encoding="utf-8")):
+            parts = urlsplit(html.unescape(url))
+            if parts.scheme or parts.netloc or not parts.path:
+                continue
+            if not (page.parent / unquote(parts.path)).is_file():
+                broken.setdefault(page.relative_to(site).as_posix(), []).append(url)
+    assert not broken, f"links that open no file: {broken}"
+    assert (site / "getting-started.html").is_file() and (site / "api" / "encoder.html").is_file()
 
 
 def test_api_pages_have_mathml_and_no_raw_tex_in_the_html(site: Path):
@@ -267,7 +286,7 @@ def browse(site: Path, pages: list[str], tmp_path: Path) -> list[dict]:
 
 def test_formulas_render_offline_in_chromium_at_phone_width(site: Path, tmp_path: Path):
     pages = [p.relative_to(site).as_posix() for p in api_pages(site)]
-    pages += sorted(p.relative_to(site).as_posix() for p in site.glob("*/index.html") if p.parent.name != "api")
+    pages += sorted(p.name for p in site.glob("*.html") if p.name not in ("index.html", "404.html"))
     pages.append("index.html")
     results = browse(site, pages, tmp_path)
     assert len(results) == len(pages)
