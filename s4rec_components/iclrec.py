@@ -113,8 +113,8 @@ def _unwrap_state_dict(state_dict: object) -> Mapping[str, Any]:
             if isinstance(nested, Mapping):
                 state = nested
                 break
-    if not all(isinstance(key, str) for key in state):  # no SASRec entry: dropped as any other extra
-        odd = [key for key in state if not isinstance(key, str)]
+    odd = [key for key in state if not isinstance(key, str)]
+    if odd:  # no SASRec entry: dropped as any other extra
         logger.debug("iclrec_to_encoder_state_dict ignores %d keys that are not strings: %s", len(odd), odd)
         state = {key: value for key, value in state.items() if isinstance(key, str)}
     if state and all(key.startswith(DATA_PARALLEL_PREFIX) for key in state):
