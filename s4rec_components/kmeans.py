@@ -553,6 +553,8 @@ class KMeans(nn.Module):
 
         With ``warm_start=True`` and centroids of ``x``'s width already present, they are the
         starting point (:func:`k_means`' ``init``); otherwise random points of ``x`` are.
+        Warm-start centroids with other than ``num_clusters`` rows (set or loaded by hand) are a
+        ``ValueError``.
 
         Examples:
             >>> import torch
@@ -564,6 +566,11 @@ class KMeans(nn.Module):
         generator = torch.Generator().manual_seed(self.seed)
         init = None
         if self.warm_start and self.fitted and self.centroids.shape[1] == x.shape[1]:
+            if self.centroids.shape[0] != self.num_clusters:  # set or loaded by hand
+                raise ValueError(
+                    f"warm start: the centroids have {self.centroids.shape[0]} rows, this KMeans has "
+                    f"num_clusters = {self.num_clusters}"
+                )
             init = self.centroids
         result = _kmeans_impl(
             x.detach(), self.num_clusters, self.num_iters, self.num_redo, generator,

@@ -241,6 +241,16 @@ def _report(tmp_path: Path, *extra: str) -> list[str]:
     (lambda r: r["config"].update(loss="x/../../../outside/ESCAPED"), "loss must be one of"),
     (lambda r: r["config"].update(preset="nope"), "preset must be one of"),
     (lambda r: r.update(history=[{"epoch": "1"}]), "history must be a list of epochs"),
+    # a fourth review (2026-12-06): each of these was copied in, then broke every later report
+    (lambda r: r["test"].update({"NDCG@20": 10**400}), "finite numbers"),  # was an OverflowError
+    (lambda r: r.update(stopped_by="meteor"), "stopped_by must be one of early_stopping"),
+    (lambda r: r.update(epoch_cap=float("inf")), "epoch_cap must be an int >= 1"),
+    (lambda r: r.update(epoch_cap="abc"), "epoch_cap must be an int >= 1"),
+    (lambda r: r["history"][0].update(valid={"HR@20": 0.1}), "the valid metrics of epoch 0 lack one of"),
+    (lambda r: r["config"].update(alpha=10**400), "--alpha"),  # was a file name too long to write
+    (lambda r: r.update(command="x\n<!-- results:end -->"), "without backticks or HTML comments"),
+    (lambda r: r.update(git_commit="`rm`"), "without backticks or HTML comments"),
+    (lambda r: r.update(note=["a list"]), "note must be a string"),
 ])
 def test_report_add_checks_a_results_file_before_copying_it(finished_results, tmp_path, capsys, edit, message):
     bad = json.loads(json.dumps(finished_results))
@@ -554,3 +564,173 @@ def test_two_processes_never_train_in_one_folder(partial, tmp_path, capsys):
             assert "another process is training in this folder" in line
         assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing deleted or written
     assert cli.train(["--resume", str(run), "--quiet"])["status"] == "finished"  # released: goes on
+
+
+# ---------------------------------------------------------------- a fourth review (2026-12-06, late)
+# Each case below ended in a traceback after training, went on as another run, wrote outside the
+# run folder, hung, or broke the docs page for good.
+
+
+@pytest.mark.parametrize("make", ["missing", "folder"])
+def test_resume_refuses_a_best_model_that_is_gone(partial, tmp_path, capsys, make):
+    run = _copy(partial, tmp_path / "run")
+    (run / "best.pt").unlink()
+    if make == "folder":
+        (run / "best.pt").mkdir()
+    before = (run / "last.pt").read_bytes()
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert "best.pt" in line and ("not a regular file" in line)
+    assert (run / "last.pt").read_bytes() == before  # refused before any epoch, not after the last
+
+
+@pytest.mark.parametrize("name", ["results.json", "last.pt", "config.json"])
+def test_resume_refuses_run_files_that_are_folders(partial, tmp_path, capsys, name):
+    run = _copy(partial, tmp_path / "run")
+    (run / name).unlink()
+    (run / name).mkdir()
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert name in line
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no named pipes")
+def test_resume_and_report_refuse_pipes_instead_of_waiting_on_them(partial, finished_results, tmp_path, capsys):
+    import os
+
+    run = _copy(partial, tmp_path / "run")
+    (run / "results.json").unlink()
+    os.mkfifo(run / "results.json")
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert "results.json" in line and "not a regular file" in line
+    for pipe in ("results/zz.json", "results/headtail-x/headtail.json"):
+        (tmp_path / pipe).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(tmp_path / pipe)
+        line = _one_line_error(lambda: report.main(_report(tmp_path)), capsys)
+        assert "not a regular file" in line and pipe.split("/")[-1] in line
+        (tmp_path / pipe).unlink()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["config"].update(lr=0.01), "belongs to another run (lr = 0.01"),
+    (lambda r: r.update(epochs_run=10**400), "does not fit last.pt's 1 epochs"),
+    (lambda r: r.update(epochs_run=3), "does not fit last.pt's 1 epochs"),
+])
+def test_resume_refuses_a_results_file_of_another_run(partial, tmp_path, capsys, edit, message):
+    """results.json lends the resumed run its command and commit: another run's was merged in."""
+    run = _copy(partial, tmp_path / "run")
+    results = json.loads((run / "results.json").read_text())
+    edit(results)
+    (run / "results.json").write_text(json.dumps(results))
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert message in line
+
+
+def test_a_kill_between_last_pt_and_results_json_still_resumes(partial, tmp_path):
+    run = _copy(partial, tmp_path / "run")
+    results = json.loads((run / "results.json").read_text())
+    results.update(epochs_run=0, history=[])  # the file one epoch behind last.pt
+    (run / "results.json").write_text(json.dumps(results))
+    final = cli.train(["--resume", str(run), "--quiet"])
+    assert final["status"] == "finished" and final["resumes"][0]["after_epochs"] == 1  # last.pt's count
+
+
+def test_resume_looks_up_named_data_under_this_calls_data_root(partial, tmp_path, capsys):
+    """A run folder's config.json cannot choose where a dataset is read or downloaded."""
+    from s4rec_components import generate_synthetic
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    for root in (here, elsewhere):  # not the public file: refused by its checksum, without a download
+        root.mkdir()
+        generate_synthetic(num_users=40, num_items=30, seed=1).save(root / "Beauty.txt")
+    run = tmp_path / "run"
+    run.mkdir()
+    config = json.loads((partial / "config.json").read_text())
+    config.update(data="Beauty", data_root=str(elsewhere))
+    (run / "config.json").write_text(json.dumps(config))  # a run killed before its first epoch ended
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--data-root", str(here), "--quiet"]), capsys)
+    assert f"checksum mismatch for {here / 'Beauty.txt'}" in line and str(elsewhere) not in line
+
+
+@pytest.fixture(scope="module")
+def partial_iclrec(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("partial-iclrec") / "run"
+    _train(folder, "--preset", "iclrec", "--num-intents", "4", "--kmeans-redo", "1", epochs=3, stop_after_epochs=1)
+    return folder
+
+
+@pytest.mark.parametrize("rows, width", [(0, 16), (3, 16), (4, 5)])
+def test_resume_refuses_intent_centroids_of_another_shape(partial_iclrec, tmp_path, capsys, rows, width):
+    """Forged warm-start centroids once crashed mid-run (none), or silently changed the number of
+    intents (fewer) or were dropped (another width)."""
+    run = _copy(partial_iclrec, tmp_path / "run")
+    assert load_checkpoint(run / "last.pt").intent_centroids.shape == (4, 16)  # ICLRec's mean over l: d
+    _forged(run / "last.pt", run / "last.pt", lambda p: p.update(intent_centroids=torch.zeros(rows, width)))
+    line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
+    assert f"intent_centroids of shape ({rows}, {width}), this run's k-means has (4, 16)" in line
+
+
+def test_a_forged_note_cannot_edit_the_page(finished_results, tmp_path, capsys):
+    sneaky = json.loads(json.dumps(finished_results))
+    sneaky["note"] = "fine\n<!-- results:end -->\n<script>alert(1)</script> & more"
+    source = tmp_path / "run.json"
+    source.write_text(json.dumps(sneaky))
+    report.main(_report(tmp_path, "--add", str(source)))
+    page = (tmp_path / "page.md").read_text()
+    assert "<script>" not in page and page.count(report.END) == 1 and "&lt;script>" in page
+    report.main(_report(tmp_path))
+    assert (tmp_path / "page.md").read_text() == page  # regenerating changes nothing
+    report.main(_report(tmp_path, "--check"))  # and the page is up to date
+    capsys.readouterr()
+    line = _one_line_error(lambda: report.main(_report(tmp_path, "--check", "--add", str(source))), capsys)
+    assert "--check writes nothing" in line
+
+
+def test_huge_json_numbers_are_not_finite_numbers():
+    from s4rec_example.cli_common import is_finite_number
+
+    assert not is_finite_number(10**400) and is_finite_number(10**300) and not is_finite_number(True)
+
+
+def test_a_data_root_that_is_a_file_is_one_line(tmp_path, capsys):
+    root = tmp_path / "rootfile"
+    root.write_text("x")
+    line = _one_line_error(lambda: _train(tmp_path / "run", "--data", "Beauty", "--data-root", str(root)), capsys)
+    assert "rootfile" in line and "is not a folder" in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_rewritten_files_keep_their_permissions(tmp_path):
+    """mkstemp's temp files are 0o600 and os.replace kept that: report.py narrowed the page's rights."""
+    import os
+    import stat
+
+    from s4rec_example.checkpoint import atomic_write_text
+
+    from s4rec_components.data._files import atomic_write_bytes
+
+    umask = os.umask(0o022)
+    try:
+        for write in (atomic_write_text, lambda p, t: atomic_write_bytes(p, t.encode())):
+            kept, new = tmp_path / f"kept-{id(write)}", tmp_path / f"new-{id(write)}"
+            kept.write_text("a")
+            kept.chmod(0o640)
+            write(kept, "b")
+            write(new, "c")
+            assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and stat.S_IMODE(new.stat().st_mode) == 0o644
+    finally:
+        os.umask(umask)
+
+
+@pytest.mark.parametrize("pooling", ["flatten", "mean_all", "last"])
+def test_the_checked_centroid_shape_is_the_one_k_means_gives(pooling):
+    from s4rec_example.config import TrainConfig
+    from s4rec_example.intents import fit_intents, intent_centroid_shape
+    from s4rec_example.model import build_model
+
+    config = TrainConfig.from_preset("iclrec", hidden_size=8, num_heads=2, max_len=6, num_intents=5,
+                                     intent_pooling=pooling)
+    model = build_model(config, 20)
+    for users in (3, 12):  # fewer sequences than intents: one cluster each
+        inputs = torch.randint(1, 21, (users, 6), generator=torch.Generator().manual_seed(users))
+        intents = fit_intents(model, inputs, num_intents=5, num_iters=2, seed=0, batch_size=4)
+        assert tuple(intents.kmeans.centroids.shape) == intent_centroid_shape(config, users)

@@ -220,11 +220,13 @@ def test_finishing_a_run_killed_between_best_pt_and_last_pt_uses_the_newer_best(
 
     folder = tmp_path / "part"
     _train(folder, preset="sasrec", epochs=6, stop_after_epochs=2)
-    shutil.copy(folder / "last.pt", tmp_path / "last-after-epoch-1.pt")
+    for name in ("last.pt", "results.json"):
+        shutil.copy(folder / name, tmp_path / f"{name}-after-epoch-1")
     cli.train(["--resume", str(folder), "--quiet"], stop_after_epochs=1)  # epoch 2: a new best
     epoch_2 = json.loads((folder / "results.json").read_text())["history"][2]
     assert load_checkpoint(folder / "best.pt").epoch == 2
-    shutil.copy(tmp_path / "last-after-epoch-1.pt", folder / "last.pt")  # as if killed before last.pt's write
+    for name in ("last.pt", "results.json"):  # as if killed before last.pt's write (results.json comes after)
+        shutil.copy(tmp_path / f"{name}-after-epoch-1", folder / name)
     done = cli.train(["--resume", str(folder), "--max-minutes", "0", "--quiet"])
     assert done["best_epoch"] == 2 and done["valid"] == epoch_2["valid"] and done["epochs_run"] == 2
 
@@ -506,6 +508,31 @@ def test_killed_at_random_moments_every_resume_finishes(tmp_path):
     assert results["status"] == "finished" and kills == 4 and mid_write >= 1
     assert results["test"] == reference["test"]
     assert [h["losses"] for h in results["history"]] == [h["losses"] for h in reference["history"]]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_end_a_run_in_one_line_that_resume_continues(tmp_path, sig, status):
+    """Ctrl-C printed a traceback; SIGTERM exited silently and left a temp file behind."""
+    folder = tmp_path / "run"
+    tiny = [a for a in TINY if a != "--quiet"] + ["--quiet", "--threads", "1"]
+    command = [sys.executable, str(TRAIN), "--preset", "sasrec", "--epochs", "8", *tiny, "--output", str(folder)]
+    env = {**os.environ, "S4REC_EXAMPLE_SLOW_WRITES": "0.3"}  # the signal likely lands inside a write
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline and not (folder / "results.json").exists():
+        time.sleep(0.02)
+    time.sleep(0.1)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == status, err
+    assert "Traceback" not in err and "interrupted; a run with a finished epoch goes on with --resume" in err
+    assert not list(folder.glob(".*.tmp"))  # the interrupted write removed its temp file
+    resumed = subprocess.run([sys.executable, str(TRAIN), "--resume", str(folder), "--quiet", "--threads", "1"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((folder / "results.json").read_text())["status"] == "finished"
 
 
 def test_train_and_evaluate_share_flag_names():

@@ -280,6 +280,17 @@ def test_module_warm_start_starts_the_next_fit_from_its_centroids():
     assert "warm_start=True" in repr(warm)
 
 
+def test_warm_start_refuses_centroids_of_another_count():
+    """Centroids set or loaded by hand with other than ``num_clusters`` rows once became the
+    number of clusters, silently (or an IndexError with none)."""
+    x = torch.randn(40, 3, generator=seeded(0))
+    for rows in (0, 3, 5):
+        warm = KMeans(4, warm_start=True)
+        warm.centroids = torch.randn(rows, 3, generator=seeded(1))
+        with pytest.raises(ValueError, match=f"centroids have {rows} rows, this KMeans has num_clusters = 4"):
+            warm.fit(x)
+
+
 def test_module_state_dict_round_trip_and_device_moves():
     x = torch.randn(50, 6, generator=seeded(0))
     km = KMeans(5, seed=3).fit(x)

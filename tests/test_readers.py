@@ -247,6 +247,9 @@ def test_recbole_sorts_like_exact_reference(tmp_path_factory, times):
         (HEADER + "\na\tx\t1\t-Infinity\n", {}, r"line 2: timestamp '-Infinity' is not finite"),
         (HEADER + "\na\tx\t1\tnan\n", {}, r"line 2: timestamp 'nan' is not finite"),
         (HEADER + "\na\tx\t1\t1e400\n", {}, r"line 2: timestamp '1e400' is not finite"),
+        (HEADER + "\na\tx\t1\t1_000\n", {}, r"line 2: timestamp '1_000' is not a number"),  # float() takes it
+        (HEADER + "\na\tx\t1\t\u0661\u0662\n", {}, r"line 2: timestamp '\u0661\u0662' is not a number"),
+        ("user_id:token\titem_id:token\titem_id:token\n", {}, r"line 1: column 'item_id' appears twice"),
         (HEADER + "\na\tx\t1\t1\na\ty\t1\t2\n", {}, r"no user has at least 3 interactions"),
         ("user_id:token item_id:token timestamp:float\nu a 1\n", {}, r"line 1: header field .* holds several 'name:type' pairs; .* tabs"),
         ("user_id:token\titem_id:tokn\n", {}, r"line 1: column 'item_id' has type 'tokn'; RecBole's types are token, "),

@@ -1,6 +1,7 @@
 """Entry point: ``python examples/s4rec/train.py --help`` (the code is in ``s4rec_example/cli.py``)."""
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from s4rec_example.cli import main  # noqa: E402
+from s4rec_example.cli import main, raise_on_sigterm  # noqa: E402
 
 
 def _main_as_worker() -> None:
@@ -52,4 +53,5 @@ if __name__ == "__main__":
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         _main_as_worker()
     else:
+        signal.signal(signal.SIGTERM, raise_on_sigterm)  # unwinds like Ctrl-C: temp files removed, one line
         main()

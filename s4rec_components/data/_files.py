@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,11 +62,25 @@ def matches(path: Path, expected: Checksum) -> tuple[bool, str]:
     return actual == expected.hexdigest.lower(), actual
 
 
+def file_mode(path: Path) -> int:
+    """The permission bits for a file written over ``path``: the existing file's, else what
+    ``open`` gives a new file (``0o666`` less the umask). ``mkstemp``'s temp files are ``0o600``,
+    and ``os.replace`` would hand that to the result."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0o022)  # the only portable way to read it: set, then put it back
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a fsync'ed temporary file and ``os.replace``."""
+    """Write ``payload`` to ``path`` through a fsync'ed temporary file and ``os.replace``; the
+    file keeps ``path``'s permission bits (:func:`file_mode`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.chmod(temp_name, file_mode(path))
         with os.fdopen(handle, "wb") as out:
             out.write(payload)
             out.flush()

@@ -213,7 +213,8 @@ def download_dataset(
         TypeError: for arguments of the wrong type.
         ValueError: for an unknown ``name``, a malformed ``sha256``, or a mirror ``url`` without
             ``sha256`` or ``allow_unverified=True`` (raised before any network access).
-        DownloadError: (a ``RuntimeError``) if the download fails, exceeds ``MAX_DOWNLOAD_BYTES``
+        DownloadError: (a ``RuntimeError``) if ``root`` (or a folder above it) is a file, or its
+            dataset file is a folder or a pipe, if the download fails, exceeds ``MAX_DOWNLOAD_BYTES``
             or ``DOWNLOAD_DEADLINE_S``, a checksum does not match, a cached file has no record to
             check it against, or the zip is not the expected archive or inflates beyond
             ``max_unpacked_bytes``;
@@ -241,6 +242,7 @@ def download_dataset(
     max_unpacked_bytes = check_int(max_unpacked_bytes, "max_unpacked_bytes", 1)
     root = Path(root)
     target = root / DATASET_FILES[name]
+    _check_place(root, target)
     origin = MOVIELENS_1M_URL if name == "ML-1M" else ICLREC_DATA_URL + DATASET_FILES[name]
     official = url is None or url == origin
     source = origin if url is None else url
@@ -261,6 +263,17 @@ def download_dataset(
         return _movielens(root, target, source, expected, max_unpacked_bytes)
     _ensure_file(target, source, expected, hand_target=target)
     return target
+
+
+def _check_place(root: Path, target: Path) -> None:
+    """``root`` must be a folder (or not yet exist under folders) and ``target`` a regular file
+    or absent: anything else is one ``DownloadError`` naming the path, before any network."""
+    for path in (root, *root.parents):
+        if path.exists() and not path.is_dir():
+            raise DownloadError(f"root {root}: {path} exists and is not a folder; name a folder for the data")
+    if target.exists() and not target.is_file():
+        raise DownloadError(f"{target} exists and is not a regular file (a folder or a pipe); remove it or "
+                            f"name another root")
 
 
 # ============================================================================= one verified file

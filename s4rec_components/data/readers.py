@@ -49,6 +49,8 @@ INT64_MAX = 2**63 - 1
 _ID_LINE = re.compile(r"[0-9]+(?:[ \t]+[0-9]+)+")
 _ASCII_INT = re.compile(r"[0-9]+")
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
+# what float() reads, less its "1_000" and non-ASCII digits (inf and nan are refused as not finite)
+_FLOAT_TEXT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE)
 _ID_CHARACTERS = frozenset("0123456789 \t")
 _CHARACTER_NAMES = {
     "\r": ", a carriage return: lines that end with '\\r' alone (old Mac files) run together",
@@ -322,6 +324,8 @@ def load_recbole_inter(
                 f"{path}, line {header_number}: column {column!r} has type {kind!r}; RecBole's types are "
                 f"{', '.join(_RECBOLE_TYPES)}"
             )
+        if column in names:
+            raise ValueError(f"{path}, line {header_number}: column {column!r} appears twice in the header")
         names.append(column)
         kinds.append(kind)
 
@@ -382,10 +386,9 @@ def _timestamp(field: str, path: Path, number: int) -> int | float:
             return int(text)
         except ValueError:  # Python's limit on the digits of an int
             raise ValueError(f"{path}, line {number}: timestamp has too many digits") from None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{path}, line {number}: timestamp {text!r} is not a number") from None
+    if _FLOAT_TEXT.fullmatch(text) is None:
+        raise ValueError(f"{path}, line {number}: timestamp {text[:40]!r} is not a number")
+    value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"{path}, line {number}: timestamp {text!r} is not finite")
     return value

@@ -19,12 +19,15 @@ any moment leaves either the old or the new file, never a truncated one.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import pickle
+import stat
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,11 +67,22 @@ def _pause_for_tests() -> None:
         time.sleep(float(delay))
 
 
+def _file_mode(path: Path) -> int:
+    """The existing file's permission bits, or a new file's: ``0o666`` less the umask."""
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(path.stat().st_mode)
+    umask = os.umask(0o022)  # read by setting it, then put back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``."""
+    """Write ``payload`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``.
+    The file keeps ``path``'s permission bits, or gets a new file's (``0o666`` less the umask)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _file_mode(path))  # mkstemp's 0o600 would otherwise replace the file's bits
         with os.fdopen(fd, "wb") as handle:
             half = len(payload) // 2
             handle.write(payload[:half])
@@ -161,12 +175,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     payload = load_tensor_file(
-        path, map_location, hint="files of the public ICLRec code are read with --iclrec-checkpoint"
+        path, map_location, hint="files of the public ICLRec code are read with evaluate.py --iclrec-checkpoint"
     )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not an s4rec-example checkpoint (no format tag {FORMAT!r}); files of the public "
-            "ICLRec code are read with --iclrec-checkpoint"
+            "ICLRec code are read with evaluate.py --iclrec-checkpoint"
         )
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r}, this code reads {VERSION}")
@@ -230,8 +244,9 @@ def _weights(value: object) -> dict[str, torch.Tensor]:
     return {name: check_plain_tensor(tensor, f"weight {name[:80]!r}") for name, tensor in value.items()}
 
 
-MAY_DIFFER_ON_RESUME = frozenset({"device", "eval_batch_size"})
-"""Settings that a resumed run may change (where and in what batches it scores, not what it trains)."""
+MAY_DIFFER_ON_RESUME = frozenset({"device", "eval_batch_size", "data_root"})
+"""Settings that a resumed run may change (where and in what batches it scores, and where a named
+dataset is looked up: the data itself is checked by its content; not what it trains)."""
 
 
 def changed_settings(given: TrainConfig, stored: TrainConfig) -> list[str]:
@@ -252,7 +267,9 @@ def load_tensor_file(path: str | Path, map_location: Any = "cpu", *, hint: str =
     """``torch.load(path, weights_only=True)``; a file that is not tensors and plain containers
     is one ``CheckpointError`` naming it, and is never unpickled."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a bare pickle: torch warns about its protocol, then refuses it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if "GLOBAL" in str(err):  # the safe unpickler met a reference to a Python class or function
             reason = "it holds Python objects beyond tensors, which only a full unpickle (able to run code) would load"

@@ -33,7 +33,14 @@ from typing import IO, Any
 import torch
 
 from . import cli_common as common
-from .checkpoint import CheckpointError, atomic_write_text, changed_settings, check_weights_fit, load_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    atomic_write_text,
+    changed_settings,
+    check_weights_fit,
+    load_checkpoint,
+)
 from .config import (
     AUGMENT_OPERATIONS,
     CHOICES,
@@ -44,7 +51,7 @@ from .data import MIN_TRAINING_LENGTH, data_fingerprint, dataset_label, load_dat
 from .evaluate import check_compatible, format_table
 from .loop import RunFiles, Shard, run_is_over, run_training
 
-__all__ = ["build_parser", "main", "train"]
+__all__ = ["Terminated", "build_parser", "main", "raise_on_sigterm", "train"]
 
 LOG = logging.getLogger("s4rec.train")
 _RUN_FILES = ("config.json", "results.json", "best.pt", "last.pt", "train.log")
@@ -104,7 +111,7 @@ _PRESET_FLAGS: dict[str, tuple[Any, str]] = {
     "synthetic_items": (common.generated_count, "items of the generated data"),
 }
 # flags that may accompany --resume (they do not change the results)
-_RESUME_FLAGS = {"device", "threads", "quiet", "debug", "resume", "eval_batch_size", "max_minutes"}
+_RESUME_FLAGS = {"device", "threads", "quiet", "debug", "resume", "eval_batch_size", "max_minutes", "data_root"}
 
 
 _SWITCHES: dict[str, str] = {
@@ -299,6 +306,30 @@ def _check_same_settings(folder: Path, given: TrainConfig, stored: TrainConfig) 
         )
 
 
+def _check_results_belong(path: Path, record: dict[str, Any], checkpoint: Checkpoint) -> None:
+    """``results.json`` is rewritten after ``last.pt`` at every epoch, so a resumed run's must hold
+    ``last.pt``'s settings and its epoch count, or one fewer (a kill between the two writes):
+    another run's file, or a hand-edited one, would lend the resumed run its provenance."""
+    config = record.get("config")
+    try:
+        if not isinstance(config, dict):
+            raise TypeError("not a JSON object")
+        recorded = TrainConfig.from_dict(config)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise common.UsageError(f"--resume {path}: its config is not a run's settings ({err})") from None
+    changed = changed_settings(recorded, checkpoint.config)
+    if changed:
+        k = changed[0]
+        raise common.UsageError(
+            f"--resume {path}: belongs to another run ({k} = {recorded.to_dict().get(k)!r}, last.pt has "
+            f"{checkpoint.config.to_dict().get(k)!r}); restore the run's own results.json or delete it"
+        )
+    epochs, trained = record.get("epochs_run"), checkpoint.epoch + 1
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs not in (trained - 1, trained):
+        raise common.UsageError(f"--resume {path}: epochs_run {str(epochs)[:40]!r} does not fit last.pt's "
+                                f"{trained} epochs; restore the run's own results.json or delete it")
+
+
 def _check_same_data(folder: Path, dataset: Any, results: dict[str, Any]) -> None:
     """The data a resumed run reads must be the data it started on: its recorded statistics, and
     its content's SHA-256 (``data_content_sha256``) where the run recorded one (runs since 2026-12-05)."""
@@ -391,7 +422,7 @@ def _barrier(shard: Shard) -> None:
 def _train(
     argv: list[str], args: argparse.Namespace, shard: Shard, stop_after_epochs: int | None, deadline: float | None
 ) -> dict[str, Any]:
-    def validate() -> tuple[TrainConfig, Path, torch.device, Any, list[Path]]:
+    def validate() -> tuple[TrainConfig, Path, torch.device, Any, list[Path], int]:
         device = common.parse_device(args.device)
         if shard.world > 1 and device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -406,10 +437,11 @@ def _train(
             folder = Path(args.resume)
             if not (folder / "config.json").is_file():
                 raise common.UsageError(f"--resume {folder}: no run there (config.json missing)")
-            log = folder / "train.log"
-            if log.is_symlink() or (log.exists() and not log.is_file()):
-                raise common.UsageError(f"--resume {log}: not a regular file (a link or a folder); "
-                                        "the run's log is not written through it")
+            for name in _RUN_FILES:  # written in place (the log) or replaced atomically (the others)
+                entry = folder / name
+                if entry.is_symlink() or (entry.exists() and not entry.is_file()):
+                    raise common.UsageError(f"--resume {entry}: not a regular file (a link, a folder or a pipe); "
+                                            "a run's files are written only as themselves")
             saved = _read_json(folder / "config.json", "--resume")
             results = folder / "results.json"
             if results.is_file():
@@ -426,7 +458,8 @@ def _train(
                 check_config(config)
             except common.UsageError as err:
                 raise common.UsageError(f"--resume {folder / 'config.json'}: {err}") from None
-            config = dataclasses.replace(config, device=args.device)
+            # this call's device and --data-root: a file does not choose where a download is written
+            config = dataclasses.replace(config, device=args.device, data_root=args.data_root)
             checkpoint = None
             if results.is_file() and not (folder / "last.pt").exists():
                 # results.json is written after last.pt: an epoch ended, so its state is gone
@@ -438,6 +471,8 @@ def _train(
                     raise common.UsageError(f"--resume {folder}: last.pt holds no resume state")
                 _check_same_settings(folder, config, checkpoint.config)
                 check_weights_fit(folder / "last.pt", checkpoint)  # forged sizes: refused before any model
+                if results.is_file():
+                    _check_results_belong(results, _read_json(results, "--resume"), checkpoint)
             # temp files that a kill inside an atomic write left (the run's own, never its files)
             stale: list[Path] = [e for e in folder.iterdir() if e.name.startswith(".") and _own_file(e)]
             if _given(argv, "eval_batch_size"):
@@ -462,9 +497,11 @@ def _train(
                              str(config.data or "(generated data)"))
             if (folder / "results.json").is_file():
                 _check_same_data(folder, dataset, _read_json(folder / "results.json", "--resume"))
-        return config, folder, device, dataset, stale
+        return config, folder, device, dataset, stale, 0 if checkpoint is None else checkpoint.epoch + 1
 
-    config, folder, device, dataset, stale = common.run_guarded(validate, debug=args.debug, prog="train.py")
+    config, folder, device, dataset, stale, resumed_after = common.run_guarded(
+        validate, debug=args.debug, prog="train.py"
+    )
     _barrier(shard)  # every rank has validated before rank 0 touches the folder
     created = args.resume is None and (not folder.exists() or bool(stale))  # a resumed run's folder is never removed
     files = RunFiles(folder)
@@ -499,7 +536,7 @@ def _train(
                 first = _read_json(old, "--resume")
                 earlier = first.get("resumes")
                 resume = {"command": command, "git_commit": provenance["git_commit"],
-                          "machine": provenance["machine"], "after_epochs": first.get("epochs_run")}
+                          "machine": provenance["machine"], "after_epochs": resumed_after}
                 provenance = {**{k: first[k] for k in provenance if k in first}, "resumed_with": command,
                               "resumed_git_commit": provenance["git_commit"],
                               "resumes": [*(earlier if isinstance(earlier, list) else []), resume]}
@@ -551,6 +588,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     Under ``torchrun --nproc_per_node N`` the processes share every global batch (see
     :mod:`s4rec_example.loop`); only rank 0 writes the run folder.
+
+    Ctrl-C (and SIGTERM, which ``train.py`` turns into the same interruption) gives one line and
+    exit status 130 (143 for SIGTERM): the folder keeps the last finished epoch, which
+    ``--resume`` continues; a run stopped before its first epoch leaves no folder.
     """
-    return train(argv)
+    try:
+        return train(argv)
+    except KeyboardInterrupt as stop:
+        print("train.py: interrupted; a run with a finished epoch goes on with --resume <its folder> "
+              "(one stopped before its first epoch left nothing)", file=sys.stderr)
+        raise SystemExit(getattr(stop, "exit_status", 130)) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as Ctrl-C does (exit status 143)."""
+
+    exit_status = 143
+
+
+def raise_on_sigterm(signum: int, frame: object) -> None:
+    """A ``signal.signal`` handler for SIGTERM: raise :class:`Terminated`."""
+    raise Terminated()
 

@@ -133,8 +133,14 @@ def generated_count(text: str) -> int:
 
 
 def is_finite_number(value: object) -> bool:
-    """A finite int or float read back from JSON (a bool, a string, NaN or infinity is not)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float read back from JSON (a bool, a string, NaN, infinity or an int
+    beyond float range such as ``10**400`` is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _float(text: str) -> float:
@@ -328,8 +334,8 @@ def run_guarded(body: Callable[[], T], *, debug: bool, prog: str) -> T:
 
     from .checkpoint import CheckpointError
 
-    expected = (UsageError, CheckpointError, DownloadError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-                PermissionError, ValueError, TypeError)
+    expected = (UsageError, CheckpointError, DownloadError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                IsADirectoryError, PermissionError, ValueError, TypeError)
     try:
         return body()
     except expected as err:

@@ -8,9 +8,10 @@ from torch import Tensor
 
 from s4rec_components import KMeans, Pooling
 
+from .config import TrainConfig
 from .model import Intents, S4RecModel
 
-__all__ = ["encode_sequences", "fit_intents"]
+__all__ = ["encode_sequences", "fit_intents", "intent_centroid_shape"]
 
 
 @torch.no_grad()
@@ -29,6 +30,14 @@ def encode_sequences(model: S4RecModel, inputs: Tensor, pooling: Pooling, batch_
 
 
 ICLREC_MAX_POINTS_PER_CENTROID = 4096  # faiss' default, which ICLRec keeps
+
+
+def intent_centroid_shape(config: TrainConfig, num_sequences: int) -> tuple[int, int]:
+    """``(k, d')`` of the centroids :func:`fit_intents` gives for ``num_sequences`` training
+    sequences: ``k = min(num_intents, num_sequences)``; ``d' = l * d`` for ``flatten`` pooling,
+    ``d`` otherwise."""
+    width = config.hidden_size * (config.max_len if config.intent_pooling == "flatten" else 1)
+    return min(config.num_intents, num_sequences), width
 
 
 def fit_intents(

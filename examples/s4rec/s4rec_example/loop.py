@@ -43,7 +43,7 @@ from .cli_common import is_finite_number
 from .config import TrainConfig
 from .data import TrainData
 from .evaluate import METRIC_KEYS, round_metrics, score_split
-from .intents import fit_intents
+from .intents import fit_intents, intent_centroid_shape
 from .model import Intents, S4RecModel, build_model
 
 __all__ = [
@@ -485,12 +485,19 @@ def run_training(
                                                              [n for n, _ in model.named_parameters()]))
             state.data_content_sha256 = state.data_content_sha256 or data_content_sha256
             _restore_rng(checkpoint.rng, generator, device, shard, order_generator)
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise CheckpointError(f"{files.last}: cannot resume from it ({type(err).__name__}: {first[:200]})") from None
-        if files.best.exists():  # another run's best.pt: refused now, not after the training (every rank alike)
+        if files.best.is_file():  # another run's best.pt: refused now, not after the training (every rank alike)
             _check_best_belongs(files.best, load_checkpoint(files.best), config, data, state)
+        elif state.best_epoch >= 0:  # best.pt is written before the last.pt that records its epoch
+            raise CheckpointError(f"{files.best}: missing or not a regular file, but last.pt records a best model "
+                                  f"(epoch {state.best_epoch}); the run cannot be tested without it")
         if config.kmeans_warm_start and checkpoint.intent_centroids is not None:
+            shape = intent_centroid_shape(config, data.split.train_inputs.shape[0])
+            if tuple(checkpoint.intent_centroids.shape) != shape:
+                raise CheckpointError(f"{files.last}: intent_centroids of shape "
+                                      f"{tuple(checkpoint.intent_centroids.shape)}, this run's k-means has {shape}")
             warm_centroids = checkpoint.intent_centroids.to(device)
         LOG.info("resumed from %s at epoch %d", files.last, state.epoch)
         if state.stopped_by == "time_budget":  # an earlier call's budget ended it; this call trains on

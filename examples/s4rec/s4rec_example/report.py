@@ -57,6 +57,22 @@ DATASET_ORDER = ("Beauty", "Sports", "Toys", "ML-1M")
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,+=@-]*\.json")
+_MAX_NAME = 240  # file systems allow 255 bytes a name
+_CODE_BREAKERS = ("`", "\n", "\r", BEGIN[:4], "-->")
+
+
+def _code(value: object) -> str:
+    """``value`` for a markdown code span: a string on one line with no backtick and no HTML comment
+    marker (either would end the span, or the page's generated section); ``ValueError`` otherwise."""
+    if not isinstance(value, str) or any(b in value for b in _CODE_BREAKERS):
+        raise ValueError(f"{str(value)[:60]!r} must be a string on one line, without backticks or HTML comments")
+    return value
+
+
+def _prose(value: object) -> str:
+    """``value`` as one line of markdown text with HTML escaped: a note cannot add markup or end
+    the page's generated section."""
+    return " ".join(str(value).split()).replace("&", "&amp;").replace("<", "&lt;")
 
 
 def results_name(results: dict[str, Any]) -> str:
@@ -70,8 +86,9 @@ def results_name(results: dict[str, Any]) -> str:
     c = results["config"]
     variant = "".join(f"+{part.replace('=', '-')}" for part in _variant(results).split(", ") if part)
     name = f"{dataset_label(c.get('data'))}-{c['preset']}-{c['loss']}-s{c['seed']}{variant}.json"
-    if not _SAFE_NAME.fullmatch(name) or ".." in name:
-        raise ValueError(f"the results file name {name!r} would hold a path or odd characters")
+    if not _SAFE_NAME.fullmatch(name) or ".." in name or len(name) > _MAX_NAME:
+        raise ValueError(f"the results file name {name[:80]!r} would hold a path or odd characters, or be "
+                         f"longer than {_MAX_NAME} characters")
     return name
 
 
@@ -81,8 +98,11 @@ def _finite_metrics(value: object, key: str) -> None:
 
 
 def check_results(results: object, source: str) -> dict[str, Any]:
-    """A finished run's results.json as report.py reads it, or one ``UsageError`` naming ``source``."""
+    """A finished run's results.json as report.py reads it, or one ``UsageError`` naming ``source``:
+    every field the page shows is checked, so that no file can break a later report (or the page)."""
+    from .cli import check_config
     from .config import TrainConfig
+    from .loop import STOP_REASONS
 
     try:
         if not isinstance(results, dict):
@@ -112,7 +132,23 @@ def check_results(results: object, source: str) -> dict[str, Any]:
         for key in ("seconds_per_epoch", "total_seconds"):
             if not common.is_finite_number(results.get(key)):
                 raise ValueError(f"{key} must be a finite number")
+        cap = results.get("epoch_cap")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError("epoch_cap must be an int >= 1 when present")
+        if results.get("stopped_by") not in (None, *STOP_REASONS):
+            raise ValueError(f"stopped_by must be one of {', '.join(STOP_REASONS)} or null")
+        for h in history:
+            if "valid" in h and not set(METRICS) <= set(h["valid"]):
+                raise ValueError(f"the valid metrics of epoch {h['epoch']} lack one of {', '.join(METRICS)}")
+        check_config(TrainConfig.from_dict(config))  # the ranges the flags enforce
+        for key in ("command", "machine", "git_commit"):
+            if key in results:
+                _code(results[key])
+        if not isinstance(results.get("note", ""), str):
+            raise ValueError("note must be a string")
         results_name(results)
+    except common.UsageError as err:  # check_config's, naming a flag
+        raise common.UsageError(f"{source}: not a finished run's results.json ({err})") from None
     except (TypeError, ValueError, AttributeError, KeyError) as err:
         raise common.UsageError(f"{source}: not a finished run's results.json ({err})") from None
     return results
@@ -133,9 +169,16 @@ def add_run(run: Path, results_dir: Path) -> Path:
     return target
 
 
+def _check_regular(path: Path) -> None:
+    """A results folder holds regular files: a pipe would block the read for ever."""
+    if not path.is_file():
+        raise common.UsageError(f"{path}: not a regular file (a folder, a pipe or a dangling link)")
+
+
 def load_results(results_dir: Path) -> list[dict[str, Any]]:
     runs = []
     for path in sorted(results_dir.glob("*.json")):
+        _check_regular(path)
         r = common.read_json(path, "--results-dir")
         if isinstance(r, dict) and r.get("test") is None:
             continue  # not a run (a benchmark's file)
@@ -156,6 +199,7 @@ def load_studies(results_dir: Path, href: str) -> dict[str, list[str]]:
 
     studies: dict[str, list[str]] = defaultdict(list)
     for path in sorted(results_dir.glob("headtail-*/headtail.json")):
+        _check_regular(path)
         figures = tuple(name for name, _ in _FIGURES if (path.parent / name).is_file())
         try:
             study = json.loads(path.read_text())
@@ -163,7 +207,7 @@ def load_studies(results_dir: Path, href: str) -> dict[str, list[str]]:
                 raise ValueError("no runs or summary")
             lines = render_study(path.parent.name, study, href, figures)
             dataset = dataset_label(study["runs"][0].get("data"))
-        except (ValueError, KeyError, IndexError, AttributeError, TypeError) as error:
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError, OverflowError) as error:
             raise common.UsageError(f"{path}: not a head/tail study written by headtail.py ({error!r})") from None
         studies[dataset] += lines
     return studies
@@ -190,17 +234,18 @@ def render_study(folder: str, study: dict[str, Any], href: str, figures: tuple[s
         return f"{entry['mean']:.4f}" + (f" ± {entry['std']:.4f}" if entry["std"] else "")
 
     for e in study["summary"]:
-        out.append(f"| {e['label']} | {len(e['seeds'])} | {cell(e['head']['NDCG@20'])} | {cell(e['tail']['NDCG@20'])} | "
+        out.append(f"| {_prose(e['label'])} | {len(e['seeds'])} | {cell(e['head']['NDCG@20'])} | {cell(e['tail']['NDCG@20'])} | "
                    f"{cell(e['all']['NDCG@20'])} | {cell(e['head']['HR@20'])} | {cell(e['tail']['HR@20'])} | "
                    f"{cell(e.get('iqr'))} | {cell(e.get('length_information'))} |")
     out.append("")
     for name, alt in _FIGURES:
         if name in figures:
             out += [f"![{alt}, {folder}]({href}/{folder}/{name})", ""]
-    files = ", ".join(f"`{r.get('results_file', r['run'])}`" for r in runs)
+    files = ", ".join(f"`{_code(r.get('results_file', r['run']))}`" for r in runs)
     out += ["<details><summary>The study's runs, commit and command</summary>", "",
-            f"Runs: {files}.  ", f"Commit `{_short(str(study.get('git_commit', '?')))}`, {study.get('machine', '?')}:  ",
-            f"`{study.get('command', '?')}`", "", "</details>", ""]
+            f"Runs: {files}.  ",
+            f"Commit `{_short(_code(study.get('git_commit', '?')))}`, {_prose(study.get('machine', '?'))}:  ",
+            f"`{_code(study.get('command', '?'))}`", "", "</details>", ""]
     return out
 
 
@@ -313,9 +358,10 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
                 out.append(
                     f"- `{m['_file']}`: {m['epochs_run']} epochs (cap {_cap(m)}, best {m['best_epoch']}, "
                     f"{how[stopped_by(m)]}), "
-                    f"{m['seconds_per_epoch']:.1f} s/epoch, {m['total_seconds'] / 60:.0f} min, {m.get('machine', '?')}, "
-                    f"commit `{_short(str(m.get('git_commit', '?')))}`  \n  `{m.get('command', '?')}`"
-                    + (f"  \n  {m['note']}" if m.get("note") else "")  # added by hand, e.g. where a run was made
+                    f"{m['seconds_per_epoch']:.1f} s/epoch, {m['total_seconds'] / 60:.0f} min, "
+                    f"{_prose(m.get('machine', '?'))}, commit `{_short(_code(m.get('git_commit', '?')))}`  \n  "
+                    f"`{_code(m.get('command', '?'))}`"
+                    + (f"  \n  {_prose(m['note'])}" if m.get("note") else "")  # added by hand, e.g. where a run was made
                 )
         out += ["", "</details>", ""]
         out += (studies or {}).get(dataset, [])
@@ -417,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> str:
     results_dir, page_path = Path(args.results_dir), Path(args.page)
+    if args.check and args.add:
+        raise common.UsageError("--check writes nothing and --add copies runs in: run them one after the other")
     for run in args.add:
         LOG.info("added %s", add_run(Path(run), results_dir))
     if not results_dir.is_dir():
