@@ -328,11 +328,19 @@ def test_official_movielens_zip_is_checked_against_the_published_md5(tmp_path):
     assert not (tmp_path / "ml-1m.txt").exists()
 
 
-def test_malformed_ratings_line_names_the_line(server, tmp_path):
+@pytest.mark.parametrize("line, message", [
+    ("1::x::3::201", "non-integer field"),
+    ("+1::10::3::201", "non-integer field"),  # int() reads these three
+    ("1::1_0::3::201", "non-integer field"),
+    ("1::\u0661\u0660::3::201", "non-integer field"),
+    (f"{2**63}::10::3::201", r"user id 9223372036854775808 is not in \[1, 2\*\*63\)"),  # was an overflow
+    ("0::10::3::201", r"user id 0 is not in"),
+])
+def test_malformed_ratings_line_names_the_line(server, tmp_path, line, message):
     origin, base = server
-    archive = movielens_zip("1::10::3::200\n1::x::3::201\n")
+    archive = movielens_zip(f"1::10::3::200\n{line}\n")
     (origin / "ml-1m.zip").write_bytes(archive)
-    with pytest.raises(ValueError, match=r"ml-1m\.zip, ml-1m/ratings\.dat, line 2: non-integer field"):
+    with pytest.raises(ValueError, match=r"ml-1m\.zip, ml-1m/ratings\.dat, line 2: " + message):
         download_dataset("ML-1M", tmp_path / "d", url=f"{base}/ml-1m.zip", sha256=sha(archive))
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import time
 import urllib.error
@@ -422,6 +423,10 @@ def _capped_lines(stream: IO[bytes], cap: int, source: str) -> Iterator[tuple[in
         yield number + 1, carry.decode("latin-1")
 
 
+_ASCII_ID = re.compile(r"[0-9]{1,30}")  # int() would also take "+1", "1_0" and other scripts' digits
+_ASCII_TIME = re.compile(r"-?[0-9]{1,30}")
+
+
 def _convert_movielens(archive: Path, cap: int) -> SequenceDataset:
     """``ratings.dat`` of ``archive`` -> chronological sequences (stable per user), streamed."""
     source = f"{archive}, {MOVIELENS_RATINGS_MEMBER}"
@@ -442,10 +447,11 @@ def _convert_movielens(archive: Path, cap: int) -> SequenceDataset:
                     fields = line.split("::")
                     if len(fields) != 4:
                         raise ValueError(f"{source}, line {number}: expected user::item::rating::timestamp")
-                    try:
-                        user, item, when = int(fields[0]), int(fields[1]), int(fields[3])
-                    except ValueError:
-                        raise ValueError(f"{source}, line {number}: non-integer field in {line!r}") from None
+                    if not all(_ASCII_ID.fullmatch(fields[i]) for i in (0, 1)) or not _ASCII_TIME.fullmatch(fields[3]):
+                        raise ValueError(f"{source}, line {number}: non-integer field in {line[:80]!r}")
+                    user, item, when = int(fields[0]), int(fields[1]), int(fields[3])
+                    if not 1 <= user < 2**63:  # saved as int64 user ids
+                        raise ValueError(f"{source}, line {number}: user id {fields[0][:30]} is not in [1, 2**63)")
                     per_user.setdefault(user, []).append((when, str(item)))
     except (zipfile.BadZipFile, KeyError, EOFError, zlib.error, NotImplementedError) as err:
         raise DownloadError(
