@@ -147,9 +147,7 @@ def check_results(results: object, source: str) -> dict[str, Any]:
         if not isinstance(results.get("note", ""), str):
             raise ValueError("note must be a string")
         results_name(results)
-    except common.UsageError as err:  # check_config's, naming a flag
-        raise common.UsageError(f"{source}: not a finished run's results.json ({err})") from None
-    except (TypeError, ValueError, AttributeError, KeyError) as err:
+    except (common.UsageError, TypeError, ValueError, AttributeError, KeyError) as err:  # UsageError: check_config's
         raise common.UsageError(f"{source}: not a finished run's results.json ({err})") from None
     return results
 
