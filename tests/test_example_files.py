@@ -589,7 +589,7 @@ def test_resume_refuses_run_files_that_are_folders(partial, tmp_path, capsys, na
     (run / name).unlink()
     (run / name).mkdir()
     line = _one_line_error(lambda: cli.main(["--resume", str(run), "--quiet"]), capsys)
-    assert name in line
+    assert name in line and "not a regular file" in line
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no named pipes")

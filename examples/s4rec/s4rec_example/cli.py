@@ -435,13 +435,13 @@ def _train(
                     f"--resume continues a run with its saved settings; drop --{extra[0].replace('_', '-')}"
                 )
             folder = Path(args.resume)
-            if not (folder / "config.json").is_file():
-                raise common.UsageError(f"--resume {folder}: no run there (config.json missing)")
             for name in _RUN_FILES:  # written in place (the log) or replaced atomically (the others)
                 entry = folder / name
                 if entry.is_symlink() or (entry.exists() and not entry.is_file()):
                     raise common.UsageError(f"--resume {entry}: not a regular file (a link, a folder or a pipe); "
                                             "a run's files are written only as themselves")
+            if not (folder / "config.json").is_file():
+                raise common.UsageError(f"--resume {folder}: no run there (config.json missing)")
             saved = _read_json(folder / "config.json", "--resume")
             results = folder / "results.json"
             if results.is_file():
