@@ -444,12 +444,11 @@ def _train(
                 raise common.UsageError(f"--resume {folder}: no run there (config.json missing)")
             saved = _read_json(folder / "config.json", "--resume")
             results = folder / "results.json"
-            if results.is_file():
-                record = _read_json(results, "--resume")
-                if run_is_over(record):
-                    how = str(record.get("stopped_by") or "its end").replace("_", " ")
-                    raise common.UsageError(f"--resume {folder}: the run is finished (stopped by {how}); "
-                                            "only a killed run or one cut by --max-minutes goes on")
+            record = _read_json(results, "--resume") if results.is_file() else None  # read once, checked below
+            if record is not None and run_is_over(record):
+                how = str(record.get("stopped_by") or "its end").replace("_", " ")
+                raise common.UsageError(f"--resume {folder}: the run is finished (stopped by {how}); "
+                                        "only a killed run or one cut by --max-minutes goes on")
             try:
                 config = TrainConfig.from_dict(saved)
             except (TypeError, ValueError, AttributeError) as err:
@@ -461,7 +460,7 @@ def _train(
             # this call's device and --data-root: a file does not choose where a download is written
             config = dataclasses.replace(config, device=args.device, data_root=args.data_root)
             checkpoint = None
-            if results.is_file() and not (folder / "last.pt").exists():
+            if record is not None and not (folder / "last.pt").exists():
                 # results.json is written after last.pt: an epoch ended, so its state is gone
                 raise common.UsageError(f"--resume {folder}: last.pt is missing, so the run cannot go on "
                                         "(a new run needs another folder or --overwrite)")
@@ -471,14 +470,14 @@ def _train(
                     raise common.UsageError(f"--resume {folder}: last.pt holds no resume state")
                 _check_same_settings(folder, config, checkpoint.config)
                 check_weights_fit(folder / "last.pt", checkpoint)  # forged sizes: refused before any model
-                if results.is_file():
-                    _check_results_belong(results, _read_json(results, "--resume"), checkpoint)
+                if record is not None:
+                    _check_results_belong(results, record, checkpoint)
             # temp files that a kill inside an atomic write left (the run's own, never its files)
             stale: list[Path] = [e for e in folder.iterdir() if e.name.startswith(".") and _own_file(e)]
             if _given(argv, "eval_batch_size"):
                 config = dataclasses.replace(config, eval_batch_size=args.eval_batch_size)
         else:
-            checkpoint = None
+            checkpoint, record = None, None
             config = config_from_args(args)
             folder = Path(args.output or f"runs/{dataset_label(config.data)}-{config.preset}-{config.loss}-s{config.seed}")
             stale = _check_folder(folder, args.overwrite)
@@ -495,8 +494,8 @@ def _train(
         if args.resume is not None and checkpoint is not None:  # the data file may have changed since
             check_compatible(checkpoint.num_items, checkpoint.item_ids, dataset, f"{folder / 'last.pt'}",
                              str(config.data or "(generated data)"))
-            if (folder / "results.json").is_file():
-                _check_same_data(folder, dataset, _read_json(folder / "results.json", "--resume"))
+            if record is not None:
+                _check_same_data(folder, dataset, record)
         return config, folder, device, dataset, stale, 0 if checkpoint is None else checkpoint.epoch + 1
 
     config, folder, device, dataset, stale, resumed_after = common.run_guarded(
