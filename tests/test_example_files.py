@@ -251,6 +251,8 @@ def _report(tmp_path: Path, *extra: str) -> list[str]:
     (lambda r: r.update(command="x\n<!-- results:end -->"), "without backticks or HTML comments"),
     (lambda r: r.update(git_commit="`rm`"), "without backticks or HTML comments"),
     (lambda r: r.update(note=["a list"]), "note must be a string"),
+    (lambda r: r.update(resumes=[{"after_epochs": "3"}]), "resumes must be a list of objects"),
+    (lambda r: r.update(resumes=[{"after_epochs": 3, "git_commit": "a`b"}]), "without backticks"),
 ])
 def test_report_add_checks_a_results_file_before_copying_it(finished_results, tmp_path, capsys, edit, message):
     bad = json.loads(json.dumps(finished_results))
@@ -734,3 +736,21 @@ def test_the_checked_centroid_shape_is_the_one_k_means_gives(pooling):
         inputs = torch.randint(1, 21, (users, 6), generator=torch.Generator().manual_seed(users))
         intents = fit_intents(model, inputs, num_intents=5, num_iters=2, seed=0, batch_size=4)
         assert tuple(intents.kmeans.centroids.shape) == intent_centroid_shape(config, users)
+
+
+def test_the_run_list_names_every_resumed_call(finished_results, tmp_path):
+    """A resumed run's line gave only its first call's machine and commit (a run cut on two
+    threads and finished on one read as a two-thread run)."""
+    resumed = json.loads(json.dumps(finished_results))
+    resumed["resumes"] = [{"command": "x --resume run", "git_commit": "f" * 40, "machine": "Box, 1 thread(s)",
+                           "after_epochs": 7}]
+    source = tmp_path / "run.json"
+    source.write_text(json.dumps(resumed))
+    report.main(_report(tmp_path, "--add", str(source)))
+    page = (tmp_path / "page.md").read_text()
+    assert f"; resumed after 7 epochs on Box, 1 thread(s), commit `{'f' * 12}`" in page
+    old_style = {k: v for k, v in resumed.items() if k != "resumes"} | {"resumed_with": "x --resume run"}
+    source.write_text(json.dumps(old_style))
+    report.main(_report(tmp_path, "--add", str(source)))
+    page = (tmp_path / "page.md").read_text()
+    assert "resumed with `--resume` (resumed_with in the file)" in page and "resumed after" not in page

@@ -144,6 +144,14 @@ def check_results(results: object, source: str) -> dict[str, Any]:
         for key in ("command", "machine", "git_commit"):
             if key in results:
                 _code(results[key])
+        resumes = results.get("resumes", [])
+        if not isinstance(resumes, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("after_epochs"), int) and not isinstance(r["after_epochs"], bool)
+            for r in resumes
+        ):
+            raise ValueError("resumes must be a list of objects, each with an int after_epochs")
+        for r in resumes:
+            _code(r.get("git_commit", "?"))
         if not isinstance(results.get("note", ""), str):
             raise ValueError("note must be a string")
         results_name(results)
@@ -357,13 +365,24 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
                     f"- `{m['_file']}`: {m['epochs_run']} epochs (cap {_cap(m)}, best {m['best_epoch']}, "
                     f"{how[stopped_by(m)]}), "
                     f"{m['seconds_per_epoch']:.1f} s/epoch, {m['total_seconds'] / 60:.0f} min, "
-                    f"{_prose(m.get('machine', '?'))}, commit `{_short(_code(m.get('git_commit', '?')))}`  \n  "
+                    f"{_prose(m.get('machine', '?'))}, commit `{_short(_code(m.get('git_commit', '?')))}`"
+                    f"{_resumed(m)}  \n  "
                     f"`{_code(m.get('command', '?'))}`"
                     + (f"  \n  {_prose(m['note'])}" if m.get("note") else "")  # added by hand, e.g. where a run was made
                 )
         out += ["", "</details>", ""]
         out += (studies or {}).get(dataset, [])
     return "\n".join(out).rstrip() + "\n"
+
+
+def _resumed(results: dict[str, Any]) -> str:
+    """Where a run went on with ``--resume``, one clause per call (the machine and commit of the
+    line above are its first call's); older files keep only the last call's ``resumed_with``."""
+    clauses = [f"; resumed after {r['after_epochs']} epochs on {_prose(r.get('machine', '?'))}, "
+               f"commit `{_short(_code(r.get('git_commit', '?')))}`" for r in results.get("resumes", [])]
+    if not clauses and results.get("resumed_with"):
+        clauses = ["; resumed with `--resume` (resumed_with in the file)"]
+    return "".join(clauses)
 
 
 def _short(commit: str) -> str:
