@@ -376,8 +376,8 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
 
 
 def _resumed(results: dict[str, Any]) -> str:
-    """Where a run went on with ``--resume``, one clause per call (the machine and commit of the
-    line above are its first call's); older files keep only the last call's ``resumed_with``."""
+    """Where a run went on with ``--resume``, one clause per call (the file's own ``machine`` and
+    ``git_commit`` are its first call's); older files keep only the last call's ``resumed_with``."""
     clauses = [f"; resumed after {r['after_epochs']} epochs on {_prose(r.get('machine', '?'))}, "
                f"commit `{_short(_code(r.get('git_commit', '?')))}`" for r in results.get("resumes", [])]
     if not clauses and results.get("resumed_with"):
