@@ -145,12 +145,9 @@ def check_results(results: object, source: str) -> dict[str, Any]:
             if key in results:
                 _code(results[key])
         resumes = results.get("resumes", [])
-        if not isinstance(resumes, list) or not all(
-            isinstance(r, dict) and isinstance(r.get("after_epochs"), int) and not isinstance(r["after_epochs"], bool)
-            for r in resumes
-        ):
-            raise ValueError("resumes must be a list of objects, each with an int after_epochs")
-        for r in resumes:
+        for r in resumes if isinstance(resumes, list) else [None]:
+            if not isinstance(r, dict) or type(r.get("after_epochs")) is not int:  # bool is not an int here
+                raise ValueError("resumes must be a list of objects, each with an int after_epochs")
             _code(r.get("git_commit", "?"))
         if not isinstance(results.get("note", ""), str):
             raise ValueError("note must be a string")
