@@ -139,6 +139,26 @@ def test_iclrec_checkpoint_matches_library_ranking_and_script_entry_point(run, t
     assert [u["rank"] for u in saved["users"]] == ranks.tolist()
 
 
+_curve = st.dictionaries(st.integers(0, 30), st.floats(0.0, 1.0), min_size=1, max_size=12).map(
+    lambda d: sorted(d.items()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(curves=st.lists(_curve, min_size=1, max_size=4))
+def test_mean_curve_averages_the_epochs_every_seed_has(curves):
+    mean = report.mean_curve(curves)
+    shared = sorted(set.intersection(*(set(e for e, _ in c) for c in curves)))
+    assert [e for e, _ in mean] == shared  # only epochs that every seed validated, in order
+    for e, v in mean:  # slow reference: look each seed's value up by hand
+        values = [next(x for ep, x in c if ep == e) for c in curves]
+        assert math.isclose(v, sum(values) / len(values), rel_tol=1e-12, abs_tol=1e-15)
+    backwards = report.mean_curve(list(reversed(curves)))  # seed order does not matter
+    assert [e for e, _ in backwards] == shared
+    assert all(math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15) for (_, a), (_, b) in zip(backwards, mean))
+    assert report.mean_curve(curves[:1]) == curves[0]  # one seed: its own curve
+    assert report.mean_curve([]) == []
+
+
 def test_report_tables_and_curves_come_from_results_files(run, tmp_path):
     folder, _, results = run
     results_dir, img_dir = tmp_path / "results", tmp_path / "img"

@@ -3,7 +3,8 @@
 Every ``docs/results/<dataset>-<preset>-<loss>-s<seed>.json`` is the ``results.json`` of one
 finished run (no checkpoints). The tables are written between the markers
 ``<!-- results:begin -->`` and ``<!-- results:end -->`` of the page; the curves (valid NDCG@20
-per epoch, one line per run, one colour per preset) go to ``docs/img/curves-<dataset>-<loss>.png``.
+per epoch, one thin line per run and a thick line for each preset's seed mean, one colour per
+preset) go to ``docs/img/curves-<dataset>-<loss>.png``.
 
 Runs that differ from the ``s4rec`` preset in one setting of the paper's grids (a loss weight, a
 temperature, K) get a table per dataset and a figure ``docs/img/params-<dataset>-<loss>.png``
@@ -386,14 +387,33 @@ def _short(commit: str) -> str:
     return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
 
 
+def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """The seeds' mean valid curve: at each epoch that every curve has, the mean of their values.
+
+    ``curves`` holds one ``[(epoch, value), ...]`` per seed. Runs that stopped early end the mean
+    at the shortest one's last shared epoch, so the line never jumps where a seed drops out.
+    An empty list when no epoch is shared.
+
+    Example:
+        >>> mean_curve([[(1, 0.1), (3, 0.3), (5, 0.5)], [(1, 0.3), (3, 0.5)]])
+        [(1, 0.2), (3, 0.4)]
+    """
+    if not curves:
+        return []
+    shared = set.intersection(*(set(e for e, _ in c) for c in curves))
+    by_epoch = [dict(c) for c in curves]
+    return [(e, sum(d[e] for d in by_epoch) / len(by_epoch)) for e in sorted(shared)]
+
+
 def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
     """One PNG per (dataset, loss): valid NDCG@20 per epoch, one colour per preset, one line per seed.
 
-    The left panel has the presets as they are (one solid line per seed, one colour per preset);
-    the right one, drawn only when there are such runs, has the variants (a preset with other
-    settings), dashed, one colour per variant. Legends sit under the panels, and the y axis
-    starts at half the best value so that the end of the runs, where they differ, is readable.
-    Needs matplotlib."""
+    The left panel has the presets as they are: one thin, faint line per seed and, on top, one
+    thick line per preset, its seeds' mean (:func:`mean_curve`), so that the presets stay
+    distinguishable where many seeds overlap. The right one, drawn only when there are such runs,
+    has the variants (a preset with other settings), dashed, one colour per variant. Legends sit
+    under the panels, and the y axis starts at half the best value so that the end of the runs,
+    where they differ, is readable. Needs matplotlib."""
     try:
         import matplotlib
 
@@ -425,21 +445,28 @@ def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
         for ax, (title, panel) in zip(axes[0], panels):
             labelled: set[str] = set()
             variant_colours: dict[str, Any] = {}
+            seeds_of: dict[str, list[list[tuple[int, float]]]] = defaultdict(list)
             for preset, variant, points in panel:
                 label = preset + (f" ({variant})" if variant else "")
                 if variant:
                     colour = variant_colours.setdefault(label, plt.get_cmap("tab20")(len(variant_colours) % 20))
+                    ax.plot(*zip(*points), color=colour, linewidth=1.0, alpha=0.8, linestyle="--",
+                            label=None if label in labelled else label)
+                    labelled.add(label)
                 else:
-                    colour = colours[preset]
-                ax.plot(*zip(*points), color=colour, linewidth=1.0, alpha=0.8,
-                        linestyle="--" if variant else "-", label=None if label in labelled else label)
-                labelled.add(label)
+                    seeds_of[preset].append(points)
+                    ax.plot(*zip(*points), color=colours[preset], linewidth=0.6, alpha=0.3)
+            for preset, seed_curves in seeds_of.items():  # the means go on top of every seed line
+                mean = mean_curve(seed_curves)
+                n = len(seed_curves)
+                ax.plot(*zip(*mean), color=colours[preset], linewidth=1.8,
+                        label=preset + (f" (mean of {n} seeds)" if n > 1 else " (1 seed)"))
             ax.set_xlabel("epoch")
             ax.set_title(f"{key}: {title}", fontsize=10)
             ax.grid(alpha=0.3)
             ax.set_ylim(top / 2, top * 1.03)
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)
-        axes[0][0].set_ylabel("valid NDCG@20 (one line per seed)")
+        axes[0][0].set_ylabel("valid NDCG@20 (thin: one line per seed)")
         name = f"curves-{key}.png"
         from .checkpoint import atomic_savefig
 
