@@ -459,8 +459,12 @@ def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
             for preset, seed_curves in seeds_of.items():  # the means go on top of every seed line
                 mean = mean_curve(seed_curves)
                 n = len(seed_curves)
-                ax.plot(*zip(*mean), color=colours[preset], linewidth=1.8,
-                        label=preset + (f" (mean of {n} seeds)" if n > 1 else " (1 seed)"))
+                if mean:
+                    ax.plot(*zip(*mean), color=colours[preset], linewidth=1.8,
+                            label=preset + (f" (mean of {n} seeds)" if n > 1 else " (1 seed)"))
+                else:  # seeds validated on different epochs (another --eval-every): no mean, still named
+                    ax.plot([], [], color=colours[preset], linewidth=0.6,
+                            label=f"{preset} ({n} seeds, no shared epoch)")
             ax.set_xlabel("epoch")
             ax.set_title(f"{key}: {title}", fontsize=10)
             ax.grid(alpha=0.3)
