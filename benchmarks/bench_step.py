@@ -52,7 +52,7 @@ The last line printed is one JSON object: the ratios ``sasrec_vs_plain``, ``s4re
 ``docs/results/bench-cpu-<date>.json``.
 
 CPU note: torch's libgomp workers spin-wait; with 2 threads on a machine whose other core is
-busy, steps get 10-50x slower. On a shared machine run with ``OMP_WAIT_POLICY=PASSIVE`` in the
+busy, steps get 13-56x slower. On a shared machine run with ``OMP_WAIT_POLICY=PASSIVE`` in the
 environment (it must be set before Python starts) or ``--threads 1``.
 """
 
