@@ -26,8 +26,10 @@ skipped by design; ``test_validation_off_out_of_range_ids_need_not_raise`` docum
 such inputs then need not raise (they may give any result or a raw indexing error).
 
 Figures (inputs tried, clear errors, results, wrong results) are counted per entry and
-written, when the module finishes, to ``fuzz-figures.json`` in pytest's base temporary
-folder (or the path in ``S4REC_FUZZ_FIGURES``) and printed (visible with ``-s``)::
+written, when the module finishes, with where they come from (date, command, commit and
+whether the checkout had uncommitted changes, torch, machine), to ``fuzz-figures.json`` in
+pytest's base temporary folder (or the path in ``S4REC_FUZZ_FIGURES``) and printed (visible
+with ``-s``)::
 
     S4REC_FUZZ_FIGURES=fuzz-figures.json python -m pytest -p no:cacheprovider -q -s \
         tests/test_fuzz.py --hypothesis-profile=ci
@@ -39,10 +41,14 @@ found so far (G-1 .. G-5) are fixed and kept as regression tests.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
+import platform
 import re
+import subprocess
+import sys
 import typing
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -166,6 +172,32 @@ def attempt(
     return result
 
 
+def _provenance() -> dict[str, Any]:
+    """Where the figures come from: date, pytest's command line, commit, torch and machine."""
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=os.path.dirname(__file__), capture_output=True, text=True,
+                timeout=10, check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):  # no git, or not a checkout
+            return None
+
+    changes = git("status", "--porcelain", "--untracked-files=no")
+    target = os.environ.get("S4REC_FUZZ_FIGURES")
+    env = [f"S4REC_FUZZ_FIGURES={target}"] if target else []
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([*env, "python -m pytest", *sys.argv[1:]]),
+        "git_commit": git("rev-parse", "HEAD"),
+        "uncommitted_changes": None if changes is None else bool(changes),
+        "torch": torch.__version__,
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads()},
+    }
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _write_figures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Write and print the figures when the module is done."""
@@ -175,6 +207,7 @@ def _write_figures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     for counts in FIGURES.values():
         total.update(counts)
     report = {
+        **_provenance(),
         "profile": settings.default.max_examples,
         "total": {key: total.get(key, 0) for key in ("inputs", "clear_errors", "results", "wrong")},
         "entries": entries,
