@@ -26,8 +26,8 @@ skipped by design; ``test_validation_off_out_of_range_ids_need_not_raise`` docum
 such inputs then need not raise (they may give any result or a raw indexing error).
 
 Figures (inputs tried, clear errors, results, wrong results) are counted per entry and
-written, when the module finishes, with where they come from (date, command, commit and
-whether the checkout had uncommitted changes, torch, machine), to ``fuzz-figures.json`` in
+written, when the module finishes, with where they come from (date, command, commit, marked
+``-dirty`` with uncommitted changes, and machine), to ``fuzz-figures.json`` in
 pytest's base temporary folder (or the path in ``S4REC_FUZZ_FIGURES``) and printed (visible
 with ``-s``)::
 
@@ -45,14 +45,13 @@ import datetime
 import json
 import math
 import os
-import platform
 import re
-import subprocess
 import sys
 import typing
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
@@ -173,28 +172,20 @@ def attempt(
 
 
 def _provenance() -> dict[str, Any]:
-    """Where the figures come from: date, pytest's command line, commit, torch and machine."""
-
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(
-                ["git", *args], cwd=os.path.dirname(__file__), capture_output=True, text=True,
-                timeout=10, check=True,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):  # no git, or not a checkout
-            return None
-
-    changes = git("status", "--porcelain", "--untracked-files=no")
+    """Where the figures come from: date, pytest's command line, commit ("-dirty" with
+    uncommitted changes) and machine, from the benchmarks' provenance helpers."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import _memory
+    finally:
+        sys.path.pop(0)
     target = os.environ.get("S4REC_FUZZ_FIGURES")
     env = [f"S4REC_FUZZ_FIGURES={target}"] if target else []
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([*env, "python -m pytest", *sys.argv[1:]]),
-        "git_commit": git("rev-parse", "HEAD"),
-        "uncommitted_changes": None if changes is None else bool(changes),
-        "torch": torch.__version__,
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads()},
+        "git_commit": _memory.git_commit(),
+        "machine": _memory.machine(),
     }
 
 
