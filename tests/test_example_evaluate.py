@@ -372,6 +372,57 @@ def test_report_ignores_a_setting_whose_term_is_off(run):
         assert report._variant(old) == expected, preset
 
 
+_CHANGES = st.fixed_dictionaries({}, optional={
+    "batch_size": st.sampled_from([128, 256, 512]),
+    "distill_temperature": st.sampled_from([0.1, 1.0]),
+    "kmeans_warm_start": st.booleans(),
+    "normalize_z": st.booleans(),
+    "z_pooling": st.sampled_from(["mean", "last"]),
+    "augment_operations": st.sampled_from([("crop", "mask", "reorder"), ("crop", "insert")]),
+    "epochs": st.sampled_from([None, 7]),
+})
+
+
+@settings(max_examples=40, deadline=None)
+@given(preset=st.sampled_from(sorted(cli.PRESETS)), seed=st.integers(0, 3), changes=_CHANGES,
+       generated=st.booleans())
+def test_repeat_flags_rebuild_the_settings_a_run_had(preset, seed, changes, generated):
+    """Law: the recorded command plus the flags, read by today's train.py, gives the run's
+    settings and epoch cap; every flag names a setting today's reading changes; a run on
+    today's preset needs none."""
+    data = [] if generated else ["--data", "../shared/data/Beauty.txt"]
+    command = " ".join(["python examples/s4rec/train.py", *data, "--preset", preset, "--seed", str(seed)])
+    ran = TrainConfig.from_preset(preset, data=None if generated else "../shared/data/Beauty.txt", seed=seed,
+                                  **changes)
+    flags = cli.repeat_flags(command, ran.to_dict(), ran.resolved_epochs)
+    rebuilt = cli.config_from_args(cli.build_parser().parse_args(command.split()[2:] + flags))
+    today = TrainConfig.from_preset(preset, data=ran.data, seed=seed)
+    off = {"data_root", "device", "eval_batch_size", "epochs"} | ({"distill_temperature"} if not ran.beta2 else set())
+    assert {k: v for k, v in rebuilt.to_dict().items() if k not in off} == {
+        k: v for k, v in ran.to_dict().items() if k not in off}
+    assert rebuilt.resolved_epochs == ran.resolved_epochs
+    named = {f.lstrip("-").removeprefix("no-").replace("-", "_") for f in flags if f.startswith("--")}
+    assert all(today.to_dict()[k] != ran.to_dict()[k] for k in named - {"epochs"})
+    if "epochs" in named:
+        assert today.resolved_epochs != ran.resolved_epochs or rebuilt.batch_size != today.batch_size
+    if not changes:
+        assert flags == []
+
+
+def test_report_says_how_to_repeat_a_run_the_presets_have_moved_from(run):
+    """A run at a batch the preset no longer has gets the flag on the page; a command today's
+    train.py refuses is said to be so, with the file's config as the record."""
+    _, _, results = run
+    old = json.loads(json.dumps(results))
+    old["config"]["batch_size"] = 64
+    assert "add `--batch-size 64` to repeat the run today" in report._repeat(old)
+    assert report._repeat(results) == ""
+    old["command"] = "python examples/s4rec/train.py --no-such-flag 1"
+    assert "cannot repeat this command as it stands (unrecognized arguments: --no-such-flag 1" in report._repeat(old)
+    with pytest.raises(ValueError, match="not a train.py command"):
+        cli.repeat_flags("python evaluate.py --preset s4rec", results["config"], 2)
+
+
 def _grid_run(preset: str, seed: int, valid: float, test: float, **settings) -> dict:
     """A results record of ``preset`` with ``settings`` changed, as report.py loads it."""
     config = {**TrainConfig.from_preset(preset).to_dict(), "data": "Beauty.txt", "seed": seed, **settings}

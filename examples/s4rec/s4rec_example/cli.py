@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import dataclasses
 import gc
+import io
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,12 +48,13 @@ from .config import (
     CHOICES,
     PRESETS,
     TrainConfig,
+    inert_settings,
 )
 from .data import MIN_TRAINING_LENGTH, data_fingerprint, dataset_label, load_dataset, prepare, resolve_data_path
 from .evaluate import check_compatible, format_table
 from .loop import RunFiles, Shard, run_is_over, run_training
 
-__all__ = ["Terminated", "build_parser", "main", "raise_on_sigterm", "train"]
+__all__ = ["Terminated", "build_parser", "main", "raise_on_sigterm", "repeat_flags", "train"]
 
 LOG = logging.getLogger("s4rec.train")
 _RUN_FILES = ("config.json", "results.json", "best.pt", "last.pt", "train.log")
@@ -196,6 +199,73 @@ def check_config(c: TrainConfig) -> None:
         raise common.UsageError("the prototype terms need d-dimensional views: --view-pooling mean, mean_all or last")
     if c.padding_attention == "iclrec" and c.compute_path == "packed":
         raise common.UsageError("--padding-attention iclrec needs --compute-path dense or auto")
+
+
+_NO_EFFECT = {"data", "data_root", "device", "eval_batch_size", "epochs"}
+"""Config keys left out of :func:`repeat_flags`' comparison: where the data lives, the device and
+the ranking batch cannot change the numbers, and the epoch cap is compared as resolved."""
+
+
+def repeat_flags(command: str, config: Mapping[str, Any], epoch_cap: int) -> list[str]:
+    """The flags to add to a run's recorded ``train.py`` command so that today's presets and
+    defaults train the settings it ran with.
+
+    A command means what the presets said on the day it ran, and some have changed since (the
+    distillation's temperature, the s4rec family's batch, the epoch cap). Every setting that
+    today's reading of ``command`` would change gets its flag (``--no-<name>`` for a switch), and
+    ``--epochs`` when the cap would differ; an empty list means the command repeats the run as it
+    stands. The answer is checked by reading the command again with the flags added. Settings
+    that cannot change the numbers are not compared: where the data lives, the device, the
+    ranking batch, a setting of a loss term whose weight is 0.
+
+    Args:
+        command: the ``command`` of a ``results.json`` (``python examples/s4rec/train.py ...``).
+        config: its ``config``; a setting missing from an older file is read as its default.
+        epoch_cap: the run's epoch cap as it ran.
+
+    Raises:
+        ValueError: if ``command`` is not a ``train.py`` command that today's parser accepts, or no
+            flags rebuild ``config``.
+
+    Example:
+        >>> ran = TrainConfig.from_preset("s4rec", seed=1, batch_size=256)  # the preset's batch before 512
+        >>> repeat_flags("python examples/s4rec/train.py --preset s4rec --seed 1", ran.to_dict(), epoch_cap=20)
+        ['--batch-size', '256']
+    """
+    tokens = shlex.split(command)
+    script = next((i for i, token in enumerate(tokens) if token.endswith("train.py")), None)
+    if script is None:
+        raise ValueError("not a train.py command")
+    ran = {**TrainConfig().to_dict(), **config}
+    compared = [k for k in TrainConfig().to_dict() if k not in _NO_EFFECT | inert_settings(ran)]
+
+    def today(extra: list[str]) -> TrainConfig:
+        with contextlib.redirect_stderr(io.StringIO()) as said:
+            try:
+                return config_from_args(build_parser().parse_args(tokens[script + 1:] + extra))
+            except SystemExit:
+                raise ValueError(said.getvalue().strip().removeprefix("train.py: error: ")) from None
+            except common.UsageError as err:
+                raise ValueError(str(err)) from None
+
+    now = today([]).to_dict()
+    flags: list[str] = []
+    for key in compared:
+        if now[key] == ran[key]:
+            continue
+        name, value = key.replace("_", "-"), ran[key]
+        if key in _SWITCHES:
+            flags.append(f"--{name}" if value else f"--no-{name}")
+        elif value is None:
+            raise ValueError(f"{key} = None has no flag")
+        else:
+            flags += [f"--{name}", ",".join(value) if isinstance(value, list) else str(value)]
+    if today(flags).resolved_epochs != epoch_cap:
+        flags += ["--epochs", str(epoch_cap)]
+    rebuilt = today(flags)
+    if rebuilt.resolved_epochs != epoch_cap or any(rebuilt.to_dict()[k] != ran[k] for k in compared):
+        raise ValueError("no flags rebuild the recorded settings")
+    return flags
 
 
 # ---------------------------------------------------------------------------- provenance

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -46,6 +47,7 @@ __all__ = [
     "POOLINGS",
     "PRESETS",
     "TrainConfig",
+    "inert_settings",
     "preset_table",
 ]
 
@@ -108,6 +110,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "s4rec": dict(_S4REC_BASE, alpha=0.01, beta1=0.1, beta2=0.1, lam=1.0),
 }
 """Per preset, the fields that differ from :class:`TrainConfig`'s defaults (ICLRec's base)."""
+
+
+_TERM_WEIGHT = {"distill_temperature": "beta2"}
+"""Setting -> the weight of the loss term it belongs to."""
+
+
+def inert_settings(values: Mapping[str, Any]) -> set[str]:
+    """The settings in ``values`` (a config as a dict) that cannot change a run: those of a loss
+    term whose weight is 0, such as the distillation's temperature when ``beta2`` is 0."""
+    return {k for k, weight in _TERM_WEIGHT.items() if not values.get(weight)}
 
 
 _OPTIONAL_KINDS: dict[str, type] = {"data": str, "epochs": int}

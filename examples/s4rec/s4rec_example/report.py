@@ -365,12 +365,26 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
                     f"{m['seconds_per_epoch']:.1f} s/epoch, {m['total_seconds'] / 60:.0f} min, "
                     f"{_prose(m.get('machine', '?'))}, commit `{_short(_code(m.get('git_commit', '?')))}`"
                     f"{_resumed(m)}  \n  "
-                    f"`{_code(m.get('command', '?'))}`"
+                    f"`{_code(m.get('command', '?'))}`{_repeat(m)}"
                     + (f"  \n  {_prose(m['note'])}" if m.get("note") else "")  # added by hand, e.g. where a run was made
                 )
         out += ["", "</details>", ""]
         out += (studies or {}).get(dataset, [])
     return "\n".join(out).rstrip() + "\n"
+
+
+def _repeat(results: dict[str, Any]) -> str:
+    """What a reader adds to a run's command to repeat it with today's presets, if anything."""
+    from .cli import repeat_flags
+
+    try:
+        flags = repeat_flags(str(results.get("command", "")), results["config"], _cap(results))
+    except ValueError as err:
+        return (f"  \n  Today's `train.py` cannot repeat this command as it stands ({_prose(err)}); "
+                "the file's `config` has every setting.")
+    if not flags:
+        return ""
+    return f"  \n  The presets have changed since: add `{_code(' '.join(flags))}` to repeat the run today."
 
 
 def _resumed(results: dict[str, Any]) -> str:

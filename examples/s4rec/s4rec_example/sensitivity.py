@@ -44,8 +44,6 @@ GRID_SETTINGS = {
 _IGNORED = {"data", "data_root", "seed", "device", "epochs", "eval_batch_size", "eval_every", "synthetic_users",
             "synthetic_items", "loss", "preset"}
 """Config keys that do not make a different recipe (where the data lives, the seed, the cap)."""
-_TERM_WEIGHT = {"distill_temperature": "beta2"}
-"""Setting -> the weight of the loss term it belongs to (a setting of a term switched off is inert)."""
 
 Points = dict[str, dict[float, list[dict[str, Any]]]]
 """setting -> value -> the runs at that value."""
@@ -57,12 +55,12 @@ def settings_diff(run: dict[str, Any], preset: str) -> dict[str, Any]:
     A run recorded before a setting existed ran with that setting's default; a setting of a
     loss term whose weight is 0 in the run changed nothing and is left out.
     """
-    from .config import TrainConfig
+    from .config import TrainConfig, inert_settings
 
     base = TrainConfig.from_preset(preset).to_dict()
     ran = {**TrainConfig().to_dict(), **run["config"]}
-    inert = {k for k, weight in _TERM_WEIGHT.items() if not ran.get(weight)}
-    return {k: ran[k] for k in sorted(ran) if k not in _IGNORED | inert and k in base and ran[k] != base[k]}
+    return {k: ran[k] for k in sorted(ran)
+            if k not in _IGNORED | inert_settings(ran) and k in base and ran[k] != base[k]}
 
 
 def _key(value: Any) -> float:
