@@ -160,6 +160,19 @@ def test_two_way_reduction_doubles_the_ntxent_mean(tiny):
     torch.testing.assert_close(b, 2 * a)
 
 
+@pytest.mark.parametrize("source", ["targets", "probs"])
+def test_assign_from_reaches_the_clustering_head(source, tiny):
+    """``--assign-from`` sets where h(u) comes from; the library's tests hold what each means."""
+    _, model, _ = _model("s4rec", tiny, assign_from=source)
+    assert model.clustering is not None and model.clustering.assign_from == source
+    _, inputs, *_ = _batch(tiny)
+    with torch.no_grad():
+        z = model.encoder.represent(inputs, pooling="mean")
+        out = model.clustering.eval()(z)
+    source_tensor = out.targets if source == "targets" else out.probs
+    torch.testing.assert_close(out.assignments, source_tensor.argmax(-1))
+
+
 def test_bce_loss_equals_per_position_reference(tiny):
     _, model, _ = _model("sasrec", tiny)
     model.eval()

@@ -102,6 +102,8 @@ _PRESET_FLAGS: dict[str, tuple[Any, str]] = {
     "beta2": (common.nonnegative_float, "weight of the prototype distillation (Eq. 16)"),
     "lam": (common.nonnegative_float, "weight of the head/tail adversary (Eq. 17)"),
     "z_pooling": (None, "representation z_u of the original sequence (clustering, adversary)"),
+    "assign_from": (None, "h(u), the hard assignment behind the teachers and the intent negatives: the argmax of "
+                          "the Sinkhorn targets q (balanced over the batch) or of the predictions p"),
     "num_prototypes": (common.positive_int, "K, prototypes of the online clustering"),
     "cluster_temperature": (common.positive_float, "tau_1 of the clustering (Eq. 7)"),
     "sinkhorn_epsilon": (common.positive_float, "epsilon of Sinkhorn-Knopp (Eq. 9)"),

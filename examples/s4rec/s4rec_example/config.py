@@ -61,6 +61,7 @@ MaskId = Literal["padding", "token"]
 ClSimilarity = Literal["dot", "cosine"]
 IntentViews = Literal["separate", "shared"]
 Amp = Literal["off", "bf16"]
+AssignFrom = Literal["targets", "probs"]
 PADDING_ATTENTIONS: tuple[PaddingAttention, ...] = get_args(PaddingAttention)
 CL_REDUCTIONS: tuple[ClReduction, ...] = get_args(ClReduction)
 AUGMENT_OPERATIONS: tuple[AugmentOperation, ...] = get_args(AugmentOperation)
@@ -76,6 +77,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "intent_pooling": POOLINGS,
     "intent_views": get_args(IntentViews),
     "z_pooling": get_args(ZPooling),
+    "assign_from": get_args(AssignFrom),
     "amp": get_args(Amp),
 }
 """The allowed values of every string setting with a fixed set of values (all but ``preset``,
@@ -188,6 +190,7 @@ class TrainConfig:
     beta2: float = 0.0
     lam: float = 0.0
     z_pooling: ZPooling = "mean"  # z_u of the original sequence (clustering, adversary)
+    assign_from: AssignFrom = "targets"  # h(u): argmax of the Sinkhorn targets q, or of p
     num_prototypes: int = 128  # K
     cluster_temperature: float = 0.1  # tau_1
     sinkhorn_epsilon: float = 0.05

@@ -422,6 +422,7 @@ def build_model(config: TrainConfig, num_items: int, *, distributed: bool = Fals
             epsilon=c.sinkhorn_epsilon,
             num_iters=c.sinkhorn_iters,
             freeze_prototypes_steps=c.freeze_prototypes_steps,
+            assign_from=c.assign_from,
             distributed=distributed,
         )
     distillation = PrototypeDistillation(temperature=c.distill_temperature) if c.beta2 > 0 else None
