@@ -419,6 +419,10 @@ def test_report_says_how_to_repeat_a_run_the_presets_have_moved_from(run):
     assert report._repeat(results) == ""
     old["command"] = "python examples/s4rec/train.py --no-such-flag 1"
     assert "cannot repeat this command as it stands (unrecognized arguments: --no-such-flag 1" in report._repeat(old)
+    old["command"] = "python examples/s4rec/train.py --help"
+    assert "cannot repeat this command as it stands (it exits before training" in report._repeat(old)
+    old["command"] = "python examples/s4rec/train.py --preset 'unbalanced"
+    assert "cannot repeat this command as it stands (No closing quotation)" in report._repeat(old)
     with pytest.raises(ValueError, match="not a train.py command"):
         cli.repeat_flags("python evaluate.py --preset s4rec", results["config"], 2)
 

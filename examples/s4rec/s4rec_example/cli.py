@@ -242,11 +242,12 @@ def repeat_flags(command: str, config: Mapping[str, Any], epoch_cap: int) -> lis
     compared = [k for k in TrainConfig().to_dict() if k not in _NO_EFFECT | inert_settings(ran)]
 
     def today(extra: list[str]) -> TrainConfig:
-        with contextlib.redirect_stderr(io.StringIO()) as said:
-            try:
+        with contextlib.redirect_stderr(io.StringIO()) as said, contextlib.redirect_stdout(io.StringIO()):
+            try:  # argparse writes its errors (and --help) and exits
                 return config_from_args(build_parser().parse_args(tokens[script + 1:] + extra))
             except SystemExit:
-                raise ValueError(said.getvalue().strip().removeprefix("train.py: error: ")) from None
+                why = said.getvalue().strip().removeprefix("train.py: error: ")
+                raise ValueError(why or "it exits before training (--help)") from None
             except common.UsageError as err:
                 raise ValueError(str(err)) from None
 
