@@ -238,8 +238,9 @@ def repeat_flags(command: str, config: Mapping[str, Any], epoch_cap: int) -> lis
     script = next((i for i, token in enumerate(tokens) if token.endswith("train.py")), None)
     if script is None:
         raise ValueError("not a train.py command")
-    ran = {**TrainConfig().to_dict(), **config}
-    compared = [k for k in TrainConfig().to_dict() if k not in _NO_EFFECT | inert_settings(ran)]
+    defaults = TrainConfig().to_dict()
+    ran = {**defaults, **config}
+    compared = [k for k in defaults if k not in _NO_EFFECT | inert_settings(ran)]
 
     def today(extra: list[str]) -> TrainConfig:
         with contextlib.redirect_stderr(io.StringIO()) as said, contextlib.redirect_stdout(io.StringIO()):
@@ -263,9 +264,10 @@ def repeat_flags(command: str, config: Mapping[str, Any], epoch_cap: int) -> lis
             raise ValueError(f"{key} = None has no flag")
         else:
             flags += [f"--{name}", ",".join(value) if isinstance(value, list) else str(value)]
-    if today(flags).resolved_epochs != epoch_cap:
-        flags += ["--epochs", str(epoch_cap)]
     rebuilt = today(flags)
+    if rebuilt.resolved_epochs != epoch_cap:
+        flags += ["--epochs", str(epoch_cap)]
+        rebuilt = today(flags)
     if rebuilt.resolved_epochs != epoch_cap or any(rebuilt.to_dict()[k] != ran[k] for k in compared):
         raise ValueError("no flags rebuild the recorded settings")
     return flags

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from s4rec_components import POOLINGS, Pooling
+from s4rec_components.clustering import ASSIGN_SOURCES, AssignFrom
 
 __all__ = [
     "AUGMENT_OPERATIONS",
@@ -61,7 +62,6 @@ MaskId = Literal["padding", "token"]
 ClSimilarity = Literal["dot", "cosine"]
 IntentViews = Literal["separate", "shared"]
 Amp = Literal["off", "bf16"]
-AssignFrom = Literal["targets", "probs"]
 PADDING_ATTENTIONS: tuple[PaddingAttention, ...] = get_args(PaddingAttention)
 CL_REDUCTIONS: tuple[ClReduction, ...] = get_args(ClReduction)
 AUGMENT_OPERATIONS: tuple[AugmentOperation, ...] = get_args(AugmentOperation)
@@ -77,7 +77,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "intent_pooling": POOLINGS,
     "intent_views": get_args(IntentViews),
     "z_pooling": get_args(ZPooling),
-    "assign_from": get_args(AssignFrom),
+    "assign_from": ASSIGN_SOURCES,
     "amp": get_args(Amp),
 }
 """The allowed values of every string setting with a fixed set of values (all but ``preset``,
