@@ -48,13 +48,18 @@ SIMILARITIES: tuple[str, ...] = get_args(Similarity)
 
 
 def _check_hyperparameters(
-    temperature: object, similarity: object, reduction: object, gather_distributed: object
+    temperature: object,
+    similarity: object,
+    reduction: object,
+    gather_distributed: object,
+    positive_in_denominator: object,
 ) -> float:
     """Check the hyper-parameters (no tensor is read); return the temperature as a float."""
     tau = check_divisor(temperature, "temperature")
     check_choice(similarity, SIMILARITIES, "similarity")
     check_choice(reduction, REDUCTIONS, "reduction")
     check_bool(gather_distributed, "gather_distributed")
+    check_bool(positive_in_denominator, "positive_in_denominator")
     return tau
 
 
@@ -103,6 +108,7 @@ def _intent_info_nce_impl(
     similarity: str,
     reduction: str,
     gather_distributed: bool,
+    positive_in_denominator: bool,
 ) -> Tensor:
     """The loss of validated inputs. Reads nothing from the device (bar the collectives).
 
@@ -149,13 +155,30 @@ def _intent_info_nce_impl(
             mu.shape[0], device=device
         )
         logits = torch.cat([logits, (anchors @ mu.T).masked_fill(assigned, float("-inf"))], dim=1)
-    losses = F.cross_entropy(logits / temperature, positive, reduction="none")  # (2b,)
+    if positive_in_denominator:
+        losses = F.cross_entropy(logits / temperature, positive, reduction="none")  # (2b,)
+    else:
+        losses = _negatives_only_losses(logits / temperature, positive)
     if reduction == "none":
         return losses
     if reduction == "sum":
         return losses.sum()
     # The mean over the 2B anchors of all ranks, split so that the ranks' losses average to it.
     return scaled_sum(losses, processes / (2 * max(total, 1)))
+
+
+def _negatives_only_losses(logits: Tensor, positive: Tensor) -> Tensor:
+    """``(n,)`` losses ``logsumexp(negatives) - positive`` of ``(n, c)`` scaled logits whose
+    excluded candidates are ``-inf``; 0 for a row with no negative left (the positive alone),
+    with a zero gradient, as the usual form gives it. Reads nothing from the device."""
+    is_positive = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, positive.unsqueeze(1), True)
+    negatives = logits.masked_fill(is_positive, float("-inf"))
+    has_negative = (negatives != float("-inf")).any(dim=1)
+    # rows without a negative take a finite stand-in, so that no NaN reaches the gradient
+    safe = torch.where(has_negative.unsqueeze(1), negatives, torch.zeros_like(negatives))
+    positive_logit = logits.gather(1, positive.unsqueeze(1)).squeeze(1)
+    losses = torch.logsumexp(safe, dim=1) - positive_logit
+    return torch.where(has_negative, losses, torch.zeros_like(losses))
 
 
 def intent_info_nce(
@@ -169,6 +192,7 @@ def intent_info_nce(
     similarity: Similarity = "dot",
     reduction: Reduction = "mean",
     gather_distributed: bool = False,
+    positive_in_denominator: bool = True,
 ) -> Tensor:
     r"""NT-Xent over two views with in-batch and intent negatives (S4Rec Eq. 13-14).
 
@@ -187,10 +211,18 @@ def intent_info_nce(
     g_u$ is dropped, without prototypes the last sum. ``reduction="mean"`` gives
     $\frac{1}{2b} \sum_a \ell(a)$, SimCLR's NT-Xent and ICLRec's ``NCELoss`` (the paper's
     $\mathcal{L}_{SCL}$ of Eq. 13 sums the two directions, which is twice this mean).
-    Unlike the printed Eq. 13-14 the positive is counted in the denominator (the usual
-    InfoNCE: a cross-entropy, so non-negative), and the negatives are both views of the
+    By default, unlike the printed Eq. 13-14, the positive is counted in the denominator (the
+    usual InfoNCE: a cross-entropy, so non-negative); the negatives are both views of the
     other samples. With $b = 1$ and no prototypes the positive is the only candidate and
     the loss is 0.
+
+    **The printed form.** ``positive_in_denominator=False`` drops the first term of the
+    denominator, as Eq. 13-14 print it (and as the "decoupled" contrastive loss of Yeh et al.,
+    2022): $\ell'(a) = -s(a, a^+)/\tau + \log \sum_{\text{negatives}} e^{s/\tau}$. It can
+    be negative, and where an anchor has at least one negative the two forms are tied by
+    $\ell = \log(1 + e^{\ell'})$ (softplus), so the same gradient directions are weighted by
+    $\sigma(\ell')$ in the usual form and by 1 here: pairs already well separated keep pulling.
+    An anchor with no negative left gives 0 with a zero gradient, as in the usual form.
 
     **Groups.** Rows with equal ``groups`` id are never each other's negatives (both of their
     views leave the denominator); the positive always stays. This is exactly the masking of
@@ -238,6 +270,8 @@ def intent_info_nce(
             scores 0 against everything and gets a zero gradient instead of a 1e12-times one).
         reduction: ``"mean"`` over the $2b$ anchors, ``"sum"`` or ``"none"``.
         gather_distributed: use the rows of every process as candidates.
+        positive_in_denominator: count the positive among the denominator's candidates (the
+            usual InfoNCE, default) or leave it out (Eq. 13-14 as printed).
 
     Shape:
         - z1, z2: $(b, d)$.
@@ -251,7 +285,8 @@ def intent_info_nce(
 
     Raises:
         TypeError: on a non-tensor, non-floating embeddings, non-integer ``assignments`` or
-            ``groups``, a non-numeric ``temperature`` or a non-bool ``gather_distributed``.
+            ``groups``, a non-numeric ``temperature`` or a non-bool ``gather_distributed`` /
+            ``positive_in_denominator``.
         ValueError: on wrong ranks or sizes, empty inputs (a batch of 0 rows is allowed
             only with ``gather_distributed=True`` inside a process group, where other ranks
             hold rows), ``assignments`` outside $[0, k)$, ``prototypes`` without
@@ -271,13 +306,27 @@ def intent_info_nce(
         torch.Size([10])
         >>> intent_info_nce(torch.randn(4, 8).half(), torch.randn(4, 8).half()).dtype
         torch.float32
+        >>> printed = intent_info_nce(z, z, positive_in_denominator=False)  # log(2 * 4 - 2)
+        >>> round(printed.item(), 4), round(math.log(6), 4)
+        (1.7918, 1.7918)
     """
-    tau = _check_hyperparameters(temperature, similarity, reduction, gather_distributed)
+    tau = _check_hyperparameters(
+        temperature, similarity, reduction, gather_distributed, positive_in_denominator
+    )
     _check_inputs(
         z1, z2, prototypes, assignments, groups, allow_empty_batch=gather_distributed and is_distributed()
     )
     return _intent_info_nce_impl(
-        z1, z2, prototypes, assignments, groups, tau, similarity, reduction, gather_distributed
+        z1,
+        z2,
+        prototypes,
+        assignments,
+        groups,
+        tau,
+        similarity,
+        reduction,
+        gather_distributed,
+        positive_in_denominator,
     )
 
 
@@ -308,6 +357,8 @@ class IntentInfoNCE(nn.Module):
         similarity: ``"dot"`` (as in the paper) or ``"cosine"``.
         reduction: ``"mean"`` over the $2b$ anchors, ``"sum"`` or ``"none"``.
         gather_distributed: use the rows of every process as candidates.
+        positive_in_denominator: count the positive in the denominator (default) or leave it
+            out, as Eq. 13-14 print it; see :func:`intent_info_nce`.
 
     Shape:
         - z1, z2: $(b, d)$, the two views; row $u$ of each is a positive pair.
@@ -316,8 +367,8 @@ class IntentInfoNCE(nn.Module):
         - output: $()$, or $(2b,)$ with ``reduction="none"``.
 
     Raises:
-        TypeError: if ``temperature`` is not a real number or ``gather_distributed`` not a
-            bool (and in ``forward`` on bad dtypes).
+        TypeError: if ``temperature`` is not a real number or ``gather_distributed`` /
+            ``positive_in_denominator`` not a bool (and in ``forward`` on bad dtypes).
         ValueError: if ``temperature`` is not finite and >= ``MIN_DIVISOR`` or ``similarity`` /
             ``reduction`` is unknown (and in ``forward`` on bad shapes or ranges).
 
@@ -338,14 +389,16 @@ class IntentInfoNCE(nn.Module):
         similarity: Similarity = "dot",
         reduction: Reduction = "mean",
         gather_distributed: bool = False,
+        positive_in_denominator: bool = True,
     ) -> None:
         super().__init__()
         self.temperature = _check_hyperparameters(
-            temperature, similarity, reduction, gather_distributed
+            temperature, similarity, reduction, gather_distributed, positive_in_denominator
         )
         self.similarity: Similarity = similarity
         self.reduction: Reduction = reduction
         self.gather_distributed = gather_distributed
+        self.positive_in_denominator = positive_in_denominator
 
     def forward(
         self,
@@ -369,10 +422,12 @@ class IntentInfoNCE(nn.Module):
             self.similarity,
             self.reduction,
             self.gather_distributed,
+            self.positive_in_denominator,
         )
 
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature}, similarity={self.similarity!r}, "
-            f"reduction={self.reduction!r}, gather_distributed={self.gather_distributed}"
+            f"reduction={self.reduction!r}, gather_distributed={self.gather_distributed}, "
+            f"positive_in_denominator={self.positive_in_denominator}"
         )

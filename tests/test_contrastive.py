@@ -75,11 +75,14 @@ def call(batch: Batch, **kwargs: Any) -> torch.Tensor:
     )
 
 
-def reference(batch: Batch, temperature: float, similarity: str) -> torch.Tensor:
+def reference(
+    batch: Batch, temperature: float, similarity: str, positive_in_denominator: bool = True
+) -> torch.Tensor:
     """``(2b,)`` per-anchor losses, transcribed term by term from Eq. 14 with Python loops.
 
     Anchors are the rows of ``z1`` then those of ``z2``; the cosine normalises each vector by
-    ``max(norm, 1e-12)`` as documented.
+    ``max(norm, 1e-12)`` as documented. Without the positive in the denominator (the printed
+    form), an anchor with no negative has loss 0.
     """
 
     def unit(x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +101,7 @@ def reference(batch: Batch, temperature: float, similarity: str) -> torch.Tensor
         for u in range(b):
             anchor = views[view][u]
             positive = sim(anchor, views[1 - view][u])
-            terms = [positive]
+            terms = [positive] if positive_in_denominator else []
             for v in range(b):
                 if v == u:
                     continue
@@ -110,6 +113,8 @@ def reference(batch: Batch, temperature: float, similarity: str) -> torch.Tensor
                 for k in range(batch.prototypes.shape[0]):
                     if k != int(batch.assignments[u]):
                         terms.append(sim(anchor, batch.prototypes[k]))
+            if not terms:
+                continue
             peak = max(terms)
             log_denominator = peak + math.log(math.fsum(math.exp(t - peak) for t in terms))
             out[view * b + u] = log_denominator - positive
@@ -173,6 +178,55 @@ def test_equals_loop_reference(batch: Batch, temperature: float, similarity: str
     torch.testing.assert_close(mean, expected.mean())
     total = call(batch, temperature=temperature, similarity=similarity, reduction="sum")
     torch.testing.assert_close(total, expected.sum())
+
+
+@given(batch=batches(), temperature=temperatures, similarity=similarities)
+def test_printed_form_equals_loop_reference(batch: Batch, temperature: float, similarity: str) -> None:
+    """``positive_in_denominator=False``: Eq. 13-14 as printed, the positive only on top."""
+    expected = reference(batch, temperature, similarity, positive_in_denominator=False)
+    kwargs: dict[str, Any] = {"temperature": temperature, "similarity": similarity,
+                              "positive_in_denominator": False}
+    torch.testing.assert_close(call(batch, reduction="none", **kwargs), expected)
+    torch.testing.assert_close(call(batch, **kwargs), expected.mean())
+    module = IntentInfoNCE(reduction="sum", **kwargs)
+    torch.testing.assert_close(
+        module(batch.z1, batch.z2, batch.prototypes, batch.assignments, batch.groups), expected.sum()
+    )
+
+
+@given(batch=batches(with_groups=st.just(False), min_batch=2), temperature=temperatures,
+       similarity=similarities)
+def test_usual_form_is_softplus_of_the_printed_one(
+    batch: Batch, temperature: float, similarity: str
+) -> None:
+    """With a negative in every denominator, log(e^p + N) - p = log(1 + e^(log N - p))."""
+    kwargs: dict[str, Any] = {"temperature": temperature, "similarity": similarity, "reduction": "none"}
+    printed = call(batch, positive_in_denominator=False, **kwargs)
+    torch.testing.assert_close(call(batch, **kwargs), F.softplus(printed))
+
+
+def test_printed_form_without_negatives_is_zero_with_a_zero_gradient() -> None:
+    """One sample and no prototypes, or every other sample in the anchor's group."""
+    lone = torch.randn(1, 4, requires_grad=True)
+    loss = intent_info_nce(lone, lone * 2, positive_in_denominator=False)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and lone.grad is not None and bool((lone.grad == 0).all())
+    z = torch.randn(3, 4, requires_grad=True)
+    same = torch.zeros(3, dtype=torch.long)
+    losses = intent_info_nce(z, z + 1, groups=same, positive_in_denominator=False, reduction="none")
+    losses.sum().backward()
+    assert bool((losses == 0).all()) and z.grad is not None and bool((z.grad == 0).all())
+
+
+@given(batch=batches(with_prototypes=st.just(True)), similarity=similarities)
+def test_printed_form_gradients_finite(batch: Batch, similarity: str) -> None:
+    assert batch.prototypes is not None
+    inputs = [x.clone().requires_grad_(True) for x in (batch.z1, batch.z2, batch.prototypes)]
+    loss = intent_info_nce(*inputs, batch.assignments, batch.groups, similarity=similarity,
+                           positive_in_denominator=False)
+    loss.backward()
+    for tensor in inputs:
+        assert tensor.grad is not None and bool(torch.isfinite(tensor.grad).all())
 
 
 @st.composite
@@ -599,6 +653,7 @@ OUT_OF_RANGE = r"assignments must lie in \[0, 1\]"
         ({"similarity": "l2"}, ValueError, "similarity must be one of"),
         ({"reduction": "avg"}, ValueError, "reduction must be one of"),
         ({"gather_distributed": 1}, TypeError, "gather_distributed must be a bool"),
+        ({"positive_in_denominator": "no"}, TypeError, "positive_in_denominator must be a bool"),
     ],
 )
 def test_bad_inputs(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
@@ -634,6 +689,7 @@ def test_range_check_skipped_with_validation_off() -> None:
         ({"similarity": "euclid"}, ValueError, "similarity must be one of"),
         ({"reduction": "max"}, ValueError, "reduction must be one of"),
         ({"gather_distributed": "yes"}, TypeError, "gather_distributed must be a bool"),
+        ({"positive_in_denominator": 0}, TypeError, "positive_in_denominator must be a bool"),
     ],
 )
 def test_module_bad_hyperparameters(

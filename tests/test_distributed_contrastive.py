@@ -68,6 +68,7 @@ def run_case(case: Case, start: int, stop: int) -> Result:
         loss = intent_info_nce(
             z1, z2, mu, assignments, groups, temperature=case["temperature"],
             similarity=case["similarity"], reduction=reduction, gather_distributed=distributed,
+            positive_in_denominator=case.get("positive_in_denominator", True),
         )
         out[reduction] = loss.detach().numpy()
         if reduction != "none":
@@ -199,6 +200,7 @@ def cases(draw: Any, world: int) -> Case:
         "groups": ids(max(total // 2, 1)) if draw(st.booleans()) else None,
         "temperature": draw(st.floats(0.05, 5.0)),
         "similarity": draw(st.sampled_from(["dot", "cosine"])),
+        "positive_in_denominator": draw(st.booleans()),
     }
 
 

@@ -173,6 +173,51 @@ def test_assign_from_reaches_the_clustering_head(source, tiny):
     torch.testing.assert_close(out.assignments, source_tensor.argmax(-1))
 
 
+@pytest.mark.parametrize("detach", [True, False])
+def test_detach_teacher_decides_whether_the_distillation_trains_the_prototypes(detach, tiny):
+    """With the distillation the only prototype term, the prototypes train exactly when the
+    teacher is not detached (``--no-detach-teacher``)."""
+    _, model, _ = _model("s4rec", tiny, alpha=0.0, beta1=0.0, lam=0.0, detach_teacher=detach)
+    assert model.distillation is not None and model.distillation.detach_teacher is detach
+    _, inputs, targets, negatives, heads = _batch(tiny)
+    terms = model(inputs, targets, negatives, heads, None, torch.Generator().manual_seed(2))
+    terms["loss"].backward()
+    assert model.clustering is not None
+    assert _nonzero(model.clustering.prototypes.grad) is not detach
+
+
+def test_intent_negative_scale_multiplies_the_prototypes_of_the_contrastive_term_only(tiny):
+    """``--intent-negative-scale c``: Eq. 14 sees c times the prototypes; every other term, and the
+    prototypes the clustering and distillation use, are unchanged."""
+    seen = []
+    results = []
+    for scale in (1.0, 3.0):
+        _, model, _ = _model("s4rec", tiny, intent_negative_scale=scale)
+        assert model.contrastive is not None
+        model.contrastive.register_forward_pre_hook(lambda _m, args: seen.append(args[2].detach()))
+        _, inputs, targets, negatives, heads = _batch(tiny)
+        results.append(model(inputs, targets, negatives, heads, None, torch.Generator().manual_seed(5)))
+    torch.testing.assert_close(seen[1], 3 * seen[0])
+    for key in ("sr", "clust", "ckd", "adv"):
+        torch.testing.assert_close(results[1][key], results[0][key])
+    assert not torch.allclose(results[1]["scl"], results[0]["scl"])
+
+
+@pytest.mark.parametrize("preset", ["s4rec", "iclrec"])
+def test_the_printed_denominator_reaches_the_contrastive_terms(preset, tiny):
+    """``--no-cl-positive-in-denominator``: the shared NT-Xent module drops the positive from its
+    denominators (the library's tests hold what that means), so its terms can go below 0."""
+    _, usual, intents = _model(preset, tiny)
+    _, printed, _ = _model(preset, tiny, cl_positive_in_denominator=False)
+    assert usual.contrastive is not None and usual.contrastive.positive_in_denominator
+    assert printed.contrastive is not None and not printed.contrastive.positive_in_denominator
+    _, inputs, targets, negatives, heads = _batch(tiny)
+    a = usual.eval()(inputs, targets, negatives, heads, intents, torch.Generator().manual_seed(3))
+    b = printed.eval()(inputs, targets, negatives, heads, intents, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(b["sr"], a["sr"])
+    assert bool(b["scl"] < a["scl"]), "leaving a positive term out of every denominator lowers each loss"
+
+
 def test_bce_loss_equals_per_position_reference(tiny):
     _, model, _ = _model("sasrec", tiny)
     model.eval()

@@ -114,7 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Per preset, the fields that differ from :class:`TrainConfig`'s defaults (ICLRec's base)."""
 
 
-_TERM_WEIGHT = {"distill_temperature": "beta2"}
+_TERM_WEIGHT = {"distill_temperature": "beta2", "detach_teacher": "beta2", "intent_negative_scale": "beta1"}
 """Setting -> the weight of the loss term it belongs to."""
 
 
@@ -176,6 +176,8 @@ class TrainConfig:
     cl_temperature: float = 1.0  # tau_2
     cl_reduction: ClReduction = "mean"  # mean: NT-Xent over 2b rows (ICLRec); two-way: 2x (Eq. 13)
     cl_intent_negatives: bool = False  # Eq. 14: non-assigned prototypes as extra negatives
+    intent_negative_scale: float = 1.0  # factor on those prototypes (unit vectors) in Eq. 14
+    cl_positive_in_denominator: bool = True  # the usual InfoNCE; False: Eq. 13-14 as printed
     # ICLRec's intent term: per-epoch k-means of every training sequence
     intent_weight: float = 0.0
     num_intents: int = 256
@@ -200,6 +202,7 @@ class TrainConfig:
     # (docs/reproduction.md, "temperature grid"); 0.1 was the presets' value until 2026-12-04
     distill_temperature: float = 1.0
     normalize_z: bool = True  # L2-normalise the distillation student and the adversary input
+    detach_teacher: bool = True  # Eq. 16 trains the student only, not the prototypes
     grl_scale: float = 0.1  # gamma: the encoder receives -gamma times the adversary's gradient
     head_quantile: float = 0.8  # head users: training length above this quantile
     # generated data (when ``data`` is None)
