@@ -168,7 +168,7 @@ def _intent_info_nce_impl(
 
 
 def _negatives_only_losses(logits: Tensor, positive: Tensor) -> Tensor:
-    """``(n,)`` losses ``logsumexp(negatives) - positive`` of ``(n, c)`` scaled logits whose
+    """``(2b,)`` losses ``logsumexp(negatives) - positive`` of ``(2b, 2B + k)`` scaled logits whose
     excluded candidates are ``-inf``; 0 for a row with no negative left (the positive alone),
     with a zero gradient, as the usual form gives it. Reads nothing from the device."""
     is_positive = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, positive.unsqueeze(1), True)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "s4rec
 
 from s4rec_example import cli, evaluate, headtail, report  # noqa: E402
 from s4rec_example.checkpoint import load_checkpoint  # noqa: E402
-from s4rec_example.config import TrainConfig  # noqa: E402
+from s4rec_example.config import TrainConfig, inert_settings  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "s4rec"
 KEYS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
@@ -372,12 +372,30 @@ def test_report_ignores_a_setting_whose_term_is_off(run):
         assert report._variant(old) == expected, preset
 
 
+@pytest.mark.parametrize("preset, changes, inert", [
+    ("sasrec", {}, {"distill_temperature", "detach_teacher", "cl_intent_negative_scale",
+                    "cl_positive_in_denominator"}),
+    ("cl4srec", {}, {"distill_temperature", "detach_teacher", "cl_intent_negative_scale"}),
+    ("iclrec", {"beta1": 0.0}, {"distill_temperature", "detach_teacher", "cl_intent_negative_scale"}),
+    ("s4rec", {}, set()),
+    ("s4rec", {"cl_similarity": "cosine"}, {"cl_intent_negative_scale"}),
+    ("s4rec", {"cl_intent_negatives": False}, {"cl_intent_negative_scale"}),
+    ("s4rec-no-csd", {}, {"distill_temperature", "detach_teacher", "cl_intent_negative_scale",
+                          "cl_positive_in_denominator"}),
+])
+def test_a_setting_is_inert_exactly_when_its_term_is_off(preset, changes, inert):
+    assert inert_settings(TrainConfig.from_preset(preset, **changes).to_dict()) == inert
+
+
 _CHANGES = st.fixed_dictionaries({}, optional={
     "batch_size": st.sampled_from([128, 256, 512]),
     "distill_temperature": st.sampled_from([0.1, 1.0]),
     "kmeans_warm_start": st.booleans(),
     "normalize_z": st.booleans(),
     "z_pooling": st.sampled_from(["mean", "last"]),
+    "detach_teacher": st.booleans(),
+    "cl_positive_in_denominator": st.booleans(),
+    "cl_intent_negative_scale": st.sampled_from([1.0, 8.0]),
     "augment_operations": st.sampled_from([("crop", "mask", "reorder"), ("crop", "insert")]),
     "epochs": st.sampled_from([None, 7]),
 })
@@ -397,7 +415,7 @@ def test_repeat_flags_rebuild_the_settings_a_run_had(preset, seed, changes, gene
     flags = cli.repeat_flags(command, ran.to_dict(), ran.resolved_epochs)
     rebuilt = cli.config_from_args(cli.build_parser().parse_args(command.split()[2:] + flags))
     today = TrainConfig.from_preset(preset, data=ran.data, seed=seed)
-    off = {"data_root", "device", "eval_batch_size", "epochs"} | ({"distill_temperature"} if not ran.beta2 else set())
+    off = {"data_root", "device", "eval_batch_size", "epochs"} | inert_settings(ran.to_dict())
     assert {k: v for k, v in rebuilt.to_dict().items() if k not in off} == {
         k: v for k, v in ran.to_dict().items() if k not in off}
     assert rebuilt.resolved_epochs == ran.resolved_epochs

@@ -187,12 +187,12 @@ def test_detach_teacher_decides_whether_the_distillation_trains_the_prototypes(d
 
 
 def test_intent_negative_scale_multiplies_the_prototypes_of_the_contrastive_term_only(tiny):
-    """``--intent-negative-scale c``: Eq. 14 sees c times the prototypes; every other term, and the
+    """``--cl-intent-negative-scale c``: Eq. 14 sees c times the prototypes; every other term, and the
     prototypes the clustering and distillation use, are unchanged."""
     seen = []
     results = []
     for scale in (1.0, 3.0):
-        _, model, _ = _model("s4rec", tiny, intent_negative_scale=scale)
+        _, model, _ = _model("s4rec", tiny, cl_intent_negative_scale=scale)
         assert model.contrastive is not None
         model.contrastive.register_forward_pre_hook(lambda _m, args: seen.append(args[2].detach()))
         _, inputs, targets, negatives, heads = _batch(tiny)

@@ -89,7 +89,7 @@ _PRESET_FLAGS: dict[str, tuple[Any, str]] = {
     "view_pooling": (None, "representation of a view for the contrastive and distillation terms"),
     "cl_similarity": (None, "similarity of the contrastive terms"),
     "cl_temperature": (common.positive_float, "tau_2 of the contrastive terms"),
-    "intent_negative_scale": (common.positive_float, "factor on the prototypes (unit vectors) where they are "
+    "cl_intent_negative_scale": (common.positive_float, "factor on the prototypes (unit vectors) where they are "
                                                      "negatives of the contrastive term (Eq. 14)"),
     "cl_reduction": (None, "mean: NT-Xent averaged over the 2b rows (ICLRec); two-way: both directions summed "
                            "(Eq. 13, twice the mean)"),
@@ -127,8 +127,9 @@ _SWITCHES: dict[str, str] = {
     "kmeans_warm_start": "start each epoch's k-means from the previous epoch's centroids (ICLRec: faiss keeps them)",
     "normalize_z": "L2-normalise the distillation student and the adversary input",
     "detach_teacher": "stop the distillation's gradient at the teacher prototype (Eq. 16 trains the student only)",
-    "cl_positive_in_denominator": "count the positive in the contrastive terms' denominators (the usual InfoNCE; "
-                                  "--no-... drops it, as Eq. 13-14 print it)",
+    "cl_positive_in_denominator": "count the positive in the denominators of the contrastive terms (Eq. 13-14 and "
+                                  "ICLRec's intent term): the usual InfoNCE; --no-... drops it, as Eq. 13-14 "
+                                  "print it",
 }
 """On/off settings (``--name`` / ``--no-name``); like ``_PRESET_FLAGS``, the preset decides when absent."""
 

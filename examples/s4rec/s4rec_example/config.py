@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -114,14 +114,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Per preset, the fields that differ from :class:`TrainConfig`'s defaults (ICLRec's base)."""
 
 
-_TERM_WEIGHT = {"distill_temperature": "beta2", "detach_teacher": "beta2", "intent_negative_scale": "beta1"}
-"""Setting -> the weight of the loss term it belongs to."""
+_ACTIVE_WHEN: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "distill_temperature": lambda v: bool(v.get("beta2")),
+    "detach_teacher": lambda v: bool(v.get("beta2")),
+    # the prototype negatives of Eq. 14; the cosine normalises the scale away
+    "cl_intent_negative_scale": lambda v: bool(v.get("beta1")) and bool(v.get("cl_intent_negatives"))
+    and v.get("cl_similarity") != "cosine",
+    # the shared NT-Xent module: the sequence-level term and ICLRec's intent term
+    "cl_positive_in_denominator": lambda v: bool(v.get("beta1")) or bool(v.get("intent_weight")),
+}
+"""Setting -> when it can change a run (a config as a dict -> whether its term is on)."""
 
 
 def inert_settings(values: Mapping[str, Any]) -> set[str]:
     """The settings in ``values`` (a config as a dict) that cannot change a run: those of a loss
-    term whose weight is 0, such as the distillation's temperature when ``beta2`` is 0."""
-    return {k for k, weight in _TERM_WEIGHT.items() if not values.get(weight)}
+    term that is off, such as the distillation's temperature when ``beta2`` is 0."""
+    return {k for k, active in _ACTIVE_WHEN.items() if not active(values)}
 
 
 _OPTIONAL_KINDS: dict[str, type] = {"data": str, "epochs": int}
@@ -176,8 +184,9 @@ class TrainConfig:
     cl_temperature: float = 1.0  # tau_2
     cl_reduction: ClReduction = "mean"  # mean: NT-Xent over 2b rows (ICLRec); two-way: 2x (Eq. 13)
     cl_intent_negatives: bool = False  # Eq. 14: non-assigned prototypes as extra negatives
-    intent_negative_scale: float = 1.0  # factor on those prototypes (unit vectors) in Eq. 14
-    cl_positive_in_denominator: bool = True  # the usual InfoNCE; False: Eq. 13-14 as printed
+    cl_intent_negative_scale: float = 1.0  # factor on those prototypes (unit vectors) in Eq. 14
+    # the usual InfoNCE; False: Eq. 13-14 as printed (also in ICLRec's intent term, same module)
+    cl_positive_in_denominator: bool = True
     # ICLRec's intent term: per-epoch k-means of every training sequence
     intent_weight: float = 0.0
     num_intents: int = 256

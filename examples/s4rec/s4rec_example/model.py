@@ -91,7 +91,7 @@ class S4RecModel(nn.Module):
         view_pooling: representation of a view for ``scl`` and ``ckd``.
         cl_scale: factor on ``scl`` (1 = NT-Xent mean over 2b rows; 2 = both directions summed).
         cl_intent_negatives: add the non-assigned prototypes as negatives (Eq. 14).
-        intent_negative_scale: factor on those prototypes (unit vectors) in the contrastive term
+        cl_intent_negative_scale: factor on those prototypes (unit vectors) in the contrastive term
             only, so that under the dot product they can weigh as much as the in-batch views.
         intent_pooling: representation for the k-means intents and the intent NCE.
         intent_denoise: rows of the same intent are not each other's negatives (ICLRec ``--de_noise``).
@@ -125,7 +125,7 @@ class S4RecModel(nn.Module):
         view_pooling: Pooling = "flatten",
         cl_scale: float = 1.0,
         cl_intent_negatives: bool = False,
-        intent_negative_scale: float = 1.0,
+        cl_intent_negative_scale: float = 1.0,
         intent_pooling: Pooling = "mean_all",
         intent_denoise: bool = False,
         separate_intent_views: bool = True,
@@ -162,7 +162,7 @@ class S4RecModel(nn.Module):
         self.view_pooling = view_pooling
         self.cl_scale = cl_scale
         self.cl_intent_negatives = cl_intent_negatives
-        self.intent_negative_scale = intent_negative_scale
+        self.cl_intent_negative_scale = cl_intent_negative_scale
         self.intent_pooling = intent_pooling
         self.intent_denoise = intent_denoise
         self.separate_intent_views = separate_intent_views
@@ -336,7 +336,7 @@ class S4RecModel(nn.Module):
                 assert self.contrastive is not None
                 if self.cl_intent_negatives:
                     assert prototypes is not None
-                    scl = self.contrastive(z1, z2, prototypes * self.intent_negative_scale, assignments)
+                    scl = self.contrastive(z1, z2, prototypes * self.cl_intent_negative_scale, assignments)
                 else:
                     scl = self.contrastive(z1, z2)
                 terms["scl"] = self.cl_scale * scl
@@ -451,7 +451,7 @@ def build_model(config: TrainConfig, num_items: int, *, distributed: bool = Fals
         view_pooling=c.view_pooling,
         cl_scale=2.0 if c.cl_reduction == "two-way" else 1.0,
         cl_intent_negatives=c.cl_intent_negatives,
-        intent_negative_scale=c.intent_negative_scale,
+        cl_intent_negative_scale=c.cl_intent_negative_scale,
         intent_pooling=c.intent_pooling,
         intent_denoise=c.intent_denoise,
         separate_intent_views=c.intent_views == "separate",
