@@ -89,8 +89,8 @@ _PRESET_FLAGS: dict[str, tuple[Any, str]] = {
     "view_pooling": (None, "representation of a view for the contrastive and distillation terms"),
     "cl_similarity": (None, "similarity of the contrastive terms"),
     "cl_temperature": (common.positive_float, "tau_2 of the contrastive terms"),
-    "cl_intent_negative_scale": (common.positive_float, "factor on the prototypes (unit vectors) where they are "
-                                                     "negatives of the contrastive term (Eq. 14)"),
+    "cl_intent_negative_scale": (common.positive_float, "factor on the prototypes (unit vectors) where they "
+                                                        "are negatives of the contrastive term (Eq. 14)"),
     "cl_reduction": (None, "mean: NT-Xent averaged over the 2b rows (ICLRec); two-way: both directions summed "
                            "(Eq. 13, twice the mean)"),
     "intent_weight": (common.nonnegative_float, "weight of ICLRec's k-means intent term (intent_cf_weight)"),
