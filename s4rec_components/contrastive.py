@@ -171,8 +171,7 @@ def _negatives_only_losses(logits: Tensor, positive: Tensor) -> Tensor:
     """``(2b,)`` losses ``logsumexp(negatives) - positive`` of ``(2b, 2B + k)`` scaled logits whose
     excluded candidates are ``-inf``; 0 for a row with no negative left (the positive alone),
     with a zero gradient, as the usual form gives it. Reads nothing from the device."""
-    is_positive = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, positive.unsqueeze(1), True)
-    negatives = logits.masked_fill(is_positive, float("-inf"))
+    negatives = logits.scatter(1, positive.unsqueeze(1), float("-inf"))
     has_negative = (negatives != float("-inf")).any(dim=1)
     # rows without a negative take a finite stand-in, so that no NaN reaches the gradient
     safe = torch.where(has_negative.unsqueeze(1), negatives, torch.zeros_like(negatives))
