@@ -195,6 +195,40 @@ def test_a_run_cut_by_its_time_budget_goes_on_with_resume_as_if_never_cut(tmp_pa
     assert (tmp_path / "again" / "results.json").read_bytes() == before and again["epochs_run"] == 1
 
 
+@pytest.mark.parametrize("preset", ["sasrec", "iclrec", "s4rec"])
+def test_a_run_cut_by_its_clock_is_the_run_with_that_many_epochs(preset, tmp_path, monkeypatch):
+    """A run that --max-minutes ends after epoch 2 (off the --eval-every 2 schedule) trains,
+    validates and tests exactly as --epochs 3 does; report.py prints that flag for such runs."""
+    from s4rec_example import loop, report
+
+    trained = []
+    train_epoch = loop.train_epoch
+
+    def counted(*args, **kwargs):
+        trained.append(1)
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_epoch", counted)
+    monkeypatch.setattr(loop, "_clock", lambda: math.inf if len(trained) >= 3 else -math.inf)
+    cut = _train(tmp_path / "cut", "--eval-every", "2", "--max-minutes", "60", preset=preset, epochs=8)
+    assert cut["stopped_by"] == "time_budget" and cut["epochs_run"] == 3
+    monkeypatch.setattr(loop, "_clock", lambda: -math.inf)
+    plain = _train(tmp_path / "plain", "--eval-every", "2", preset=preset, epochs=3)
+    assert plain["stopped_by"] == "max_epochs"
+    assert [h["epoch"] for h in cut["history"] if "valid" in h] == [1, 2]
+    for key in ("losses", "valid"):
+        assert [h.get(key) for h in cut["history"]] == [h.get(key) for h in plain["history"]]
+    assert cut["test"] == plain["test"] and cut["best_epoch"] == plain["best_epoch"]
+    said = report._repeat(cut)
+    assert "Without a clock, the same run: drop `--max-minutes 60` and add `--epochs 3`" in said
+    assert report._repeat(plain) == ""
+    unvalidated = json.loads(json.dumps(cut))
+    del unvalidated["history"][-1]["valid"]  # an older run whose cut epoch was not validated
+    assert "Without a clock" not in report._repeat(unvalidated)
+    resumed = {**cut, "resumes": [{"after_epochs": 1}]}
+    assert "Without a clock" not in report._repeat(resumed)
+
+
 def test_a_killed_run_is_finished_by_resume_with_max_minutes_0(tmp_path):
     """A killed run (results.json still "running", best.pt there) is tested as it stands."""
     folder = tmp_path / "part"

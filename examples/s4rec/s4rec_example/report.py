@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import statistics
 import sys
 from collections import defaultdict
@@ -340,7 +341,9 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
         out.append("")
         if any(stopped_by(m) == "time_budget" for _, members in rows for m in members):
             out += ["† N: stopped at epoch N by the time budget (`--max-minutes`), not converged: the run "
-                    "was tested with its best checkpoint so far, so its row understates what the recipe reaches.",
+                    "was tested with its best checkpoint so far, so its row understates what the recipe reaches. "
+                    "Where the cut epoch was validated, its entry under \"Every run\" gives the flags that "
+                    "repeat the run without a clock.",
                     ""]
         for loss_img in sorted(k for k in img_names if k.startswith(dataset + "-")):
             out += [f"![valid NDCG@20 per epoch, {loss_img}](img/{img_names[loss_img]})", ""]
@@ -374,17 +377,53 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
 
 
 def _repeat(results: dict[str, Any]) -> str:
-    """What a reader adds to a run's command to repeat it with today's presets, if anything."""
+    """What a reader adds to a run's command to repeat it with today's presets, if anything.
+
+    A run cut by its clock (``--max-minutes``) cannot be repeated by its command on another
+    machine, which would cut it elsewhere. When the cut epoch was validated and the run was
+    never resumed, ``--epochs N`` (``N = epochs_run``) trains and validates the same epochs
+    (``train.py`` validates its last epoch), so that flag, without ``--max-minutes``, repeats it.
+    """
     from .cli import repeat_flags
 
+    command = str(results.get("command", ""))
     try:
-        flags = repeat_flags(str(results.get("command", "")), results["config"], _cap(results))
+        flags = repeat_flags(command, results["config"], _cap(results))
     except ValueError as err:
         return (f"  \n  Today's `train.py` cannot repeat this command as it stands ({_prose(err)}); "
                 "the file's `config` has every setting.")
+    if _clock_cut(results):
+        kept = [f for i, f in enumerate(flags) if f != "--epochs" and (i == 0 or flags[i - 1] != "--epochs")]
+        budget = _flag_value(command, "--max-minutes")
+        drop = f"drop `--max-minutes {_code(budget)}` and " if budget is not None else ""
+        return (f"  \n  Without a clock, the same run: {drop}add "
+                f"`{_code(' '.join([*kept, '--epochs', str(results['epochs_run'])]))}` (it trains and "
+                "validates the epochs the cut run did).")
     if not flags:
         return ""
     return f"  \n  The presets have changed since: add `{_code(' '.join(flags))}` to repeat the run today."
+
+
+def _clock_cut(results: dict[str, Any]) -> bool:
+    """Whether a run ended by its time budget in its first call, with its last epoch validated."""
+    history = results.get("history") or []
+    return (stopped_by(results) == "time_budget" and not results.get("resumes") and not results.get("resumed_with")
+            and bool(history) and "valid" in history[-1] and len(history) == int(results.get("epochs_run", -1)))
+
+
+def _flag_value(command: str, flag: str) -> str | None:
+    """The last value given to ``flag`` in ``command`` (argparse keeps the last), or ``None``."""
+    try:
+        tokens = shlex.split(command)
+    except ValueError:
+        return None
+    value = None
+    for i, token in enumerate(tokens):
+        if token == flag and i + 1 < len(tokens):
+            value = tokens[i + 1]
+        elif token.startswith(flag + "="):
+            value = token.split("=", 1)[1]
+    return value
 
 
 def _resumed(results: dict[str, Any]) -> str:
