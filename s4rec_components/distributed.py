@@ -154,7 +154,7 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
     """
     if not is_distributed() or dist.get_world_size() == 1:
         return x
-    out: Tensor = _AllGatherWithGrad.apply(x)  # type: ignore[no-untyped-call]
+    out: Tensor = _AllGatherWithGrad.apply(x)  # type: ignore[no-untyped-call, unused-ignore]
     return out
 
 

@@ -81,7 +81,7 @@ class _GradReverse(torch.autograd.Function):
 
 def _grad_reverse_impl(x: Tensor, scale: float | Tensor) -> Tensor:
     """The kernel of :func:`grad_reverse`; trusts ``x`` and ``scale`` (no checks, no reads)."""
-    out: Tensor = _GradReverse.apply(x, scale)  # type: ignore[no-untyped-call]
+    out: Tensor = _GradReverse.apply(x, scale)  # type: ignore[no-untyped-call, unused-ignore]
     return out
 
 

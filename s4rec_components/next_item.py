@@ -371,7 +371,7 @@ def _linear_cross_entropy_impl(
     if weights is not None:
         weights = weights.detach().to(dtype)
     if torch.is_grad_enabled() and (hidden.requires_grad or table.requires_grad):
-        loss: Tensor = _LinearCrossEntropy.apply(  # type: ignore[no-untyped-call]
+        loss: Tensor = _LinearCrossEntropy.apply(  # type: ignore[no-untyped-call, unused-ignore]
             hidden, table, targets, weights, chunk_size, ignore_columns
         )
         return loss
