@@ -387,17 +387,16 @@ def _repeat(results: dict[str, Any]) -> str:
     from .cli import repeat_flags
 
     command = str(results.get("command", ""))
-    try:
-        flags = repeat_flags(command, results["config"], _cap(results))
+    clock_cut = _clock_cut(results)
+    try:  # a clock-cut run is repeated with its epochs as the cap
+        flags = repeat_flags(command, results["config"], results["epochs_run"] if clock_cut else _cap(results))
     except ValueError as err:
         return (f"  \n  Today's `train.py` cannot repeat this command as it stands ({_prose(err)}); "
                 "the file's `config` has every setting.")
-    if _clock_cut(results):
-        kept = [f for i, f in enumerate(flags) if f != "--epochs" and (i == 0 or flags[i - 1] != "--epochs")]
+    if clock_cut:
         budget = _flag_value(command, "--max-minutes")
         drop = f"drop `--max-minutes {_code(budget)}` and " if budget is not None else ""
-        return (f"  \n  Without a clock, the same run: {drop}add "
-                f"`{_code(' '.join([*kept, '--epochs', str(results['epochs_run'])]))}` (it trains and "
+        return (f"  \n  Without a clock, the same run: {drop}add `{_code(' '.join(flags))}` (it trains and "
                 "validates the epochs the cut run did).")
     if not flags:
         return ""
