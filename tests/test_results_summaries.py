@@ -3,35 +3,45 @@
 ``report.py`` generates the per-run tables of ``docs/reproduction.md`` from
 ``docs/results/*.json``; the summaries a reader meets first (the README's table, the
 reproduction page's Table 3 on Beauty and Table 2 on Toys and Sports) are written by hand.
-These tests recompute every mean, standard deviation and seed count in them from the files
-of the presets' plain runs (``<dataset>-<preset>-bce-s<seed>.json``, no ``+`` variant), so a
-new seed or a replaced run cannot leave a stale figure behind.
+These tests recompute every mean, standard deviation and seed count in them from the presets'
+plain runs (no setting off the preset), grouped and formatted as ``report.py`` groups and
+formats its own rows, so a new seed or a replaced run cannot leave a stale figure behind.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import statistics
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "docs" / "results"
+sys.path.insert(0, str(ROOT / "examples" / "s4rec"))
+
+from s4rec_example import report  # noqa: E402
+
+RUNS = report.load_results(ROOT / "docs" / "results")
 
 
 def plain_runs(dataset: str, preset: str) -> list[dict[str, float]]:
-    """Test metrics of the preset's plain runs (one per seed) on ``dataset``."""
-    pattern = re.compile(rf"{re.escape(dataset)}-{re.escape(preset)}-bce-s\d+\.json")
-    files = sorted(path for path in RESULTS.glob("*.json") if pattern.fullmatch(path.name))
-    return [json.loads(path.read_text())["test"] for path in files]
+    """Test metrics of the preset's bce runs with no setting off the preset (one per seed), the
+    members of ``report.py``'s plain row for it."""
+    return [r["test"] for r in RUNS if report._dataset(r) == dataset and r["config"]["preset"] == preset
+            and r["config"]["loss"] == "bce" and not report._variant(r)]
 
 
-def summary(values: list[float]) -> tuple[str, str | None]:
-    """``(mean, sample std)`` formatted to four places as the pages write them (std None for one run)."""
-    std = f"{statistics.stdev(values):.4f}" if len(values) > 1 else None
-    return f"{statistics.mean(values):.4f}", std
+def stated(cell: str) -> str:
+    """The figure a cell states, ``"0.0486 ± 0.0014"`` or ``"0.0486"``, bold and footnotes aside."""
+    match = re.search(r"\d\.\d{4}(?: ± \d\.\d{4})?", cell)
+    assert match is not None, f"no figure in {cell!r}"
+    return match.group(0)
+
+
+def agrees(cell: str, values: list[float]) -> bool:
+    """The cell states ``report.py``'s mean ± std of ``values``, or its mean alone."""
+    expected = report._mean_std(values)
+    return stated(cell) in (expected, expected.split(" ± ")[0])
 
 
 def table_after(text: str, marker: str) -> list[list[str]]:
@@ -58,20 +68,9 @@ def seeds_in(cell: str) -> int:
     return int(match.group(1)) if match else 1
 
 
-def figure(cell: str) -> str:
-    """The first four-place figure of a cell, bold and footnote marks aside."""
-    match = re.search(r"\d\.\d{4}", cell)
-    assert match is not None, f"no figure in {cell!r}"
-    return match.group(0)
-
-
-def std_in(cell: str) -> str | None:
-    match = re.search(r"± (\d\.\d{4})", cell)
-    return match.group(1) if match else None
-
-
 REPRODUCTION = (ROOT / "docs" / "reproduction.md").read_text()
 TABLE3 = table_after(REPRODUCTION, "**Table 3 on Beauty**")
+README_ROWS = table_after((ROOT / "README.md").read_text(), "| dataset | `sasrec` here / paper")
 TABLE2 = [row for row in table_after(REPRODUCTION, "**Table 2 on Toys and Sports**") if "at 256" not in row[1]]
 
 
@@ -79,17 +78,15 @@ def test_the_summary_tables_were_found():
     """The parsers below read real rows (a renamed heading would otherwise pass them vacuously)."""
     assert len([row for row in TABLE3 if row[2] != "-"]) == 6
     assert {row[0] for row in TABLE2} == {"Toys", "Sports"} and len(TABLE2) >= 10
+    assert [row[0] for row in README_ROWS] == ["Beauty", "Toys", "Sports"]
 
 
 @pytest.mark.parametrize("row", [row for row in TABLE3 if row[2] != "-"], ids=lambda row: preset_of(row[1]))
 def test_table3_on_beauty_matches_the_run_files(row):
     runs = plain_runs("Beauty", preset_of(row[1]))
     assert int(row[2]) == len(runs), "seed count"
-    mean, std = summary([run["NDCG@20"] for run in runs])
-    assert (figure(row[3]), std_in(row[3])) == (mean, std), "test NDCG@20"
-    assert figure(row[7]) == summary([run["HR@20"] for run in runs])[0], "test HR@20"
-    hr_std = std_in(row[7])
-    assert hr_std is None or hr_std == summary([run["HR@20"] for run in runs])[1], "HR@20 std"
+    assert stated(row[3]) == report._mean_std([run["NDCG@20"] for run in runs]), "test NDCG@20 (mean ± std)"
+    assert agrees(row[7], [run["HR@20"] for run in runs]), "test HR@20"
 
 
 @pytest.mark.parametrize("row", TABLE2, ids=lambda row: f"{row[0]}-{preset_of(row[1])}")
@@ -97,18 +94,12 @@ def test_table2_on_toys_and_sports_matches_the_run_files(row):
     runs = plain_runs(row[0], preset_of(row[1]))
     assert seeds_in(row[1]) == len(runs), "seed count"
     for column, metric in zip(row[2:6], ("HR@5", "HR@20", "NDCG@5", "NDCG@20")):
-        mean, std = summary([run[metric] for run in runs])
-        assert figure(column) == mean, metric
-        assert std_in(column) in (None, std), f"{metric} std"
-
-
-README_ROWS = table_after((ROOT / "README.md").read_text(), "| dataset | `sasrec` here / paper")
+        assert agrees(column, [run[metric] for run in runs]), metric
 
 
 @pytest.mark.parametrize("row", README_ROWS, ids=lambda row: row[0])
 def test_the_readme_table_matches_the_run_files(row):
-    assert len(README_ROWS) == 3
     for cell, preset in zip(row[1:4], ("sasrec", "iclrec", "s4rec")):
         runs = plain_runs(row[0], preset)
         assert seeds_in(cell) == len(runs), f"{preset}: seed count"
-        assert figure(cell) == summary([run["NDCG@20"] for run in runs])[0], f"{preset}: NDCG@20"
+        assert stated(cell) == report._mean_std([run["NDCG@20"] for run in runs]).split(" ± ")[0], f"{preset}: NDCG@20"
