@@ -827,7 +827,8 @@ def _rank_shard(request: _Request, start: int, stop: int, *, collect_nan: bool) 
                 if scores.shape[0] != end - position:
                     raise ValueError(
                         f"score_fn must return one row per input row: got {scores.shape[0]} rows "
-                        f"for {end - position} inputs"
+                        f"for a batch of {end - position} input rows (rows {position}-{end - 1}; the first "
+                        "batch holds one row)"
                     )
                 if n < 0:
                     n = scores.shape[1]

@@ -128,6 +128,28 @@ def test_site_builds_strictly_and_loads_nothing_from_the_network(site: Path):
         assert not re.search(r"<script[^>]*>[^<]*MathJax", text), page
 
 
+# What Markdown looks like when a page shows it as text: a table rule, bold, a link, a reference.
+RAW_MARKDOWN = re.compile(r"\|---|(?<!\d)\*\*(?!\d)|\]\(|\]\[")
+
+
+def test_no_page_shows_raw_markdown(site: Path):
+    """Every page's prose is rendered: Markdown inside an HTML block (the reproduction page's
+    collapsed run lists and tables, ``<details markdown="1">``) once reached readers as its source
+    text, which ``--strict`` does not catch. Code and formulas are left out (``2**63`` is text)."""
+    shown = {}
+    for page in site.rglob("*.html"):
+        article = re.search(r"<article\b.*?</article>", page.read_text(encoding="utf-8"), flags=re.S)
+        if article is None:
+            continue
+        prose = re.sub(r"<(pre|code|script|style|math)\b.*?</\1>", "", article.group(0), flags=re.S)
+        text = html.unescape(re.sub(r"<[^>]+>", "", prose))
+        hits = [text[max(m.start() - 40, 0):m.end() + 40] for m in RAW_MARKDOWN.finditer(text)]
+        if hits:
+            shown[page.relative_to(site).as_posix()] = hits[:3]
+    assert not shown, f"pages that show Markdown source: {shown}"
+    assert "<details" in (site / "reproduction.html").read_text(encoding="utf-8")
+
+
 def test_every_link_of_the_site_opens_a_file_from_the_disk(site: Path):
     """Opened as files (``file://``, no server), every relative link and asset of every page
     lands on a file: ``page.html`` links, never ``page/`` (a folder's listing in a browser)."""

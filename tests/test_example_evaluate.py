@@ -175,7 +175,7 @@ def test_report_tables_and_curves_come_from_results_files(run, tmp_path):
     assert text.startswith("# Reproduction\n\nintro") and text.rstrip().endswith("after") and "old" not in text
     row = next(line for line in text.splitlines() if line.startswith("| `s4rec`"))
     assert f"{results['test']['NDCG@20']:.4f}" in row and len(row.split("|")) <= 11  # few columns
-    assert "<details>" in text and results["command"] in text
+    assert '<details markdown="1">' in text and results["command"] in text
     if importlib.util.find_spec("matplotlib") is not None:  # the figures need it (the examples' extra)
         assert (img_dir / "curves-tiny-bce.png").is_file() and "img/curves-tiny-bce.png" in text
     else:
@@ -202,7 +202,7 @@ def test_report_shows_a_head_tail_study_under_its_dataset(run, tmp_path):
     assert text.index("### tiny") < text.index("#### Head and tail users")  # under its dataset
     study = json.loads((study_dir / "headtail.json").read_text())
     (entry,) = study["summary"]
-    row = next(line for line in section.splitlines() if line.startswith(f"| {entry['label']} |"))
+    row = next(line for line in section.splitlines() if line.startswith(f"| {report._prose(entry['label'])} |"))
     assert f"{entry['tail']['NDCG@20']['mean']:.4f}" in row and f"{entry['length_information']['mean']:.4f}" in row
     assert "(results/headtail-tiny-bce/head_rate_boxplot.png)" in section  # relative to the page
     assert report.results_name(results) in section and study["command"] in section

@@ -8,8 +8,10 @@ file is one line on stderr (exit status 2) that names it.
 
 from __future__ import annotations
 
+import html
 import json
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -55,6 +57,17 @@ def _copy(folder: Path, to: Path) -> Path:
 
     shutil.copytree(folder, to)
     return to
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: None, "no such folder"),
+    (lambda p: p.write_text("{}"), "not a folder"),
+    (lambda p: p.mkdir(), "no run there (config.json missing)"),
+])
+def test_resume_of_something_that_is_not_a_run_says_what_it_found(tmp_path, capsys, make, expected):
+    target = tmp_path / "run"
+    make(target)
+    assert f"--resume {target}: {expected}" in _one_line_error(lambda: cli.main(["--resume", str(target)]), capsys)
 
 
 @pytest.mark.parametrize("key, value", [("seed", 7), ("synthetic_users", 61), ("loss", "ce"), ("lr", 0.5)])
@@ -684,6 +697,30 @@ def test_a_forged_note_cannot_edit_the_page(finished_results, tmp_path, capsys):
     capsys.readouterr()
     line = _one_line_error(lambda: report.main(_report(tmp_path, "--check", "--add", str(source))), capsys)
     assert "--check writes nothing" in line
+
+
+@pytest.mark.parametrize("note", [
+    "[Added later] [Added again]",  # a reference link once failed the strict docs build
+    "**bold**, _x_, `code`, a | b, [link](http://example.com), ![img](x.png)",
+    "# heading", "- item", "> quote", "12. item", r"back\slash",
+])
+def test_a_note_renders_as_its_own_text(finished_results, tmp_path, note):
+    """Notes are prose typed by hand; the page renders the generated section as Markdown (inside
+    ``<details markdown="1">``), so a note must come out as the text it is, adding no element."""
+    markdown = pytest.importorskip("markdown")
+
+    def rendered(text: str, folder: Path) -> str:
+        folder.mkdir()
+        run = json.loads(json.dumps(finished_results))
+        run["note"] = text
+        (folder / "run.json").write_text(json.dumps(run))
+        report.main(_report(folder, "--add", str(folder / "run.json")))
+        return str(markdown.markdown((folder / "page.md").read_text(), extensions=["md_in_html", "tables"]))
+
+    page, plain = rendered(note, tmp_path / "note"), rendered("plain words", tmp_path / "plain")
+    tags = re.compile(r"<(\w+)")
+    assert "<details>" in page and sorted(tags.findall(page)) == sorted(tags.findall(plain))
+    assert html.escape(note, quote=False) in page
 
 
 def test_huge_json_numbers_are_not_finite_numbers():

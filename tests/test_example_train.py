@@ -273,6 +273,7 @@ def test_finishing_a_run_killed_between_best_pt_and_last_pt_uses_the_newer_best(
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "--device"),
         (["--device", "tpu"], "expected cpu, cuda or cuda:N"),
         (["--data", "/no/such/file.txt"], "no such file"),
+        (["--data", "Beuaty"], "no such file (or pass one of Beauty, Sports, Toys, ML-1M); did you mean Beauty?"),
         (["--dropout", "1.5"], "must lie in [0, 1]"),
         (["--lr", "nan"], "must be finite"),
         (["--num-heads", "3"], "must divide"),
@@ -308,6 +309,7 @@ def test_a_failed_download_exits_2_with_one_line_and_leaves_nothing(tmp_path, mo
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("train.py: error:")]
     assert len(errors) == 1 and "could not download" in errors[0] and "by hand" in errors[0]
+    assert f"--data-root DIR names the folder that holds the file (looked in {root.resolve()})" in errors[0]
     assert "Traceback" not in err and err.strip().splitlines()[-1] == errors[0]
     assert not root.exists() and not folder.exists()
 

@@ -516,6 +516,9 @@ def _train(
                     f"--resume continues a run with its saved settings; drop --{extra[0].replace('_', '-')}"
                 )
             folder = Path(args.resume)
+            if not folder.is_dir():
+                raise common.UsageError(f"--resume {folder}: {'not a folder' if folder.exists() else 'no such folder'} "
+                                        "(pass the run folder that train.py --output wrote)")
             for name in _RUN_FILES:  # written in place (the log) or replaced atomically (the others)
                 entry = folder / name
                 if entry.is_symlink() or (entry.exists() and not entry.is_file()):

@@ -191,7 +191,12 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default: str) -> None
         f"({', '.join(DATASET_NAMES)}) looked up in --data-root, downloaded there if missing and checked against its public checksum; "
         f"default: {default}",
     )
-    parser.add_argument("--data-root", default="data", help="folder of named datasets")
+    parser.add_argument(
+        "--data-root",
+        default="data",
+        help="folder of named datasets; always this call's (a run or checkpoint resumed or evaluated by "
+        "name does not bring the folder it was trained with), so pass the same one again",
+    )
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from torch import Tensor
 
 from s4rec_components import (
+    DownloadError,
     LeaveOneOutSplit,
     Ragged,
     SequenceDataset,
@@ -74,7 +76,10 @@ def resolve_data_path(data: str, data_root: str | Path) -> Path | None:
         return None
     if path.exists():
         raise FileNotFoundError(f"--data {data!r} is not a file")
-    raise FileNotFoundError(f"--data {data!r}: no such file (or pass one of {', '.join(DATASET_NAMES)})")
+    names = {name.lower(): name for name in DATASET_NAMES}
+    close = difflib.get_close_matches(data.lower(), names, n=1)
+    guess = f"; did you mean {names[close[0]]}?" if close else ""
+    raise FileNotFoundError(f"--data {data!r}: no such file (or pass one of {', '.join(DATASET_NAMES)}){guess}")
 
 
 def load_dataset(config: TrainConfig) -> SequenceDataset:
@@ -86,7 +91,14 @@ def load_dataset(config: TrainConfig) -> SequenceDataset:
     path = resolve_data_path(config.data, config.data_root)
     if path is None:
         # resolve_data_path returns None only for one of DATASET_NAMES
-        path = Path(download_dataset(cast("DatasetName", config.data), root=config.data_root))
+        try:
+            path = Path(download_dataset(cast("DatasetName", config.data), root=config.data_root))
+        except DownloadError as err:  # the library's advice names load_sequences; a command line has flags
+            first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else "no download"
+            raise DownloadError(
+                f"{first}. On the command line: --data-root DIR names the folder that holds the file "
+                f"(looked in {Path(config.data_root).resolve()}), or --data PATH reads a file as it is."
+            ) from err
     return load_recbole_inter(path) if path.suffix == ".inter" else load_sequences(path)
 
 

@@ -61,6 +61,8 @@ DATASET_ORDER = ("Beauty", "Sports", "Toys", "ML-1M")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,+=@-]*\.json")
 _MAX_NAME = 240  # file systems allow 255 bytes a name
 _CODE_BREAKERS = ("`", "\n", "\r", BEGIN[:4], "-->")
+# a collapsed block whose Markdown (run lists, tables) mkdocs renders: needs the md_in_html extension
+_DETAILS = '<details markdown="1">'
 
 
 def _code(value: object) -> str:
@@ -71,10 +73,17 @@ def _code(value: object) -> str:
     return value
 
 
+_MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]|])")  # characters that start inline markup or end a table cell
+_MARKDOWN_BLOCK = re.compile(r"^([#>+-]|\d+(?=\.))")  # a heading, quote or list item at a line's start
+
+
 def _prose(value: object) -> str:
-    """``value`` as one line of markdown text with HTML escaped: a note cannot add markup or end
-    the page's generated section."""
-    return " ".join(str(value).split()).replace("&", "&amp;").replace("<", "&lt;")
+    """``value`` as one line of markdown text that renders as the text it is: HTML and markdown
+    escaped, so that a note cannot add markup, links or table cells, or end the page's generated
+    section."""
+    text = " ".join(str(value).split()).replace("&", "&amp;").replace("<", "&lt;")
+    text = _MARKDOWN_INLINE.sub(r"\\\1", text)
+    return _MARKDOWN_BLOCK.sub(lambda m: m[1] + "\\" if m[1][0].isdigit() else "\\" + m[1], text)
 
 
 def results_name(results: dict[str, Any]) -> str:
@@ -247,7 +256,7 @@ def render_study(folder: str, study: dict[str, Any], href: str, figures: tuple[s
         if name in figures:
             out += [f"![{alt}, {folder}]({href}/{folder}/{name})", ""]
     files = ", ".join(f"`{_code(r.get('results_file', r['run']))}`" for r in runs)
-    out += ["<details><summary>The study's runs, commit and command</summary>", "",
+    out += [f"{_DETAILS}<summary>The study's runs, commit and command</summary>", "",
             f"Runs: {files}.  ",
             f"Commit `{_short(_code(study.get('git_commit', '?')))}`, {_prose(study.get('machine', '?'))}:  ",
             f"`{_code(study.get('command', '?'))}`", "", "</details>", ""]
@@ -354,10 +363,10 @@ def render_tables(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_
             if ref:
                 paper_lines.append(f"| `{preset}` | " + " | ".join(f"{v:.4f}" for v in ref) + " |")
         if paper_lines:
-            out += ["<details><summary>The paper's numbers for these rows</summary>", "",
+            out += [f"{_DETAILS}<summary>The paper's numbers for these rows</summary>", "",
                     "| preset | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS), *paper_lines,
                     "", "</details>", ""]
-        out += ["<details><summary>Every run: file, epochs, time, machine, commit and command</summary>", ""]
+        out += [f"{_DETAILS}<summary>Every run: file, epochs, time, machine, commit and command</summary>", ""]
         for (preset, loss, variant), members in rows:
             for m in sorted(members, key=lambda m: m["config"]["seed"]):
                 how = {"early_stopping": "early stopping", "max_epochs": "epoch cap",
