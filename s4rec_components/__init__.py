@@ -145,7 +145,10 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    """The public names and the submodules imported so far (not this file's helpers: ``Any``, ...)."""
+    own = {name for name, value in globals().items()
+           if name.startswith("__") or getattr(value, "__name__", "").startswith(f"{__name__}.")}
+    return sorted(own - {"__getattr__", "__dir__"} | set(__all__))
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only

@@ -27,6 +27,15 @@ def test_the_public_api_has_classes_and_functions_to_check():
     assert len(DOCUMENTED) >= 40 and {"SinkhornKnopp", "IntentInfoNCE", "evaluate_ranking"} <= set(DOCUMENTED)
 
 
+def test_dir_shows_the_public_names_and_not_the_package_helpers():
+    """Tab completion on the package lists what it exports, not ``Any`` or ``importlib``."""
+    import s4rec_components.encoder  # noqa: F401  (a submodule imported so far is listed too)
+
+    shown = set(dir(s4rec_components))
+    assert set(s4rec_components.__all__) <= shown and "encoder" in shown
+    assert not {"Any", "TYPE_CHECKING", "annotations", "importlib", "_EXPORTS"} & shown
+
+
 @pytest.mark.parametrize("name", DOCUMENTED)
 def test_every_public_class_and_function_has_a_runnable_example(name: str):
     doc = inspect.getdoc(getattr(s4rec_components, name)) or ""
