@@ -147,7 +147,7 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     """The public names and the submodules imported so far (not this file's helpers: ``Any``, ...)."""
     own = {name for name, value in globals().items()
-           if name.startswith("__") or getattr(value, "__name__", "").startswith(f"{__name__}.")}
+           if name.startswith("__") or (not name.startswith("_") and getattr(value, "__name__", "").startswith(f"{__name__}."))}
     return sorted(own - {"__getattr__", "__dir__"} | set(__all__))
 
 

@@ -606,6 +606,10 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="ranking", unit="user", leave=False, dynamic_ncols=True)
 
 
+def _rows(count: int) -> str:
+    return f"{count} row" + ("" if count == 1 else "s")
+
+
 def evaluate_ranking(
     score_fn: Callable[[Tensor], Tensor],
     inputs: Tensor,
@@ -826,9 +830,10 @@ def _rank_shard(request: _Request, start: int, stop: int, *, collect_nan: bool) 
                 check_float(scores, "score_fn output")
                 if scores.shape[0] != end - position:
                     raise ValueError(
-                        f"score_fn must return one row per input row: got {scores.shape[0]} rows "
-                        f"for a batch of {end - position} input rows (rows {position}-{end - 1}; the first "
-                        "batch holds one row)"
+                        f"score_fn must return one row per input row: got {_rows(scores.shape[0])} for "
+                        + (f"input row {position}" if end - position == 1
+                           else f"the {end - position} input rows {position}..{end - 1}")
+                        + " (the first batch is one row, the later ones larger)"
                     )
                 if n < 0:
                     n = scores.shape[1]

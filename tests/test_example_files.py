@@ -14,6 +14,7 @@ import pickle
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -699,28 +700,48 @@ def test_a_forged_note_cannot_edit_the_page(finished_results, tmp_path, capsys):
     assert "--check writes nothing" in line
 
 
+def _site_markdown() -> tuple[list[str], dict[str, Any]]:
+    """The Markdown extensions and their settings of the docs site (``mkdocs.yml``)."""
+    yaml = pytest.importorskip("yaml")
+    pytest.importorskip("pymdownx")
+    names, configs = [], {}
+    site = yaml.safe_load((Path(__file__).resolve().parents[1] / "mkdocs.yml").read_text())
+    for entry in site["markdown_extensions"]:
+        name = entry if isinstance(entry, str) else next(iter(entry))
+        if name != "pymdownx.snippets":  # reads files named in the page: not needed for a note
+            names.append(name)
+            configs[name] = entry[name] if isinstance(entry, dict) else {}
+    return names, configs
+
+
 @pytest.mark.parametrize("note", [
     "[Added later] [Added again]",  # a reference link once failed the strict docs build
-    "**bold**, _x_, `code`, a | b, [link](http://example.com), ![img](x.png)",
+    "**bold**, _x_, `code`, a | b, [link](http://example.com), ![img](x.png), <b>, &amp;",
     "# heading", "- item", "> quote", "12. item", r"back\slash",
+    r"$\tau_3$ and $x^{$ and \(y\)",  # math (pymdownx.arithmatex): a broken formula failed the build
+    "{{ version }}",  # the docs hook's substitution
 ])
 def test_a_note_renders_as_its_own_text(finished_results, tmp_path, note):
     """Notes are prose typed by hand; the page renders the generated section as Markdown (inside
-    ``<details markdown="1">``), so a note must come out as the text it is, adding no element."""
+    ``<details markdown="1">``) with the site's extensions, so a note must come out as the text it
+    is, adding no element."""
     markdown = pytest.importorskip("markdown")
+    names, configs = _site_markdown()
 
-    def rendered(text: str, folder: Path) -> str:
+    def rendered(text: str, folder: Path) -> tuple[str, str]:
         folder.mkdir()
         run = json.loads(json.dumps(finished_results))
         run["note"] = text
         (folder / "run.json").write_text(json.dumps(run))
         report.main(_report(folder, "--add", str(folder / "run.json")))
-        return str(markdown.markdown((folder / "page.md").read_text(), extensions=["md_in_html", "tables"]))
+        source = (folder / "page.md").read_text()
+        return source, str(markdown.markdown(source, extensions=names, extension_configs=configs))
 
-    page, plain = rendered(note, tmp_path / "note"), rendered("plain words", tmp_path / "plain")
+    (source, page), (_, plain) = rendered(note, tmp_path / "note"), rendered("plain words", tmp_path / "plain")
     tags = re.compile(r"<(\w+)")
     assert "<details>" in page and sorted(tags.findall(page)) == sorted(tags.findall(plain))
-    assert html.escape(note, quote=False) in page
+    assert html.escape(note, quote=False) in page and "arithmatex" not in page
+    assert "{{ version }}" not in source
 
 
 def test_huge_json_numbers_are_not_finite_numbers():

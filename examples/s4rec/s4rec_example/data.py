@@ -93,7 +93,7 @@ def load_dataset(config: TrainConfig) -> SequenceDataset:
         # resolve_data_path returns None only for one of DATASET_NAMES
         try:
             path = Path(download_dataset(cast("DatasetName", config.data), root=config.data_root))
-        except DownloadError as err:  # the library's advice names load_sequences; a command line has flags
+        except DownloadError as err:  # the library's advice is for Python code: add the flags that do it here
             first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else "no download"
             raise DownloadError(
                 f"{first}. On the command line: --data-root DIR names the folder that holds the file "

@@ -73,7 +73,8 @@ def _code(value: object) -> str:
     return value
 
 
-_MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]|])")  # characters that start inline markup or end a table cell
+# characters that start inline markup, math ($, pymdownx.arithmatex) or a {{ }} substitution, or end a table cell
+_MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]|${}])")
 _MARKDOWN_BLOCK = re.compile(r"^([#>+-]|\d+(?=\.))")  # a heading, quote or list item at a line's start
 
 
