@@ -2,7 +2,8 @@
 
 ``report.py`` generates the per-run tables of ``docs/reproduction.md`` from
 ``docs/results/*.json``; the summaries a reader meets first (the README's table, the
-reproduction page's Table 3 on Beauty and Table 2 on Toys and Sports) are written by hand.
+reproduction page's "In short" table, Table 3 on Beauty and Table 2 on Toys and Sports) are
+written by hand.
 These tests recompute every mean, standard deviation and seed count in them from the presets'
 plain runs (no setting off the preset), grouped and formatted as ``report.py`` groups and
 formats its own rows, so a new seed or a replaced run cannot leave a stale figure behind.
@@ -72,6 +73,8 @@ REPRODUCTION = (ROOT / "docs" / "reproduction.md").read_text()
 TABLE3 = table_after(REPRODUCTION, "**Table 3 on Beauty**")
 README_ROWS = table_after((ROOT / "README.md").read_text(), "| dataset | `sasrec` here / paper")
 TABLE2 = [row for row in table_after(REPRODUCTION, "**Table 2 on Toys and Sports**") if "at 256" not in row[1]]
+IN_SHORT = table_after(REPRODUCTION, "## In short")
+PAPER_FILE = ROOT.parent / "shared" / "paper" / "results.json"
 
 
 def test_the_summary_tables_were_found():
@@ -79,6 +82,7 @@ def test_the_summary_tables_were_found():
     assert len([row for row in TABLE3 if row[2] != "-"]) == 6
     assert {row[0] for row in TABLE2} == {"Toys", "Sports"} and len(TABLE2) >= 10
     assert [row[0] for row in README_ROWS] == ["Beauty", "Toys", "Sports"]
+    assert [row[0] for row in IN_SHORT].count("Beauty") == 4 and len(IN_SHORT) == 10
 
 
 @pytest.mark.parametrize("row", [row for row in TABLE3 if row[2] != "-"], ids=lambda row: preset_of(row[1]))
@@ -103,3 +107,15 @@ def test_the_readme_table_matches_the_run_files(row):
         runs = plain_runs(row[0], preset)
         assert seeds_in(cell) == len(runs), f"{preset}: seed count"
         assert stated(cell) == report._mean_std([run["NDCG@20"] for run in runs]).split(" ± ")[0], f"{preset}: NDCG@20"
+
+
+@pytest.mark.parametrize("row", IN_SHORT, ids=lambda row: f"{row[0]}-{preset_of(row[1])}")
+def test_the_reproduction_pages_summary_matches_the_run_files_and_the_paper(row):
+    runs = plain_runs(row[0], preset_of(row[1]))
+    assert int(row[2]) == len(runs), "seed count"
+    assert stated(row[3]) == report._mean_std([run["NDCG@20"] for run in runs]), "test NDCG@20"
+    assert stated(row[4]) == report._mean_std([run["HR@20"] for run in runs]), "test HR@20"
+    if not PAPER_FILE.is_file():
+        pytest.skip(f"the paper's tables are not at {PAPER_FILE}")
+    paper = report.paper_row(report.common.read_json(PAPER_FILE, "--paper"), row[0], preset_of(row[1]))
+    assert paper is not None and (row[5], row[6]) == (f"{paper[3]:.4f}", f"{paper[1]:.4f}"), "the paper's row"
