@@ -519,6 +519,27 @@ def test_sensitivity_figure_draws_off_scale_means_and_seeds(tmp_path):
     assert (tmp_path / "params-Beauty-bce.png").stat().st_size > 0
 
 
+def test_summary_figure_draws_the_plain_bce_presets_beside_the_paper(tmp_path, monkeypatch):
+    """One figure of the presets' test NDCG@20: plain bce runs only (a variant, a ce run and an
+    ablation preset are left out); the paper's rows where it has them; nothing without such runs."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.axes
+
+    runs = [_grid_run("sasrec", s, 0.05, 0.040 + s / 1000) for s in range(3)] + [
+        _grid_run("s4rec", 0, 0.06, 0.049), _grid_run("s4rec", 0, 0.06, 0.030, lam=0.1),
+        _grid_run("s4rec", 1, 0.06, 0.020, loss="ce"), _grid_run("sr+csd", 0, 0.06, 0.050)]
+    paper = {"table2": {"Beauty": {"SASRec": [0.1, 0.2, 0.3, 0.0387]}}, "table3_beauty_ablation": {}}
+    drawn: list[tuple[float, float]] = []
+    errorbar = matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar",
+                        lambda self, x, y, **kw: drawn.append((x, y)) or errorbar(self, x, y, **kw))
+    assert report.draw_summary(runs, paper, tmp_path) == report.SUMMARY_FIGURE
+    assert (tmp_path / report.SUMMARY_FIGURE).stat().st_size > 0
+    assert [round(y, 6) for _, y in drawn] == [0.041, 0.049]  # sasrec's mean of 3 seeds, s4rec's one plain run
+    assert report.draw_summary([_grid_run("sr+csd", 0, 0.06, 0.05)], paper, tmp_path / "none") is None
+    assert not (tmp_path / "none").exists()
+
+
 def test_sensitivity_edge_cases_keys_ties_missing_scores_and_repeated_seeds(caplog):
     from s4rec_example.sensitivity import grid_points, render_sensitivity
 

@@ -542,6 +542,65 @@ def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
     return names
 
 
+SUMMARY_PRESETS = ("sasrec", "cl4srec", "iclrec", "s4rec")
+SUMMARY_FIGURE = "summary-bce.png"
+
+
+def draw_summary(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_dir: Path) -> str | None:
+    """``summary-bce.png``: per dataset, the test NDCG@20 of the ``bce`` presets without settings
+    off them (a dot: the mean over seeds, whiskers: one sample standard deviation, the seed count
+    under the preset's name) beside the paper's row (a black diamond), for the page's "In short"
+    table. The y axis spans the values, not zero upwards: the differences are the point.
+
+    Returns the file name, or ``None`` when no run has one of :data:`SUMMARY_PRESETS` or
+    matplotlib is missing."""
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        c = r["config"]
+        if c["loss"] == "bce" and c["preset"] in SUMMARY_PRESETS and not _variant(r):
+            values[_dataset(r)][c["preset"]].append(float(r["test"]["NDCG@20"]))
+    if not values:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        LOG.warning("matplotlib not installed: the summary figure is skipped (pip install matplotlib)")
+        return None
+    order = ("Beauty", "Toys", "Sports")  # the order of the page's tables
+    datasets = sorted(values, key=lambda d: order.index(d) if d in order else len(order))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3.0), squeeze=False)
+    fig.subplots_adjust(wspace=0.4)
+    for ax, dataset in zip(axes[0], datasets):
+        presets = [p for p in SUMMARY_PRESETS if values[dataset][p]]
+        for x, preset in enumerate(presets):
+            seeds = values[dataset][preset]
+            std = statistics.stdev(seeds) if len(seeds) > 1 else 0.0
+            ax.errorbar(x - 0.1, statistics.fmean(seeds), yerr=std, fmt="o", capsize=3, markersize=6,
+                        color=plt.get_cmap("tab10")(SUMMARY_PRESETS.index(preset)))
+            ref = paper_row(paper, dataset, preset)
+            if ref is not None:
+                ax.plot(x + 0.1, ref[3], marker="D", color="black", markersize=5, linestyle="none")
+        ax.set_xticks(range(len(presets)), [f"{p}\n({len(values[dataset][p])})" for p in presets], fontsize=8)
+        ax.set_xlim(-0.6, len(presets) - 0.4)
+        ax.set_title(dataset, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("test NDCG@20")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", color="grey", linestyle="none", label="here: mean ± std over seeds (count)"),
+               Line2D([], [], marker="D", color="black", linestyle="none", label="the paper")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.08))
+    img_dir.mkdir(parents=True, exist_ok=True)
+    from .checkpoint import atomic_savefig
+
+    atomic_savefig(fig, img_dir / SUMMARY_FIGURE, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return SUMMARY_FIGURE
+
+
 def replace_section(page: str, section: str) -> str:
     """``page`` with the text between the markers replaced (markers appended when missing)."""
     block = f"{BEGIN}\n{section}{END}"
@@ -593,6 +652,7 @@ def _run(args: argparse.Namespace) -> str:
     else:
         img_names = draw_curves(runs, Path(args.img_dir))
         param_names = draw_sensitivity(points, Path(args.img_dir))
+        draw_summary(runs, paper, Path(args.img_dir))  # shown by the page's hand-written "In short"
     href = Path(os.path.relpath(results_dir.resolve(), page_path.resolve().parent)).as_posix()
     extras: dict[str, list[str]] = defaultdict(list)
     for part in (render_sensitivity(points, param_names), load_studies(results_dir, href)):
