@@ -91,3 +91,9 @@ def test_every_exported_name_resolves():
         assert value is getattr(importlib.import_module(f"s4rec_components.{module}"), name), name
     with pytest.raises(AttributeError, match="no attribute"):
         s4rec_components.not_a_name  # noqa: B018
+
+
+def test_every_relative_link_and_image_of_the_readme_is_a_file():
+    targets = [t for t in re.findall(r"\]\(([^)\s#]+)", README.read_text()) if "://" not in t]
+    assert "docs/img/summary-bce.png" in targets
+    assert not [t for t in targets if not (ROOT / t).is_file()]
