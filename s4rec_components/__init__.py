@@ -146,9 +146,10 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     """The public names and the submodules imported so far (not this file's helpers: ``Any``, ...)."""
-    own = {name for name, value in globals().items()
-           if name.startswith("__") or (not name.startswith("_") and getattr(value, "__name__", "").startswith(f"{__name__}."))}
-    return sorted(own - {"__getattr__", "__dir__"} | set(__all__))
+    submodules = {name for name, value in globals().items()
+                  if not name.startswith("_") and getattr(value, "__name__", "").startswith(f"{__name__}.")}
+    dunders = {name for name in globals() if name.startswith("__")} - {"__getattr__", "__dir__"}
+    return sorted(submodules | dunders | set(__all__))
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
