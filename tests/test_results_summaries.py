@@ -29,7 +29,7 @@ def plain_runs(dataset: str, preset: str) -> list[dict[str, float]]:
     """Test metrics of the preset's bce runs with no setting off the preset (one per seed), the
     members of ``report.py``'s plain row for it."""
     return [r["test"] for r in RUNS if report._dataset(r) == dataset and r["config"]["preset"] == preset
-            and r["config"]["loss"] == "bce" and not report._variant(r)]
+            and report.is_plain(r)]
 
 
 def stated(cell: str) -> str:

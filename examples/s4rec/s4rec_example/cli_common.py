@@ -94,6 +94,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def pyplot(log: logging.Logger, skipped: str) -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend, or ``None`` (with a warning on ``log``
+    that ``skipped`` is skipped) when matplotlib, the examples' optional extra, is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib not installed: %s skipped (pip install matplotlib)", skipped)
+        return None
+    return plt
+
+
 def make_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return _Parser(prog=prog, description=doc, formatter_class=_Formatter)
 

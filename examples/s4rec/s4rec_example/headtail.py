@@ -171,13 +171,8 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plot(results: list[dict[str, Any]], output: Path) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        LOG.warning("matplotlib not installed: figures skipped")
+    plt = common.pyplot(LOG, "figures")
+    if plt is None:
         return []
     files = []
     summary = summarize(results)

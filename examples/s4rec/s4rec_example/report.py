@@ -311,6 +311,12 @@ def _variant(r: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in settings_diff(r, r["config"]["preset"]).items())
 
 
+def is_plain(r: dict[str, Any]) -> bool:
+    """A ``bce`` run at its preset's settings: a member of the preset's own row, the rows that
+    the paper's tables are compared with."""
+    return bool(r["config"]["loss"] == "bce" and not _variant(r))
+
+
 def paper_row(paper: dict[str, Any] | None, dataset: str, preset: str) -> list[float] | None:
     if paper is None or preset not in PAPER_ROWS:
         return None
@@ -476,13 +482,8 @@ def draw_curves(runs: list[dict[str, Any]], img_dir: Path) -> dict[str, str]:
     has the variants (a preset with other settings), dashed, one colour per variant. Legends sit
     under the panels, and the y axis starts at half the best value so that the end of the runs,
     where they differ, is readable. Needs matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        LOG.warning("matplotlib not installed: curves skipped (pip install matplotlib)")
+    plt = common.pyplot(LOG, "curves")
+    if plt is None:
         return {}
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
@@ -557,17 +558,12 @@ def draw_summary(runs: list[dict[str, Any]], paper: dict[str, Any] | None, img_d
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         c = r["config"]
-        if c["loss"] == "bce" and c["preset"] in SUMMARY_PRESETS and not _variant(r):
+        if c["preset"] in SUMMARY_PRESETS and is_plain(r):
             values[_dataset(r)][c["preset"]].append(float(r["test"]["NDCG@20"]))
     if not values:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        LOG.warning("matplotlib not installed: the summary figure is skipped (pip install matplotlib)")
+    plt = common.pyplot(LOG, "the summary figure")
+    if plt is None:
         return None
     order = ("Beauty", "Toys", "Sports")  # the order of the page's tables
     datasets = sorted(values, key=lambda d: order.index(d) if d in order else len(order))

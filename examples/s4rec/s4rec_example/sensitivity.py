@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import cli_common as common
+
 __all__ = ["CENTRE", "GRID_SETTINGS", "draw_sensitivity", "grid_points", "paired_gain", "render_sensitivity",
            "settings_diff"]
 
@@ -203,13 +205,8 @@ def draw_sensitivity(points: dict[str, Points], img_dir: Path) -> dict[str, str]
     A run that collapsed (below half the median of all plotted values) would squash every panel's
     scale; it is drawn on the bottom edge instead: an open downward triangle for seeds, a filled
     one labelled with its value for a mean."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        LOG.warning("matplotlib not installed: sensitivity figures skipped (pip install matplotlib)")
+    plt = common.pyplot(LOG, "sensitivity figures")
+    if plt is None:
         return {}
     names: dict[str, str] = {}
     img_dir.mkdir(parents=True, exist_ok=True)
