@@ -600,7 +600,7 @@ def test_torchrun_two_cpu_processes_train_and_only_rank_0_writes(tmp_path):
     assert state.state["world_size"] == 2 and {"torch.r1", "generator.r1", "order"} <= set(state.rng)
 
 
-@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "headtail.py"])
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "headtail.py", "compare.py"])
 def test_entry_points_ask_for_passive_openmp_waits_before_torch_is_imported(script):
     """libgomp reads OMP_WAIT_POLICY once, when torch loads it: the entry point must set it first."""
     source = (ROOT / "examples" / "s4rec" / script).read_text()

@@ -28,7 +28,7 @@ from s4rec_components import (
 )
 
 from . import cli_common as common
-from .checkpoint import load_model, load_tensor_file
+from .checkpoint import Checkpoint, load_model, load_tensor_file
 from .config import TrainConfig
 from .data import load_dataset
 
@@ -125,8 +125,13 @@ def check_compatible(
         )
 
 
-def write_per_user(path: str | Path, result: RankingResult, dataset: SequenceDataset, which: str) -> None:
-    """Every user's rank and full sequence length: ``.pt`` (dict of tensors) or JSON."""
+def write_per_user(
+    path: str | Path, result: RankingResult, dataset: SequenceDataset, which: str, model: dict[str, str] | None = None
+) -> None:
+    """Every user's rank and full sequence length: ``.pt`` (dict of tensors) or JSON, with the
+    split, the metrics and ``model``: strings that say which model ranked what (``source``, the
+    flags; ``data``; ``label``, the recipe and seed; ``results_file``, its name in docs/results),
+    which ``compare.py`` records."""
     from .checkpoint import atomic_write_bytes, atomic_write_text
 
     path = Path(path)
@@ -135,14 +140,28 @@ def write_per_user(path: str | Path, result: RankingResult, dataset: SequenceDat
         import io
 
         buffer = io.BytesIO()
-        torch.save({**columns, "split": which, "metrics": result.metrics}, buffer)
+        torch.save({**columns, "split": which, "metrics": result.metrics, **(model or {})}, buffer)
         atomic_write_bytes(path, buffer.getvalue())
         return
     users = [
         {"user_id": u, "rank": r, "length": n}
         for u, r, n in zip(*(columns[k].tolist() for k in ("user_id", "rank", "length")))
     ]
-    atomic_write_text(path, json.dumps({"split": which, "metrics": result.metrics, "users": users}) + "\n")
+    record = {"split": which, "metrics": result.metrics, **(model or {}), "users": users}
+    atomic_write_text(path, json.dumps(record) + "\n")
+
+
+def describe_model(args: argparse.Namespace, checkpoint: Checkpoint | None) -> dict[str, str]:
+    """What ``write_per_user`` records about the model: its flags, data, recipe and results file."""
+    from .report import finished_results_name, run_label
+
+    if checkpoint is None:
+        return {"source": f"--iclrec-checkpoint {args.iclrec_checkpoint}", "data": str(args.data),
+                "label": "ICLRec code's checkpoint", "results_file": ""}
+    config = checkpoint.config
+    return {"source": f"--checkpoint {args.checkpoint}", "data": str(args.data),
+            "label": f"{run_label(config.to_dict())}, seed {config.seed}",
+            "results_file": finished_results_name(Path(args.checkpoint).parent) or ""}
 
 
 # ---------------------------------------------------------------------------- command line
@@ -252,7 +271,7 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
         args.split, split.num_users, encoder.num_items, time.perf_counter() - ranked, time.perf_counter() - started,
     )
     if args.output:
-        write_per_user(args.output, result, dataset, args.split)
+        write_per_user(args.output, result, dataset, args.split, describe_model(args, checkpoint))
         LOG.info("per-user results written to %s", args.output)
     metrics = round_metrics(result.metrics)
     if args.json:

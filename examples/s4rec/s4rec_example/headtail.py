@@ -29,7 +29,6 @@ it only the JSON is written).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import shlex
@@ -48,6 +47,7 @@ from .data import load_dataset, prepare
 from .evaluate import check_compatible, score_split
 from .intents import encode_sequences, fit_intents
 from .model import S4RecModel
+from .report import finished_results_name, run_label
 
 __all__ = ["cluster_assignments", "head_rates", "length_information", "main", "study_run", "summarize"]
 
@@ -93,14 +93,6 @@ def length_information(assignments: torch.Tensor, heads: torch.Tensor, num_clust
     return float((joint[used] * (joint[used] / outer[used]).log()).sum())
 
 
-def _label(config_dict: dict[str, Any]) -> str:
-    """``preset`` or ``preset (settings off the preset)``, as report.py names variants."""
-    from .report import _variant
-
-    variant = _variant({"config": config_dict})
-    return f"{config_dict['preset']} ({variant})" if variant else str(config_dict["preset"])
-
-
 def study_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
     model, checkpoint = load_model(run_dir / "best.pt", device)
     config = checkpoint.config
@@ -109,14 +101,11 @@ def study_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
                      str(config.data or "(generated data)"))
     data = prepare(dataset, config, device)
     heads = data.heads.cpu()
-    result: dict[str, Any] = {"run": str(run_dir), "preset": config.preset, "label": _label(config.to_dict()),
+    result: dict[str, Any] = {"run": str(run_dir), "preset": config.preset, "label": run_label(config.to_dict()),
                               "seed": config.seed, "data": config.data, "loss": config.loss, "head_quantile": config.head_quantile}
-    finished = run_dir / "results.json"
-    if finished.is_file():  # the name report.py --add gives the run's file in docs/results
-        from .report import results_name
-
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            result["results_file"] = results_name(json.loads(finished.read_text()))
+    results_file = finished_results_name(run_dir)  # the name report.py --add gives the run's file in docs/results
+    if results_file is not None:
+        result["results_file"] = results_file
     assign = cluster_assignments(model, data.split.train_inputs, batch_size=config.eval_batch_size, seed=config.seed,
                                  num_intents=config.num_intents, kmeans_iters=config.kmeans_iters,
                                  num_redo=config.kmeans_redo)

@@ -12,7 +12,8 @@ temperature, K) get a table per dataset and a figure ``docs/img/params-<dataset>
 
 A head/tail study written by ``headtail.py --output docs/results/headtail-<dataset>-<loss>``
 (its ``headtail.json`` and two figures, in a folder) gets a table and its figures under its
-dataset's runs.
+dataset's runs, and so do the paired t-tests that ``compare.py --output
+docs/results/significance-<dataset>-<loss>/<name>.json`` records (the paper's "*").
 
 Example:
     python examples/s4rec/report.py                 # rewrite the page and the figures
@@ -102,6 +103,23 @@ def results_name(results: dict[str, Any]) -> str:
         raise ValueError(f"the results file name {name[:80]!r} would hold a path or odd characters, or be "
                          f"longer than {_MAX_NAME} characters")
     return name
+
+
+def run_label(config_dict: dict[str, Any]) -> str:
+    """``preset`` or ``preset (settings off the preset)``: how the tables name a run's recipe."""
+    variant = _variant({"config": config_dict})
+    return f"{config_dict['preset']} ({variant})" if variant else str(config_dict["preset"])
+
+
+def finished_results_name(run_dir: Path) -> str | None:
+    """The name ``--add`` gives the run in ``run_dir`` in docs/results, when it has a readable results.json."""
+    finished = run_dir / "results.json"
+    if not finished.is_file():
+        return None
+    try:
+        return results_name(json.loads(finished.read_text()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
 
 
 def _finite_metrics(value: object, key: str) -> None:
@@ -226,6 +244,72 @@ def load_studies(results_dir: Path, href: str) -> dict[str, list[str]]:
             raise common.UsageError(f"{path}: not a head/tail study written by headtail.py ({error!r})") from None
         studies[dataset] += lines
     return studies
+
+
+def load_significance(results_dir: Path) -> dict[str, list[str]]:
+    """Dataset -> the markdown table of the paired t-tests in ``results_dir``
+    (``significance-*/*.json``, written by ``compare.py --output``); a file not shaped as
+    compare.py writes it is one ``UsageError`` naming it."""
+    from .data import dataset_label
+
+    rows: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
+    for path in sorted(results_dir.glob("significance-*/*.json")):
+        _check_regular(path)
+        record = common.read_json(path, "--results-dir")
+        try:
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+            rows[dataset_label(str(record["data"]))].append((significance_row(path.name, record)))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise common.UsageError(f"{path}: not a paired test written by compare.py --output ({error!r})") from None
+    out: dict[str, list[str]] = {}
+    for dataset, entries in rows.items():
+        out[dataset] = [
+            "#### Paired t-tests over users (the paper's significance test)", "",
+            "Two trained models ranked on the same users (`compare.py`; the test split unless named): the mean "
+            "per-user difference A - B with its 95% interval, and the two-sided p of the paired t-test that the "
+            "paper's \"\\*\" (p < 0.01, also marked here) rests on. The users are the sample and each model is one "
+            "trained checkpoint: the test says nothing about the spread over seeds.", "",
+            "| A | B | NDCG@20 A | NDCG@20 B | NDCG@20 A - B (95% interval) | p | HR@20 A - B (95% interval) | p |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+            *(row for row, _ in entries), "",
+            f"{_DETAILS}<summary>The tests' files and commands</summary>", "",
+            *(line for _, lines in entries for line in lines), "", "</details>", "",
+        ]
+    return out
+
+
+def _model(source: str) -> str:
+    """A per-user file's source, shortened to the run folder: ``--checkpoint runs/X/best.pt`` -> ``X``."""
+    words = source.split()
+    if len(words) == 2 and words[0] == "--checkpoint":
+        return Path(words[1]).parent.name or words[1]
+    return source or "?"
+
+
+def significance_row(name: str, record: dict[str, Any]) -> tuple[str, list[str]]:
+    """One ``compare.py`` record: its table row (NDCG@20, HR@20) and its lines under "files and
+    commands"; ``ValueError`` (or ``KeyError``/``TypeError``) when it is not shaped as compare.py writes it."""
+    tests = {t["metric"]: t for t in record["tests"]}
+
+    def cells(metric: str) -> str:
+        t = tests[metric]
+        if not all(common.is_finite_number(t[k]) for k in ("a", "b", "difference", "low", "high", "p")):
+            raise ValueError(f"{metric}: a value is not a finite number")
+        mark = " \\*" if t["p"] < 0.01 else ""
+        return f"{t['difference']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}] | {t['p']:.2g}{mark}"
+
+    ndcg, hr = cells("NDCG@20"), cells("HR@20")
+    files = [record["files"][key] for key in ("A", "B")]
+    a, b = (_prose(f.get("label") or _model(str(f["source"]))) for f in files)
+    split = "" if record.get("split") == "test" else f" ({_prose(record.get('split'))} split)"
+    row = f"| {a}{split} | {b} | {tests['NDCG@20']['a']:.4f} | {tests['NDCG@20']['b']:.4f} | {ndcg} | {hr} |"
+    lines = [f"- `{_code(name)}`, commit `{_short(_code(record.get('git_commit', '?')))}`:  "]
+    for key, f in zip("AB", files):
+        run = f" (run file `{_code(f['results_file'])}`)" if f.get("results_file") else ""
+        lines.append(f"  {key}: `{_code(str(f['source']))}`{run}  ")
+    lines.append(f"  `{_code(record.get('command', '?'))}`")
+    return row, lines
 
 
 def render_study(folder: str, study: dict[str, Any], href: str, figures: tuple[str, ...]) -> list[str]:
@@ -651,7 +735,8 @@ def _run(args: argparse.Namespace) -> str:
         draw_summary(runs, paper, Path(args.img_dir))  # shown by the page's hand-written "In short"
     href = Path(os.path.relpath(results_dir.resolve(), page_path.resolve().parent)).as_posix()
     extras: dict[str, list[str]] = defaultdict(list)
-    for part in (render_sensitivity(points, param_names), load_studies(results_dir, href)):
+    for part in (render_sensitivity(points, param_names), load_studies(results_dir, href),
+                 load_significance(results_dir)):
         for dataset, lines in part.items():
             extras[dataset] += lines
     section = render_tables(runs, paper, img_names, extras)
