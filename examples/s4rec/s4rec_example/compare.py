@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = common.make_parser("compare.py", __doc__)
     parser.add_argument("a", metavar="A", help="model A's per-user ranks (evaluate.py --output, .pt or .json)")
     parser.add_argument("b", metavar="B", help="model B's per-user ranks, on the same users and split")
-    parser.add_argument("--ks", type=_cutoffs, default=DEFAULT_KS, help="cut-offs, comma-separated")
+    parser.add_argument("--ks", type=_cutoffs, default=",".join(map(str, DEFAULT_KS)), help="cut-offs, comma-separated")
     parser.add_argument("--json", action="store_true", help="print the tests as one JSON list instead of the table")
     parser.add_argument("--output", default=None,
                         help="also write a .json record: the command, commit, both files' sources and the tests")
