@@ -131,6 +131,11 @@ def test_mismatched_files_are_refused(tmp_path, capsys):
                         "A ranks the test split and B the valid split", capsys)
     _expect_usage_error([str(a), str(_write(tmp_path / "o.pt", _ranks(1), data="other.txt"))],
                         "A ranks --data tiny.txt and B --data other.txt", capsys)
+    assert compare.main([str(a), str(_write(tmp_path / "p.pt", _ranks(1), data="data/tiny.txt"))])  # a path to it
+    longer = json.loads(_write(tmp_path / "c.json", _ranks(1)).read_text())
+    longer["users"][5]["length"] += 1
+    (tmp_path / "longer.json").write_text(json.dumps(longer))
+    _expect_usage_error([str(a), str(tmp_path / "longer.json")], "other sequence lengths for 1 user(s)", capsys)
     fewer = json.loads(_write(tmp_path / "b.json", _ranks(1)).read_text())
     fewer["users"] = fewer["users"][:-3]
     (tmp_path / "fewer.json").write_text(json.dumps(fewer))

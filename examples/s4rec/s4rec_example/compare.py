@@ -54,6 +54,7 @@ class PerUserRanks:
     Attributes:
         user_ids: ``(u,)`` int64, strictly increasing.
         ranks: ``(u,)`` int64, >= 0, in the order of ``user_ids``.
+        lengths: ``(u,)`` int64 sequence lengths in the same order, or ``None`` when not recorded.
         split: ``"test"`` or ``"valid"``.
         source: the model that ranked, as ``evaluate.py`` recorded it (``""`` when not recorded).
         data: the data it ranked (``--data``; ``""`` when not recorded).
@@ -64,6 +65,7 @@ class PerUserRanks:
     user_ids: torch.Tensor
     ranks: torch.Tensor
     split: str
+    lengths: torch.Tensor | None = None
     source: str = ""
     data: str = ""
     label: str = ""
@@ -109,13 +111,14 @@ def read_per_user(path: str | Path) -> PerUserRanks:
         data = load_tensor_file(path, hint="pass a file written by evaluate.py --output")
         if not isinstance(data, dict):
             raise common.UsageError(f"{source}: not a per-user file of evaluate.py --output")
-        user_ids, ranks = data.get("user_id"), data.get("rank")
+        user_ids, ranks, lengths = data.get("user_id"), data.get("rank"), data.get("length")
     elif path.suffix == ".json":
         data = common.read_json(path, "compare.py")
         users = data.get("users") if isinstance(data, dict) else None
         if not isinstance(users, list) or not all(isinstance(u, dict) for u in users):
             raise common.UsageError(f"{source}: not a per-user file of evaluate.py --output (no 'users' list)")
         user_ids, ranks = [u.get("user_id") for u in users], [u.get("rank") for u in users]
+        lengths = [u["length"] for u in users] if all("length" in u for u in users) else None
     else:
         raise common.UsageError(f"{source}: must end in .pt or .json (what evaluate.py --output writes)")
     split = data.get("split")
@@ -128,6 +131,10 @@ def read_per_user(path: str | Path) -> PerUserRanks:
         )
     if int(ranks.min()) < 0:
         raise common.UsageError(f"{source}: ranks must be >= 0, got {int(ranks.min())}")
+    if lengths is not None:
+        lengths = _integer_column(lengths, "length", source)
+        if lengths.shape != user_ids.shape:
+            raise common.UsageError(f"{source}: expected one length per user, got {lengths.numel()}")
     user_ids, order = torch.sort(user_ids)
     if bool((user_ids[1:] == user_ids[:-1]).any()):
         raise common.UsageError(f"{source}: a user id appears twice")
@@ -136,6 +143,7 @@ def read_per_user(path: str | Path) -> PerUserRanks:
         if not isinstance(text, str):
             raise common.UsageError(f"{source}: {key!r} must be a string")
     return PerUserRanks(user_ids=user_ids, ranks=ranks[order], split=split,
+                        lengths=None if lengths is None else lengths[order],
                         **{key: text[:1000] for key, text in texts.items()})
 
 
@@ -167,7 +175,9 @@ def paired_t_test(metric: str, a: torch.Tensor, b: torch.Tensor) -> PairedTest:
 
 def compare(first: PerUserRanks, second: PerUserRanks, ks: tuple[int, ...], labels: tuple[str, str]) -> list[PairedTest]:
     """Every HR@k and NDCG@k of ``ks``, A = ``first`` against B = ``second``, user by user."""
-    if first.data and second.data and first.data != second.data:
+    from .data import dataset_label
+
+    if first.data and second.data and dataset_label(first.data) != dataset_label(second.data):
         raise common.UsageError(f"{labels[0]} ranks --data {first.data} and {labels[1]} --data {second.data}")
     if first.split != second.split:
         raise common.UsageError(f"{labels[0]} ranks the {first.split} split and {labels[1]} the {second.split} split")
@@ -178,6 +188,9 @@ def compare(first: PerUserRanks, second: PerUserRanks, ks: tuple[int, ...], labe
             f"the two files rank different users ({first.user_ids.numel()} and {second.user_ids.numel()}; "
             f"{only_a} only in {labels[0]}, {only_b} only in {labels[1]}): evaluate both models on the same data"
         )
+    if first.lengths is not None and second.lengths is not None and not torch.equal(first.lengths, second.lengths):
+        differ = int((first.lengths != second.lengths).sum())
+        raise common.UsageError(f"the two files' users have other sequence lengths for {differ} user(s): not the same data")
     if first.user_ids.numel() < 2:
         raise common.UsageError("a paired t-test needs at least 2 users")
     means = (ranking_metrics(first.ranks, ks=ks), ranking_metrics(second.ranks, ks=ks))
