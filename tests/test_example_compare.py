@@ -74,6 +74,10 @@ def test_the_test_matches_a_slow_reference_and_scipy(pairs):
 def test_swapping_the_models_mirrors_the_test_and_row_order_does_not_matter(tmp_path):
     a, b = _write(tmp_path / "a.pt", _ranks(0)), _write(tmp_path / "b.json", _ranks(1, high=10))
     forward, backward = compare.main([str(a), str(b), "--json"]), compare.main([str(b), str(a), "--json"])
+    expected = [ranking_metrics(r, ks=(5, 10, 20)) for r in (_ranks(0), _ranks(1, high=10))]
+    for t in forward:
+        assert (t.a, t.b) == (expected[0][t.metric], expected[1][t.metric])
+        assert t.difference == pytest.approx(t.a - t.b, abs=1e-12) and t.low < t.difference < t.high
     for f, r in zip(forward, backward):
         assert (f.metric, f.p, f.users) == (r.metric, r.p, r.users) and (f.a, f.b) == (r.b, r.a)
         assert (f.difference, f.t, f.low, f.high) == pytest.approx((-r.difference, -r.t, -r.high, -r.low), abs=1e-15)
@@ -130,7 +134,7 @@ def test_mismatched_files_are_refused(tmp_path, capsys):
     _expect_usage_error([str(a), str(_write(tmp_path / "v.pt", _ranks(1), split="valid"))],
                         "A ranks the test split and B the valid split", capsys)
     _expect_usage_error([str(a), str(_write(tmp_path / "o.pt", _ranks(1), data="other.txt"))],
-                        "A ranks --data tiny.txt and B --data other.txt", capsys)
+                        "A ranks --data 'tiny.txt' and B --data 'other.txt'", capsys)
     assert compare.main([str(a), str(_write(tmp_path / "p.pt", _ranks(1), data="data/tiny.txt"))])  # a path to it
     longer = json.loads(_write(tmp_path / "c.json", _ranks(1)).read_text())
     longer["users"][5]["length"] += 1
@@ -148,13 +152,18 @@ def test_mismatched_files_are_refused(tmp_path, capsys):
         ("ranks.csv", "user,rank\n", "must end in .pt or .json"),
         ("list.json", "[1, 2]", "no 'users' list"),
         ("bools.json", {"split": "test", "users": [{"user_id": 1, "rank": True}, {"user_id": 2, "rank": 0}]},
-         "'rank' must hold integers"),
-        ("floats.json", {"split": "test", "users": [{"user_id": 1, "rank": 0.5}, {"user_id": 2, "rank": 0}]},
-         "'rank' must hold integers"),
+         "users[0] 'rank' must be an integer up to 2**62, got bool True"),
+        ("floats.json", {"split": "test", "users": [{"user_id": 1, "rank": 0}, {"user_id": 2, "rank": 0.5}]},
+         "users[1] 'rank' must be an integer up to 2**62, got float 0.5"),
+        ("missing.json", {"split": "test", "users": [{"user_id": 1}, {"user_id": 2, "rank": 0}]},
+         "users[0] 'rank' must be an integer up to 2**62, got missing"),
+        ("huge.json", {"split": "test", "users": [{"user_id": 2**70, "rank": 0}, {"user_id": 2, "rank": 0}]},
+         "users[0] 'user_id' must be an integer up to 2**62"),
+        ("usersdict.json", {"split": "test", "users": {"user_id": 1}}, "no 'users' list of objects; 'users' a dict"),
         ("negative.json", {"split": "test", "users": [{"user_id": 1, "rank": -1}, {"user_id": 2, "rank": 0}]},
          "ranks must be >= 0"),
         ("twice.json", {"split": "test", "users": [{"user_id": 1, "rank": 1}, {"user_id": 1, "rank": 0}]},
-         "a user id appears twice"),
+         "user id 1 appears twice"),
         ("nosplit.json", {"users": [{"user_id": 1, "rank": 1}]}, "'split' must be 'valid' or 'test'"),
         ("empty.json", {"split": "test", "users": []}, "got 0 user ids"),
         ("broken.json", "{", "not readable JSON"),
@@ -163,8 +172,15 @@ def test_mismatched_files_are_refused(tmp_path, capsys):
         ("tensors.pt", {"split": "test", "user_id": torch.arange(3), "rank": torch.zeros(2, dtype=torch.long)},
          "got 3 user ids and 2 ranks"),
         ("floatranks.pt", {"split": "test", "user_id": torch.arange(3), "rank": torch.zeros(3)},
-         "'rank' must be a 1-D integer column"),
-        ("notadict.pt", [torch.arange(3)], "not a per-user file"),
+         "'rank' must be a 1-D integer tensor, got a torch.float32 tensor of shape (3,)"),
+        ("boolranks.pt", {"split": "test", "user_id": torch.arange(3), "rank": torch.zeros(3, dtype=torch.bool)},
+         "'rank' must be a 1-D integer tensor, got a torch.bool tensor"),
+        ("sparse.pt", {"split": "test", "user_id": torch.arange(3), "rank": torch.zeros(3, dtype=torch.long).to_sparse()},
+         "'rank' must be a 1-D integer tensor"),
+        ("hugerank.pt", {"split": "test", "user_id": torch.arange(2), "rank": torch.tensor([0, 2**63 - 1])},
+         "'rank' holds a value beyond 2**62"),
+        ("nouserid.pt", {"split": "test", "rank": torch.zeros(3, dtype=torch.long)}, "no 'user_id' column"),
+        ("notadict.pt", [torch.arange(3)], "not a per-user file of evaluate.py --output (a list)"),
     ],
 )
 def test_bad_files_are_one_line_errors(tmp_path, capsys, name, content, fragment):
@@ -196,9 +212,10 @@ def test_one_user_and_bad_cutoffs_are_refused(tmp_path, capsys):
     one = {"split": "test", "users": [{"user_id": 1, "rank": 1}]}
     (tmp_path / "one.json").write_text(json.dumps(one))
     _expect_usage_error([str(tmp_path / "one.json")] * 2, "at least 2 users", capsys)
-    for ks in ("0", "5,5", "x"):
-        with pytest.raises(SystemExit):
-            compare.main(["a.pt", "b.pt", "--ks", ks])
+    a, b = _write(tmp_path / "a.pt", _ranks(0)), _write(tmp_path / "b.pt", _ranks(1))
+    for ks, message in (("0", "within 1..10000"), ("5,5", "distinct"), ("10001", "within 1..10000"),
+                        ("99999999999999999999", "within 1..10000"), ("x", "comma-separated integers")):
+        _expect_usage_error([str(a), str(b), "--ks", ks], message, capsys)
 
 
 def test_the_script_runs_from_the_command_line(tmp_path):
@@ -238,3 +255,23 @@ def test_report_renders_the_records_as_a_table_under_their_dataset(tmp_path):
     (folder / "ab.json").write_text(json.dumps(record))
     with pytest.raises(report.common.UsageError, match="not a finite number"):
         report.load_significance(tmp_path / "results")
+
+
+def test_only_a_finished_run_names_its_results_file(tmp_path):
+    from s4rec_example import report
+    from s4rec_example.config import TrainConfig
+
+    results = {"status": "running", "config": TrainConfig(preset="sasrec", data="tiny.txt").to_dict()}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert report.finished_results_name(tmp_path) is None  # a running or killed run: no file in docs/results
+    (tmp_path / "results.json").write_text(json.dumps({**results, "status": "finished"}))
+    assert report.finished_results_name(tmp_path) == "tiny-sasrec-bce-s0.json"
+    (tmp_path / "results.json").write_text("[1]")
+    assert report.finished_results_name(tmp_path) is None
+
+
+@pytest.mark.parametrize("shapes", [((1,), (1,)), ((3,), (2,)), ((2, 2), (2, 2))])
+def test_paired_t_test_refuses_mismatched_or_too_short_inputs(shapes):
+    a, b = (torch.zeros(s, dtype=torch.float64) for s in shapes)
+    with pytest.raises(ValueError, match="u >= 2"):
+        compare.paired_t_test("NDCG@20", a, b)

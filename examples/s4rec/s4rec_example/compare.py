@@ -87,14 +87,30 @@ class PairedTest:
     users: int
 
 
+_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+MAX_VALUE = 2**62  # ids, ranks and lengths beyond it are no catalogue's; int64 holds them with room
+MAX_CUTOFF = 10_000
+
+
 def _integer_column(value: Any, name: str, source: str) -> torch.Tensor:
+    """``value`` (a JSON list or a tensor of a ``.pt`` file) as a 1-D int64 tensor of values in
+    ``[-MAX_VALUE, MAX_VALUE]``, or one ``UsageError`` that says what arrived."""
+    if value is None:
+        raise common.UsageError(f"{source}: no {name!r} column")
     if isinstance(value, list):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise common.UsageError(f"{source}: {name!r} must hold integers")
-        value = torch.tensor(value, dtype=torch.long)
-    if not isinstance(value, torch.Tensor) or value.dim() != 1 or value.dtype.is_floating_point or value.is_complex():
-        raise common.UsageError(f"{source}: {name!r} must be a 1-D integer column")
-    return value.to(torch.long)
+        for i, v in enumerate(value):
+            if not isinstance(v, int) or isinstance(v, bool) or abs(v) > MAX_VALUE:
+                got = "missing" if v is None else f"{type(v).__name__} {str(v)[:40]}"
+                raise common.UsageError(f"{source}: users[{i}] {name!r} must be an integer up to 2**62, got {got}")
+        return torch.tensor(value, dtype=torch.long)
+    if (not isinstance(value, torch.Tensor) or value.layout != torch.strided or value.dtype not in _INTEGER_DTYPES
+            or value.dim() != 1):
+        got = f"{value.dtype} tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise common.UsageError(f"{source}: {name!r} must be a 1-D integer tensor, got a {got}")
+    column: torch.Tensor = value.to(torch.long)
+    if column.numel() and int(column.abs().max()) > MAX_VALUE:
+        raise common.UsageError(f"{source}: {name!r} holds a value beyond 2**62")
+    return column
 
 
 def read_per_user(path: str | Path) -> PerUserRanks:
@@ -110,13 +126,16 @@ def read_per_user(path: str | Path) -> PerUserRanks:
     if path.suffix == ".pt":
         data = load_tensor_file(path, hint="pass a file written by evaluate.py --output")
         if not isinstance(data, dict):
-            raise common.UsageError(f"{source}: not a per-user file of evaluate.py --output")
+            raise common.UsageError(f"{source}: not a per-user file of evaluate.py --output (a {type(data).__name__})")
         user_ids, ranks, lengths = data.get("user_id"), data.get("rank"), data.get("length")
     elif path.suffix == ".json":
         data = common.read_json(path, "compare.py")
         users = data.get("users") if isinstance(data, dict) else None
         if not isinstance(users, list) or not all(isinstance(u, dict) for u in users):
-            raise common.UsageError(f"{source}: not a per-user file of evaluate.py --output (no 'users' list)")
+            got = type(data).__name__ if not isinstance(data, dict) else f"'users' a {type(users).__name__}"
+            raise common.UsageError(
+                f"{source}: not a per-user file of evaluate.py --output (no 'users' list of objects; {got})"
+            )
         user_ids, ranks = [u.get("user_id") for u in users], [u.get("rank") for u in users]
         lengths = [u["length"] for u in users] if all("length" in u for u in users) else None
     else:
@@ -136,8 +155,9 @@ def read_per_user(path: str | Path) -> PerUserRanks:
         if lengths.shape != user_ids.shape:
             raise common.UsageError(f"{source}: expected one length per user, got {lengths.numel()}")
     user_ids, order = torch.sort(user_ids)
-    if bool((user_ids[1:] == user_ids[:-1]).any()):
-        raise common.UsageError(f"{source}: a user id appears twice")
+    repeated = (user_ids[1:] == user_ids[:-1]).nonzero()
+    if repeated.numel():
+        raise common.UsageError(f"{source}: user id {int(user_ids[int(repeated[0, 0])])} appears twice")
     texts = {key: data.get(key, "") for key in ("source", "data", "label", "results_file")}
     for key, text in texts.items():
         if not isinstance(text, str):
@@ -157,15 +177,21 @@ def per_user_gains(ranks: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
 
 
 def paired_t_test(metric: str, a: torch.Tensor, b: torch.Tensor) -> PairedTest:
-    """Two-sided paired t-test of ``a - b`` (each ``(u,)`` float64, ``u >= 2``, the same users)."""
+    """Two-sided paired t-test of ``a - b`` (each ``(u,)`` float64, ``u >= 2``, the same users).
+
+    Raises:
+        ValueError: if ``a`` and ``b`` are not 1-D of one length >= 2.
+    """
     from scipy import stats
 
+    if a.dim() != 1 or a.shape != b.shape or a.numel() < 2:
+        raise ValueError(f"expected two (u,) tensors with u >= 2, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     d = a - b
     n = d.numel()
     mean = float(d.mean())
     se = float(d.std(correction=1)) / math.sqrt(n)
     quantile = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
-    if se == 0.0:  # every user differs by the same amount (identical models: by zero)
+    if se <= 1e-12 * abs(mean) or se == 0.0:  # every user differs by the same amount (identical models: by zero)
         t, p = (0.0, 1.0) if mean == 0.0 else (math.copysign(math.inf, mean), 0.0)
     else:
         t = mean / se
@@ -178,7 +204,9 @@ def compare(first: PerUserRanks, second: PerUserRanks, ks: tuple[int, ...], labe
     from .data import dataset_label
 
     if first.data and second.data and dataset_label(first.data) != dataset_label(second.data):
-        raise common.UsageError(f"{labels[0]} ranks --data {first.data} and {labels[1]} --data {second.data}")
+        raise common.UsageError(
+            f"{labels[0]} ranks --data {first.data[:200]!r} and {labels[1]} --data {second.data[:200]!r}"
+        )
     if first.split != second.split:
         raise common.UsageError(f"{labels[0]} ranks the {first.split} split and {labels[1]} the {second.split} split")
     if not torch.equal(first.user_ids, second.user_ids):
@@ -222,8 +250,8 @@ def _cutoffs(text: str) -> tuple[int, ...]:
         ks = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 5,10,20, got {text!r}") from None
-    if any(k < 1 for k in ks) or len(set(ks)) != len(ks):
-        raise argparse.ArgumentTypeError(f"cut-offs must be distinct and >= 1, got {text!r}")
+    if any(not 1 <= k <= MAX_CUTOFF for k in ks) or len(set(ks)) != len(ks):
+        raise argparse.ArgumentTypeError(f"cut-offs must be distinct and within 1..{MAX_CUTOFF}, got {text!r}")
     return ks
 
 

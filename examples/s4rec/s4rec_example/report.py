@@ -112,12 +112,14 @@ def run_label(config_dict: dict[str, Any]) -> str:
 
 
 def finished_results_name(run_dir: Path) -> str | None:
-    """The name ``--add`` gives the run in ``run_dir`` in docs/results, when it has a readable results.json."""
+    """The name ``--add`` gives the run in ``run_dir`` in docs/results, when it has a finished
+    run's results.json (a running or killed run's file names no file in docs/results)."""
     finished = run_dir / "results.json"
     if not finished.is_file():
         return None
     try:
-        return results_name(json.loads(finished.read_text()))
+        results = json.loads(finished.read_text())
+        return results_name(results) if results.get("status") == "finished" else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
