@@ -74,10 +74,10 @@ def test_the_test_matches_a_slow_reference_and_scipy(pairs):
 def test_swapping_the_models_mirrors_the_test_and_row_order_does_not_matter(tmp_path):
     a, b = _write(tmp_path / "a.pt", _ranks(0)), _write(tmp_path / "b.json", _ranks(1, high=10))
     forward, backward = compare.main([str(a), str(b), "--json"]), compare.main([str(b), str(a), "--json"])
-    expected = [ranking_metrics(r, ks=(5, 10, 20)) for r in (_ranks(0), _ranks(1, high=10))]
+    expected = [{k: round(v, 6) for k, v in ranking_metrics(r).items()} for r in (_ranks(0), _ranks(1, high=10))]
     for t in forward:
         assert (t.a, t.b) == (expected[0][t.metric], expected[1][t.metric])
-        assert t.difference == pytest.approx(t.a - t.b, abs=1e-12) and t.low < t.difference < t.high
+        assert t.difference == pytest.approx(t.a - t.b, abs=1e-6) and t.low < t.difference < t.high
     for f, r in zip(forward, backward):
         assert (f.metric, f.p, f.users) == (r.metric, r.p, r.users) and (f.a, f.b) == (r.b, r.a)
         assert (f.difference, f.t, f.low, f.high) == pytest.approx((-r.difference, -r.t, -r.high, -r.low), abs=1e-15)

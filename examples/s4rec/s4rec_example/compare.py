@@ -40,6 +40,7 @@ from s4rec_components import ranking_metrics
 
 from . import cli_common as common
 from .checkpoint import load_tensor_file
+from .evaluate import METRIC_DIGITS
 
 __all__ = ["PairedTest", "PerUserRanks", "main", "paired_t_test", "per_user_gains", "read_per_user"]
 
@@ -221,13 +222,14 @@ def compare(first: PerUserRanks, second: PerUserRanks, ks: tuple[int, ...], labe
         raise common.UsageError(f"the two files' users have other sequence lengths for {differ} user(s): not the same data")
     if first.user_ids.numel() < 2:
         raise common.UsageError("a paired t-test needs at least 2 users")
-    means = (ranking_metrics(first.ranks, ks=ks), ranking_metrics(second.ranks, ks=ks))
+    # the library's exact means, rounded as train.py and evaluate.py store them (so the page's
+    # columns read as the run files do)
+    means = [{k: round(v, METRIC_DIGITS) for k, v in ranking_metrics(r.ranks, ks=ks).items()} for r in (first, second)]
     tests = []
     for kind in ("HR", "NDCG"):
         for k in ks:
             a, b = (per_user_gains(r.ranks, k)[kind == "NDCG"] for r in (first, second))
             test = paired_t_test(f"{kind}@{k}", a, b)
-            # the columns are the library's exact means, not the float64 mean of the gains
             tests.append(PairedTest(**{**asdict(test), "a": means[0][test.metric], "b": means[1][test.metric]}))
     return tests
 
