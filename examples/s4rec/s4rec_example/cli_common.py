@@ -347,6 +347,14 @@ def read_json(path: Path, label: str) -> Any:
         raise UsageError(f"{label} {path}: not readable JSON ({type(err).__name__}: {str(err)[:200]})") from None
 
 
+def check_output_file(value: str, suffixes: tuple[str, ...]) -> None:
+    """``--output value`` names a file to write: one of ``suffixes``, in a folder that exists."""
+    if Path(value).suffix not in suffixes:
+        raise UsageError(f"--output {value!r}: must end in {' or '.join(suffixes)} (the format written)")
+    if not Path(value).resolve().parent.is_dir():
+        raise UsageError(f"--output {value!r}: the folder does not exist")
+
+
 def run_guarded(body: Callable[[], T], *, debug: bool, prog: str) -> T:
     """Run ``body``; a user error becomes one line on stderr and exit status 2 (``--debug``: traceback)."""
     from s4rec_components import DownloadError

@@ -225,11 +225,11 @@ def compare(first: PerUserRanks, second: PerUserRanks, ks: tuple[int, ...], labe
     # the library's exact means, rounded as train.py and evaluate.py store them (so the page's
     # columns read as the run files do)
     means = [{k: round(v, METRIC_DIGITS) for k, v in ranking_metrics(r.ranks, ks=ks).items()} for r in (first, second)]
+    gains = {k: (per_user_gains(first.ranks, k), per_user_gains(second.ranks, k)) for k in ks}
     tests = []
-    for kind in ("HR", "NDCG"):
+    for index, kind in enumerate(("HR", "NDCG")):  # per_user_gains returns (hit, ndcg)
         for k in ks:
-            a, b = (per_user_gains(r.ranks, k)[kind == "NDCG"] for r in (first, second))
-            test = paired_t_test(f"{kind}@{k}", a, b)
+            test = paired_t_test(f"{kind}@{k}", gains[k][0][index], gains[k][1][index])
             tests.append(PairedTest(**{**asdict(test), "a": means[0][test.metric], "b": means[1][test.metric]}))
     return tests
 
@@ -276,10 +276,7 @@ def _json_tests(tests: list[PairedTest]) -> list[dict[str, Any]]:
 
 def _run(args: argparse.Namespace, argv: list[str]) -> list[PairedTest]:
     if args.output is not None:
-        if Path(args.output).suffix != ".json":
-            raise common.UsageError(f"--output {args.output!r}: must end in .json")
-        if not Path(args.output).resolve().parent.is_dir():
-            raise common.UsageError(f"--output {args.output!r}: the folder does not exist")
+        common.check_output_file(args.output, (".json",))
     try:
         import scipy  # noqa: F401
     except ImportError:

@@ -204,10 +204,7 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
         if not Path(value).is_file():
             raise common.UsageError(f"{flag}: no such file")
     if args.output is not None:
-        if Path(args.output).suffix not in (".pt", ".json"):
-            raise common.UsageError(f"--output {args.output!r}: must end in .pt or .json (the format written)")
-        if not Path(args.output).resolve().parent.is_dir():
-            raise common.UsageError(f"--output {args.output!r}: the folder does not exist")
+        common.check_output_file(args.output, (".pt", ".json"))
     if args.data is None and args.iclrec_checkpoint is not None:
         raise common.UsageError("--iclrec-checkpoint needs --data (its file does not say which data it was trained on)")
     started = time.perf_counter()

@@ -281,14 +281,6 @@ def load_significance(results_dir: Path) -> dict[str, list[str]]:
     return out
 
 
-def _model(source: str) -> str:
-    """A per-user file's source, shortened to the run folder: ``--checkpoint runs/X/best.pt`` -> ``X``."""
-    words = source.split()
-    if len(words) == 2 and words[0] == "--checkpoint":
-        return Path(words[1]).parent.name or words[1]
-    return source or "?"
-
-
 def significance_row(name: str, record: dict[str, Any]) -> tuple[str, list[str]]:
     """One ``compare.py`` record: its table row (NDCG@20, HR@20) and its lines under "files and
     commands"; ``ValueError`` (or ``KeyError``/``TypeError``) when it is not shaped as compare.py writes it."""
@@ -303,7 +295,7 @@ def significance_row(name: str, record: dict[str, Any]) -> tuple[str, list[str]]
 
     ndcg, hr = cells("NDCG@20"), cells("HR@20")
     files = [record["files"][key] for key in ("A", "B")]
-    a, b = (_prose(f.get("label") or _model(str(f["source"]))) for f in files)
+    a, b = (_prose(f.get("label") or f["source"] or "?") for f in files)
     split = "" if record.get("split") == "test" else f" ({_prose(record.get('split'))} split)"
     row = f"| {a}{split} | {b} | {tests['NDCG@20']['a']:.4f} | {tests['NDCG@20']['b']:.4f} | {ndcg} | {hr} |"
     lines = [f"- `{_code(name)}`, commit `{_short(_code(record.get('git_commit', '?')))}`:  "]
