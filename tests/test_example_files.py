@@ -369,6 +369,31 @@ def test_a_converted_ml1m_goes_through_download_dataset_and_other_local_files_ar
     assert resolve_data_path(str(tmp_path / "Beauty.txt"), "elsewhere") == tmp_path / "Beauty.txt"
 
 
+@pytest.mark.parametrize(
+    ("given", "guess"),
+    [
+        ("{folder}/Beuty.txt", "did you mean {folder}/Beauty.txt?"),  # a typo in a path: the close file
+        ("{folder}/sports.txt", "did you mean {folder}/Sports_and_Outdoors.txt?"),
+        ("{folder}/nothing_alike.csv", None),  # nothing close in the folder, nor a dataset name
+        ("{folder}/missing/Toys.txt", "did you mean Toys?"),  # no such folder: the dataset name
+        ("Beuaty", "did you mean Beauty?"),  # a bare word: a dataset name
+    ],
+)
+def test_a_missing_data_path_suggests_a_close_file_beside_it_before_a_dataset_name(tmp_path, given, guess):
+    from s4rec_example.data import resolve_data_path
+
+    for name in ("Beauty.txt", "Sports_and_Outdoors.txt"):
+        (tmp_path / name).write_text("1 1 2 3\n")
+    with pytest.raises(FileNotFoundError) as caught:
+        resolve_data_path(given.format(folder=tmp_path), tmp_path / "root")
+    message = str(caught.value)
+    assert "no such file (or pass one of Beauty, Sports, Toys, ML-1M)" in message
+    if guess is None:
+        assert "did you mean" not in message
+    else:
+        assert message.endswith("; " + guess.format(folder=tmp_path))
+
+
 # ---------------------------------------------------------------------------- a review of 2026-12-06
 # A crafted optimizer state crashed the fused Adam kernel (a segmentation fault) or silently set
 # another learning rate; a resume state of the wrong types, a best.pt of another run, changed

@@ -76,10 +76,27 @@ def resolve_data_path(data: str, data_root: str | Path) -> Path | None:
         return None
     if path.exists():
         raise FileNotFoundError(f"--data {data!r} is not a file")
+    raise FileNotFoundError(
+        f"--data {data!r}: no such file (or pass one of {', '.join(DATASET_NAMES)}){_data_guess(data)}"
+    )
+
+
+def _data_guess(data: str) -> str:
+    """A "did you mean" for a missing ``--data``: a close file in the path's folder, else a close dataset name."""
+    path = Path(data)
+    if path.parent != Path(".") or path.suffix:  # shaped like a path: look for a close name in its folder
+        folder = path.parent
+        try:
+            files = sorted(entry.name for entry in folder.iterdir() if entry.is_file()) if folder.is_dir() else []
+        except OSError:  # an unreadable folder gives no guess, not a second error
+            files = []
+        lowered = {name.lower(): name for name in files}
+        close = difflib.get_close_matches(path.name.lower(), lowered, n=1)
+        if close:
+            return f"; did you mean {folder / lowered[close[0]]}?"
     names = {name.lower(): name for name in DATASET_NAMES}
-    close = difflib.get_close_matches(data.lower(), names, n=1)
-    guess = f"; did you mean {names[close[0]]}?" if close else ""
-    raise FileNotFoundError(f"--data {data!r}: no such file (or pass one of {', '.join(DATASET_NAMES)}){guess}")
+    close = difflib.get_close_matches(path.stem.lower(), names, n=1)
+    return f"; did you mean {names[close[0]]}?" if close else ""
 
 
 def load_dataset(config: TrainConfig) -> SequenceDataset:
