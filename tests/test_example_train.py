@@ -553,7 +553,7 @@ def test_ctrl_c_and_sigterm_end_a_run_in_one_line_that_resume_continues(tmp_path
     """Ctrl-C printed a traceback; SIGTERM exited silently and left a temp file behind."""
     folder = tmp_path / "run"
     tiny = [a for a in TINY if a != "--quiet"] + ["--quiet", "--threads", "1"]
-    command = [sys.executable, str(TRAIN), "--preset", "sasrec", "--epochs", "8", *tiny, "--output", str(folder)]
+    command = [sys.executable, str(TRAIN), "--preset", "sasrec", "--epochs", "30", *tiny, "--output", str(folder)]
     env = {**os.environ, "S4REC_EXAMPLE_SLOW_WRITES": "0.3"}  # the signal likely lands inside a write
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
