@@ -184,6 +184,19 @@ def check_same_size(a: Tensor, b: Tensor, dims: Sequence[int], names: tuple[str,
         )
 
 
+def check_same_device(*named: tuple[Tensor | None, str]) -> None:
+    """Raise ``ValueError`` naming the first two of ``named`` (``(tensor, name)`` pairs,
+    ``None`` skipped) that live on different devices. Reads only metadata: no host sync."""
+    present = [(t, name) for t, name in named if t is not None]
+    for t, name in present[1:]:
+        first, first_name = present[0]
+        if t.device != first.device:
+            raise ValueError(
+                f"{first_name} and {name} must be on the same device, got {first_name} on "
+                f"{first.device} and {name} on {t.device}"
+            )
+
+
 def as_int(value: object, name: str) -> int:
     """A Python ``int`` from an int-like: an ``int``, a numpy integer scalar
     (``df["item"].max()``) or a one-element integer tensor. Bools, floats (even ``3.0``),
@@ -316,5 +329,6 @@ def check_row_ids(ids: object, name: str, rows: Tensor, rows_name: str, num_clas
     check_ndim(x, 1, name, "(b,)")
     check_integer(x, name)
     check_same_size(rows, x, (0, 0), (rows_name, name))
+    check_same_device((rows, rows_name), (x, name))
     check_range(x, 0, num_classes - 1, name)
     return x

@@ -22,6 +22,7 @@ from ._validation import (
     check_int,
     check_ndim,
     check_nonempty,
+    check_same_device,
     check_same_size,
     check_tensor,
 )
@@ -71,6 +72,7 @@ def _check_inputs(z: Tensor, labels: Tensor, weight: Tensor, bias: Tensor | None
         check_ndim(bias, 1, "bias", "(c,)")
         check_float(bias, "bias")
         check_same_size(weight, bias, (0, 0), ("weight", "bias"))
+    check_same_device((z, "z"), (weight, "weight"), (bias, "bias"))
     check_row_ids(labels, "labels", z, "z", weight.shape[0])
 
 
@@ -132,8 +134,9 @@ def head_tail_adversarial_loss(
     Raises:
         TypeError: if ``z``, ``weight`` or ``bias`` is not a floating tensor, ``labels`` is not
             an integer tensor, or ``scale`` is not a real number or 0-d floating tensor.
-        ValueError: for bad shapes, fewer than 2 classes, an empty batch, a non-finite
-            ``scale``, or (a value check, only while value checks are on) labels outside $[0, c)$.
+        ValueError: for bad shapes, tensors on different devices, fewer than 2 classes, an
+            empty batch, a non-finite ``scale``, or (a value check, only while value checks are
+            on) labels outside $[0, c)$.
 
     Examples:
         >>> import torch
@@ -181,8 +184,8 @@ class HeadTailAdversary(nn.Module):
     Raises:
         TypeError: if ``hidden_size`` / ``num_classes`` is not an int, ``scale`` is not a
             number, ``z`` is not floating or ``labels`` is not an integer tensor.
-        ValueError: for out-of-range hyper-parameters, bad shapes, an empty batch or labels
-            outside $[0, c)$.
+        ValueError: for out-of-range hyper-parameters, bad shapes, inputs off the module's
+            device, an empty batch or labels outside $[0, c)$.
 
     Examples:
         >>> import torch

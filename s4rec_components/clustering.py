@@ -25,6 +25,7 @@ from ._validation import (
     check_int,
     check_ndim,
     check_nonempty,
+    check_same_device,
     check_tensor,
     reads_values,
 )
@@ -211,8 +212,9 @@ def online_clustering(
         TypeError: if ``z`` or ``prototypes`` is not a floating tensor, a real
             hyper-parameter is not a real number, ``num_iters`` is not an ``int`` or a flag
             is not a ``bool``.
-        ValueError: for bad shapes, empty inputs, out-of-range or non-finite
-            hyper-parameters, or (with value checks on) non-finite inputs.
+        ValueError: for bad shapes, ``z`` and ``prototypes`` on different devices, empty
+            inputs, out-of-range or non-finite hyper-parameters, or (with value checks on)
+            non-finite inputs.
 
     Examples:
         >>> import torch
@@ -237,6 +239,7 @@ def online_clustering(
             f"z and prototypes disagree on d: z has shape {tuple(z.shape)}, prototypes has "
             f"shape {tuple(prototypes.shape)}"
         )
+    check_same_device((z, "z"), (prototypes, "prototypes"))
     _check_finite(z, "z")
     _check_finite(prototypes, "prototypes")
     return _online_clustering_impl(
@@ -298,8 +301,9 @@ class OnlineIntentClustering(nn.Module):
             hyper-parameter is not a real number, a flag is not a ``bool``, or ``z`` is not a
             floating tensor.
         ValueError: if a hyper-parameter is out of range or not finite, or ``z`` is not
-            $(b, d)$, is empty or (with value checks on) holds a non-finite value, or (with
-            value checks on) the prototypes hold one (a diverged run, an edited checkpoint).
+            $(b, d)$, is empty, is not on the prototypes' device or (with value checks on)
+            holds a non-finite value, or (with value checks on) the prototypes hold one (a
+            diverged run, an edited checkpoint).
 
     Examples:
         >>> import torch
@@ -374,6 +378,7 @@ class OnlineIntentClustering(nn.Module):
                 f"z must have shape (b, d) with d = hidden_size = {self.hidden_size}, got shape "
                 f"{tuple(z.shape)}"
             )
+        check_same_device((z, "z"), (self.prototypes, "the prototypes (a parameter of this module)"))
         # and the prototypes: after a diverged run or from an edited checkpoint, every row would
         # silently go to prototype 0
         _check_finite(z, "z", (self.prototypes.detach(), "the prototypes (a parameter of this module)"))

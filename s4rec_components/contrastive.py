@@ -24,6 +24,7 @@ from ._validation import (
     check_integer,
     check_ndim,
     check_row_ids,
+    check_same_device,
     check_same_size,
     check_tensor,
 )
@@ -78,6 +79,7 @@ def _check_inputs(
         check_float(x, name)
     check_same_size(z1, z2, (0, 0), ("z1", "z2"))
     check_same_size(z1, z2, (1, 1), ("z1", "z2"))
+    check_same_device((z1, "z1"), (z2, "z2"))
     if z1.shape[1] == 0 or (z1.shape[0] == 0 and not allow_empty_batch):
         raise ValueError(f"z1 must not be empty, got shape {tuple(z1.shape)}")
     if (prototypes is None) != (assignments is None):
@@ -90,12 +92,14 @@ def _check_inputs(
         if prototypes.shape[0] == 0:
             raise ValueError(f"prototypes must not be empty, got shape {tuple(prototypes.shape)}")
         check_same_size(z1, prototypes, (1, 1), ("z1", "prototypes"))
+        check_same_device((z1, "z1"), (prototypes, "prototypes"))
         check_row_ids(assignments, "assignments", z1, "z1", prototypes.shape[0])
     if groups is not None:
         check_tensor(groups, "groups")
         check_ndim(groups, 1, "groups", "(b,)")
         check_integer(groups, "groups")
         check_same_size(z1, groups, (0, 0), ("z1", "groups"))
+        check_same_device((z1, "z1"), (groups, "groups"))
 
 
 def _intent_info_nce_impl(
@@ -286,11 +290,12 @@ def intent_info_nce(
         TypeError: on a non-tensor, non-floating embeddings, non-integer ``assignments`` or
             ``groups``, a non-numeric ``temperature`` or a non-bool ``gather_distributed`` /
             ``positive_in_denominator``.
-        ValueError: on wrong ranks or sizes, empty inputs (a batch of 0 rows is allowed
-            only with ``gather_distributed=True`` inside a process group, where other ranks
-            hold rows), ``assignments`` outside $[0, k)$, ``prototypes`` without
-            ``assignments`` (or the reverse), a ``temperature`` that is not finite or below
-            ``MIN_DIVISOR`` (about 1.2e-38), or an unknown ``similarity`` / ``reduction``.
+        ValueError: on wrong ranks or sizes, tensors on different devices, empty inputs (a
+            batch of 0 rows is allowed only with ``gather_distributed=True`` inside a process
+            group, where other ranks hold rows), ``assignments`` outside $[0, k)$,
+            ``prototypes`` without ``assignments`` (or the reverse), a ``temperature`` that is
+            not finite or below ``MIN_DIVISOR`` (about 1.2e-38), or an unknown ``similarity`` /
+            ``reduction``.
 
     Examples:
         >>> import math, torch

@@ -21,6 +21,7 @@ from ._validation import (
     check_ndim,
     check_nonempty,
     check_row_ids,
+    check_same_device,
     check_same_size,
     check_tensor,
 )
@@ -47,6 +48,7 @@ def _check_inputs(student: Tensor, prototypes: Tensor, assignments: Tensor) -> N
     check_float(prototypes, "prototypes")
     check_nonempty(prototypes, "prototypes")
     check_same_size(student, prototypes, (1, 1), ("student", "prototypes"))
+    check_same_device((student, "student"), (prototypes, "prototypes"))
     check_row_ids(assignments, "assignments", student, "student", prototypes.shape[0])
 
 
@@ -130,9 +132,9 @@ def prototype_distillation(
         TypeError: on a non-tensor, non-floating ``student`` / ``prototypes``, non-integer
             ``assignments``, a ``temperature`` that is not a real number (``bool`` and ``str``
             are refused) or a non-bool ``detach_teacher``.
-        ValueError: on wrong ranks or sizes, empty inputs, a ``temperature`` that is not
-            finite and > 0, an unknown ``reduction``, or (a value check, only while value
-            checks are on) ``assignments`` outside $[0, k)$.
+        ValueError: on wrong ranks or sizes, tensors on different devices, empty inputs, a
+            ``temperature`` that is not finite and > 0, an unknown ``reduction``, or (a value
+            check, only while value checks are on) ``assignments`` outside $[0, k)$.
 
     Examples:
         >>> import torch
@@ -176,7 +178,7 @@ class PrototypeDistillation(nn.Module):
         TypeError: if ``temperature`` is not a number or ``detach_teacher`` not a bool (and
             in ``forward`` on bad dtypes).
         ValueError: if ``temperature <= 0`` or ``reduction`` is unknown (and in ``forward``
-            on bad shapes or ranges).
+            on bad shapes, devices or ranges).
 
     Examples:
         >>> import torch

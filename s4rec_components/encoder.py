@@ -31,6 +31,7 @@ from ._validation import (
     check_positive,
     check_probability,
     check_range,
+    check_same_device,
     check_tensor,
     reads_values,
 )
@@ -425,8 +426,9 @@ class SASRecEncoder(nn.Module):
     Raises:
         TypeError: if an integer argument is not an int, or ``item_ids`` is not an integer tensor.
         ValueError: if a hyper-parameter is out of range, ``compute_path="packed"`` is combined
-            with ``padding_attention="iclrec"``, or ``item_ids`` is not 2-D, is empty, is
-            longer than ``max_len`` or (a value check) holds ids outside $[0, n + 1]$.
+            with ``padding_attention="iclrec"``, or ``item_ids`` is not 2-D, is empty, is not
+            on the parameters' device, is longer than ``max_len`` or (a value check) holds ids
+            outside $[0, n + 1]$.
 
     Examples:
         >>> import torch
@@ -549,6 +551,7 @@ class SASRecEncoder(nn.Module):
         check_ndim(item_ids, 2, "item_ids", "(b, l)")
         check_integer(item_ids, "item_ids")
         check_nonempty(item_ids, "item_ids")
+        check_same_device((item_ids, "item_ids"), (self.item_embeddings.weight, "the encoder's parameters"))
         if item_ids.shape[1] > self.max_len:
             raise ValueError(
                 f"item_ids must have at most max_len={self.max_len} positions, got shape "

@@ -33,6 +33,7 @@ from ._validation import (
     check_integer,
     check_ndim,
     check_range,
+    check_same_device,
     check_tensor,
     reads_values,
 )
@@ -75,6 +76,7 @@ def _check_rows(
         )
     if table.shape[0] == 0:
         raise ValueError(f"table must have at least one row, got shape {tuple(table.shape)}")
+    check_same_device((hidden, "hidden"), (table, "table"))
     m = hidden.shape[0]
     for tensor, name in ids:
         check_ndim(tensor, 1, name, "(m,)")
@@ -84,6 +86,7 @@ def _check_rows(
                 f"{name} must have one entry per row of hidden ({m}), "
                 f"got shape {tuple(tensor.shape)}"
             )
+        check_same_device((hidden, "hidden"), (tensor, name))
         check_range(tensor, 0, table.shape[0] - 1, name)  # value check (off when disabled)
     if weights is not None:
         check_ndim(weights, 1, "weights", "(m,)")
@@ -93,6 +96,7 @@ def _check_rows(
                 f"weights must have one entry per row of hidden ({m}), "
                 f"got shape {tuple(weights.shape)}"
             )
+        check_same_device((hidden, "hidden"), (weights, "weights"))
         if reads_values(weights) and weights.numel() > 0:
             bad = ~torch.isfinite(weights) | (weights < 0)
             if bool(bad.any()):
@@ -301,7 +305,8 @@ def linear_cross_entropy(
             ``targets`` not an integer tensor, or ``chunk_size`` (unless ``None``) / an
             ignored column not an int.
         ValueError: if a shape is wrong (``hidden`` not 2-D, ``d`` differs from the table's,
-            ``targets`` / ``weights`` not of length ``m``), the table is empty,
+            ``targets`` / ``weights`` not of length ``m``), a tensor is not on ``hidden``'s
+            device, the table is empty,
             ``chunk_size < 1``, an ignored column is outside ``[0, n)`` or every column is
             ignored; with validation on, if a target is outside ``[0, n)``, a weight is
             negative or not finite, or a row of non-zero weight targets an ignored column.
@@ -433,7 +438,8 @@ def sampled_bce(
     Raises:
         TypeError: if ``hidden``, ``table`` or ``weights`` is not a floating-point tensor,
             or ``positives`` / ``negatives`` not an integer tensor.
-        ValueError: if a shape is wrong or the table is empty; with validation on, if an id
+        ValueError: if a shape is wrong, a tensor is not on ``hidden``'s device or the table
+            is empty; with validation on, if an id
             is outside ``[0, n)`` or a weight negative or not finite.
 
     Examples:

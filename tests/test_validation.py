@@ -28,6 +28,7 @@ from s4rec_components._validation import (
     check_probability,
     check_range,
     check_real,
+    check_same_device,
 )
 
 
@@ -303,6 +304,125 @@ def test_real_hyperparameters_refuse_bool_str_nan_inf(make, name, value):
 def test_counts_refuse_bools_floats_and_strings(make, name, value):
     with pytest.raises(TypeError, match=f"^{name} must be an int"):
         make(**{name: value})
+
+
+# ----------------------------------------------------------------------------- devices
+#
+# A tensor argument on another device than its partners is a structural error (it reads only
+# ``tensor.device``, so it runs with value checks off too): the error names both arguments and
+# both devices. The ``meta`` device stands in for a GPU on this CPU-only suite.
+
+
+@given(devices=st.lists(st.sampled_from(["cpu", "meta", None]), min_size=1, max_size=5))
+def test_check_same_device_names_the_first_pair_that_differs(devices):
+    named = [(None if d is None else torch.zeros(1, device=d), f"t{i}") for i, d in enumerate(devices)]
+    present = [(i, d) for i, d in enumerate(devices) if d is not None]
+    odd = next(((i, d) for i, d in present[1:] if d != present[0][1]), None)
+    if odd is None:
+        check_same_device(*named)  # one device (or none given): silent
+        return
+    first, first_device = present[0]
+    with pytest.raises(ValueError) as info:
+        check_same_device(*named)
+    assert str(info.value) == (
+        f"t{first} and t{odd[0]} must be on the same device, got t{first} on {first_device} "
+        f"and t{odd[0]} on {odd[1]}"
+    )
+
+
+def _device_cases() -> list[tuple[str, Callable[[str], object], str]]:
+    """(label, call with one argument on the given device, that argument's name in the error)."""
+    z, ids = torch.randn(4, 8), torch.zeros(4, dtype=torch.long)
+
+    def on(x: torch.Tensor, device: str) -> torch.Tensor:
+        return x.to("meta") if device == "meta" else x
+
+    return [
+        ("intent_info_nce z2", lambda d: s4.intent_info_nce(z, on(z, d)), "z2"),
+        (
+            "intent_info_nce prototypes",
+            lambda d: s4.intent_info_nce(z, z, prototypes=on(torch.randn(3, 8), d), assignments=ids),
+            "prototypes",
+        ),
+        (
+            "intent_info_nce assignments",
+            lambda d: s4.intent_info_nce(z, z, prototypes=torch.randn(3, 8), assignments=on(ids, d)),
+            "assignments",
+        ),
+        ("intent_info_nce groups", lambda d: s4.intent_info_nce(z, z, groups=on(ids, d)), "groups"),
+        ("online_clustering", lambda d: s4.online_clustering(z, on(torch.randn(3, 8), d)), "prototypes"),
+        (
+            "OnlineIntentClustering",
+            lambda d: s4.OnlineIntentClustering(8, num_prototypes=3)(on(z, d)),
+            "the prototypes",
+        ),
+        (
+            "prototype_distillation prototypes",
+            lambda d: s4.prototype_distillation(z, on(torch.randn(3, 8), d), ids),
+            "prototypes",
+        ),
+        (
+            "prototype_distillation assignments",
+            lambda d: s4.prototype_distillation(z, torch.randn(3, 8), on(ids, d)),
+            "assignments",
+        ),
+        (
+            "head_tail_adversarial_loss weight",
+            lambda d: s4.head_tail_adversarial_loss(z, ids, on(torch.randn(2, 8), d)),
+            "weight",
+        ),
+        (
+            "head_tail_adversarial_loss bias",
+            lambda d: s4.head_tail_adversarial_loss(z, ids, torch.randn(2, 8), on(torch.zeros(2), d)),
+            "bias",
+        ),
+        (
+            "head_tail_adversarial_loss labels",
+            lambda d: s4.head_tail_adversarial_loss(z, on(ids, d), torch.randn(2, 8)),
+            "labels",
+        ),
+        ("HeadTailAdversary", lambda d: s4.HeadTailAdversary(8)(on(z, d), on(ids, d)), "weight"),
+        (
+            "sampled_bce table",
+            lambda d: s4.sampled_bce(z, on(torch.randn(10, 8), d), ids + 1, ids + 2),
+            "table",
+        ),
+        (
+            "sampled_bce negatives",
+            lambda d: s4.sampled_bce(z, torch.randn(10, 8), ids + 1, on(ids + 2, d)),
+            "negatives",
+        ),
+        (
+            "sampled_bce weights",
+            lambda d: s4.sampled_bce(z, torch.randn(10, 8), ids + 1, ids + 2, weights=on(torch.ones(4), d)),
+            "weights",
+        ),
+        (
+            "linear_cross_entropy targets",
+            lambda d: s4.linear_cross_entropy(z, torch.randn(10, 8), on(ids + 1, d)),
+            "targets",
+        ),
+        (
+            "SASRecEncoder",
+            lambda d: s4.SASRecEncoder(10, hidden_size=8, num_heads=1, max_len=5)(
+                on(torch.ones(2, 5, dtype=torch.long), d)
+            ),
+            "the encoder's parameters",
+        ),
+    ]
+
+
+DEVICE_CASES = _device_cases()
+
+
+@pytest.mark.parametrize("validate", [True, False], ids=["checks-on", "checks-off"])
+@pytest.mark.parametrize(("label", "call", "name"), DEVICE_CASES, ids=[c[0] for c in DEVICE_CASES])
+def test_a_tensor_on_another_device_is_named_in_the_error(label, call, name, validate):
+    call("cpu")  # the same call with every tensor on one device runs
+    with s4.set_validate_args(validate), pytest.raises(ValueError, match="on the same device") as info:
+        call("meta")
+    message = str(info.value)
+    assert name in message and "cpu" in message and "meta" in message, message
 
 
 # ----------------------------------------------------------------------------- test setup
