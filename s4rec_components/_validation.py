@@ -228,11 +228,24 @@ def check_bool(value: object, name: str) -> bool:
     return value
 
 
-def check_generator(generator: object, name: str = "generator") -> None:
-    """Raise ``TypeError`` unless ``generator`` is ``None`` or a ``torch.Generator``."""
+def check_generator(
+    generator: object, name: str = "generator", *, draws_on: tuple[Tensor, str] | None = None
+) -> None:
+    """Raise ``TypeError`` unless ``generator`` is ``None`` or a ``torch.Generator``; with
+    ``draws_on=(tensor, tensor_name)``, ``ValueError`` unless the generator's device type is the
+    tensor's (the draws are made on the tensor's device; a ``meta`` tensor takes any)."""
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
             f"{name} must be a torch.Generator or None, got {type(generator).__name__} {generator!r}"
+        )
+    if generator is None or draws_on is None:
+        return
+    tensor, tensor_name = draws_on
+    if tensor.device.type not in ("meta", generator.device.type):
+        raise ValueError(
+            f"{name} must be on the device type of {tensor_name}, got a {generator.device.type} "
+            f"generator for {tensor_name} on {tensor.device} (make one with "
+            f"torch.Generator(device={tensor_name}.device))"
         )
 
 

@@ -347,7 +347,7 @@ def mask_items(
     gamma = check_probability(ratio, "ratio")
     masked = n + 1 if mask_id is None else _check_mask_id(mask_id, n)
     ids, dtype = _check_item_ids(item_ids, max(n + 1, masked), masked)
-    check_generator(generator)
+    check_generator(generator, draws_on=(ids, "item_ids"))
     return _mask(ids, _draw(ids, ("mask",), n, None, generator), gamma, masked).to(dtype)
 
 
@@ -377,7 +377,7 @@ def crop_items(
     """
     eta = check_probability(ratio, "ratio")
     ids, dtype = _check_item_ids(item_ids, None, PADDING_ID)
-    check_generator(generator)
+    check_generator(generator, draws_on=(ids, "item_ids"))
     return _crop(ids, _draw(ids, ("crop",), 1, None, generator), eta).to(dtype)
 
 
@@ -407,7 +407,7 @@ def reorder_items(
     """
     beta = check_probability(ratio, "ratio")
     ids, dtype = _check_item_ids(item_ids, None, PADDING_ID)
-    check_generator(generator)
+    check_generator(generator, draws_on=(ids, "item_ids"))
     return _reorder(ids, _draw(ids, ("reorder",), 1, None, generator), beta).to(dtype)
 
 
@@ -448,7 +448,7 @@ def insert_items(
     alpha = check_probability(ratio, "ratio")
     pool = None if insert_pool is None else _check_pool(insert_pool, n)
     ids, dtype = _check_item_ids(item_ids, n + 1, n)
-    check_generator(generator)
+    check_generator(generator, draws_on=(ids, "item_ids"))
     return _insert(ids, _draw(ids, ("insert",), n, pool, generator), alpha).to(dtype)
 
 
@@ -527,8 +527,9 @@ class SequenceAugmenter(nn.Module):
             not finite, ``num_items < 1`` or ``num_items > 2**63 - 2`` (the mask id
             ``num_items + 1`` must fit in int64), ``mask_id > 2**63 - 1``, ``operations``
             is empty or names an unknown operation, ``insert_pool`` is not a non-empty 1-D
-            tensor of ids in ``[1, n]``, or ``operation_probs`` has the wrong length, a
-            negative entry or does not sum to 1.
+            tensor of ids in ``[1, n]``, ``operation_probs`` has the wrong length, a
+            negative entry or does not sum to 1, or (in ``forward``) ``generator`` is of
+            another device type than ``item_ids`` (a CPU generator for CUDA ids).
 
     Examples:
         >>> import torch
@@ -679,7 +680,7 @@ class SequenceAugmenter(nn.Module):
             self.num_items if "insert" in self._kinds else PADDING_ID,
         )
         ids, dtype = _check_item_ids(item_ids, max(self.num_items + 1, self.mask_id), written)
-        check_generator(generator)
+        check_generator(generator, draws_on=(ids, "item_ids"))
         views, operations = self._augment(ids, generator)
         return views.to(dtype), operations
 

@@ -402,6 +402,7 @@ def _device_cases() -> list[tuple[str, Callable[[str], object], str]]:
             lambda d: s4.linear_cross_entropy(z, torch.randn(10, 8), on(ids + 1, d)),
             "targets",
         ),
+        ("k_means init", lambda d: s4.k_means(torch.randn(6, 8), 3, init=on(torch.randn(3, 8), d)), "init"),
         (
             "SASRecEncoder",
             lambda d: s4.SASRecEncoder(10, hidden_size=8, num_heads=1, max_len=5)(
@@ -423,6 +424,32 @@ def test_a_tensor_on_another_device_is_named_in_the_error(label, call, name, val
         call("meta")
     message = str(info.value)
     assert name in message and "cpu" in message and "meta" in message, message
+
+
+class _GeneratorSaysCuda(torch.Generator):
+    """A CPU generator that reports a CUDA device: the check reads only ``generator.device``."""
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return torch.device("cuda", 0)
+
+
+AUGMENTERS: list[tuple[str, Callable[..., torch.Tensor]]] = [
+    ("mask_items", lambda ids, g: s4.mask_items(ids, num_items=9, generator=g)),
+    ("crop_items", lambda ids, g: s4.crop_items(ids, generator=g)),
+    ("reorder_items", lambda ids, g: s4.reorder_items(ids, generator=g)),
+    ("insert_items", lambda ids, g: s4.insert_items(ids, num_items=9, generator=g)),
+    ("SequenceAugmenter", lambda ids, g: s4.SequenceAugmenter(9)(ids, generator=g)),
+]
+
+
+@pytest.mark.parametrize(("label", "augment"), AUGMENTERS, ids=[a[0] for a in AUGMENTERS])
+def test_augmenters_refuse_a_generator_of_another_device_type(label, augment):
+    ids = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    augment(ids, torch.Generator().manual_seed(0))  # a CPU generator for CPU ids draws
+    with pytest.raises(ValueError, match=r"^generator must be on the device type of item_ids, got a cuda generator"):
+        augment(ids, _GeneratorSaysCuda())
+    assert augment(ids.to("meta"), torch.Generator()).device.type == "meta"  # shapes only: any generator
 
 
 # ----------------------------------------------------------------------------- test setup
