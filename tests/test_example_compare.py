@@ -238,9 +238,11 @@ def test_report_renders_the_records_as_a_table_under_their_dataset(tmp_path):
     assert list(sections) == ["tiny"]  # the dataset label of --data tiny.txt
     rows = [line for line in sections["tiny"] if line.startswith("| a recipe")]
     n, h = tests["NDCG@20"], tests["HR@20"]
+    least = min(tests.values(), key=lambda t: t.p)  # the last column: the smallest p and m times it
     assert rows == [f"| a recipe, seed 0 | a recipe, seed 0 | {n.a:.4f} | {n.b:.4f} | {n.difference:+.4f} "
                     f"[{n.low:+.4f}, {n.high:+.4f}] | {n.p:.2g} \\* | {h.difference:+.4f} [{h.low:+.4f}, "
-                    f"{h.high:+.4f}] | {h.p:.2g} \\* |"]
+                    f"{h.high:+.4f}] | {h.p:.2g} \\* | {least.p:.2g} \\* ({least.metric}; "
+                    f"{min(1.0, least.p * len(tests)):.2g}) |"]
     assert any("A: `model a`" in line for line in sections["tiny"])
     record = json.loads((folder / "ab.json").read_text())
     record["files"]["A"]["label"] = "<b>x</b> | *y*"  # a label cannot add markup or table cells

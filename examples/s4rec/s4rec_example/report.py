@@ -271,9 +271,13 @@ def load_significance(results_dir: Path) -> dict[str, list[str]]:
             "Two trained models ranked on the same users (`compare.py`; the test split unless named): the mean "
             "per-user difference A - B with its 95% interval, and the two-sided p of the paired t-test that the "
             "paper's \"\\*\" (p < 0.01, also marked here) rests on. The users are the sample and each model is one "
-            "trained checkpoint: the test says nothing about the spread over seeds.", "",
-            "| A | B | NDCG@20 A | NDCG@20 B | NDCG@20 A - B (95% interval) | p | HR@20 A - B (95% interval) | p |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            "trained checkpoint: the test says nothing about the spread over seeds. The last column is the smallest p "
+            "over every metric the record tests (HR and NDCG at each cut-off), then that p multiplied by the number of "
+            "metrics (Holm's adjustment of the smallest of m p-values): a pair of models compared on several metrics "
+            "will show a small p on one of them by chance alone more often than one test would.", "",
+            "| A | B | NDCG@20 A | NDCG@20 B | NDCG@20 A - B (95% interval) | p | HR@20 A - B (95% interval) | p "
+            "| smallest p (metric; Holm) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
             *(row for row, _ in entries), "",
             f"{_DETAILS}<summary>The tests' files and commands</summary>", "",
             *(line for _, lines in entries for line in lines), "", "</details>", "",
@@ -282,7 +286,8 @@ def load_significance(results_dir: Path) -> dict[str, list[str]]:
 
 
 def significance_row(name: str, record: dict[str, Any]) -> tuple[str, list[str]]:
-    """One ``compare.py`` record: its table row (NDCG@20, HR@20) and its lines under "files and
+    """One ``compare.py`` record: its table row (NDCG@20, HR@20, the smallest p over its metrics and
+    that p times their number, Holm's adjustment for the smallest) and its lines under "files and
     commands"; ``ValueError`` (or ``KeyError``/``TypeError``) when it is not shaped as compare.py writes it."""
     tests = {t["metric"]: t for t in record["tests"]}
 
@@ -294,10 +299,17 @@ def significance_row(name: str, record: dict[str, Any]) -> tuple[str, list[str]]
         return f"{t['difference']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}] | {t['p']:.2g}{mark}"
 
     ndcg, hr = cells("NDCG@20"), cells("HR@20")
+    for t in tests.values():
+        if not common.is_finite_number(t["p"]):
+            raise ValueError(f"{t['metric']}: a value is not a finite number")
+    least = min(tests.values(), key=lambda t: t["p"])
+    holm = min(1.0, least["p"] * len(tests))
+    star = " \\*" if least["p"] < 0.01 else ""
+    smallest = f"{least['p']:.2g}{star} ({_prose(least['metric'])}; {holm:.2g})"
     files = [record["files"][key] for key in ("A", "B")]
     a, b = (_prose(f.get("label") or f["source"] or "?") for f in files)
     split = "" if record.get("split") == "test" else f" ({_prose(record.get('split'))} split)"
-    row = f"| {a}{split} | {b} | {tests['NDCG@20']['a']:.4f} | {tests['NDCG@20']['b']:.4f} | {ndcg} | {hr} |"
+    row = f"| {a}{split} | {b} | {tests['NDCG@20']['a']:.4f} | {tests['NDCG@20']['b']:.4f} | {ndcg} | {hr} | {smallest} |"
     lines = [f"- `{_code(name)}`, commit `{_short(_code(record.get('git_commit', '?')))}`:  "]
     for key, f in zip("AB", files):
         run = f" (run file `{_code(f['results_file'])}`)" if f.get("results_file") else ""
