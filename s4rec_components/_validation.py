@@ -334,14 +334,18 @@ def check_choice(value: object, allowed: Sequence[str], name: str) -> None:
         raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
 
 
-def check_row_ids(ids: object, name: str, rows: Tensor, rows_name: str, num_classes: int) -> Tensor:
+def check_row_ids(
+    ids: object, name: str, rows: Tensor, rows_name: str, num_classes: int, *, cpu_ok: bool = False
+) -> Tensor:
     """One integer id per row of ``rows``, each in ``[0, num_classes - 1]`` (prototype
-    assignments, class labels): a ``(b,)`` integer tensor whose ``b`` matches ``rows.shape[0]``.
-    The range is a value check, skipped while validation is off."""
+    assignments, class labels): a ``(b,)`` integer tensor whose ``b`` matches ``rows.shape[0]``,
+    on ``rows``' device (or on the CPU with ``cpu_ok``, where the ids only index a tensor, which
+    torch allows from the CPU). The range is a value check, skipped while validation is off."""
     x = check_tensor(ids, name)
     check_ndim(x, 1, name, "(b,)")
     check_integer(x, name)
     check_same_size(rows, x, (0, 0), (rows_name, name))
-    check_same_device((rows, rows_name), (x, name))
+    if not (cpu_ok and x.device.type == "cpu"):
+        check_same_device((rows, rows_name), (x, name))
     check_range(x, 0, num_classes - 1, name)
     return x

@@ -328,7 +328,7 @@ def mask_items(
         ratio: $\gamma \in [0, 1]$.
         mask_id: id written at the chosen slots, ``0`` (ICLRec masks to padding) or
             $> n$; ``None`` means $n + 1$.
-        generator: source of randomness, on ``item_ids.device``.
+        generator: source of randomness, of ``item_ids``' device type.
 
     Returns:
         ``(b, l)``, a new tensor: int32 for int32 ids, else long.
@@ -359,7 +359,7 @@ def crop_items(
     Args:
         item_ids: ``(b, l)`` integer ids >= 0, left-padded with 0.
         ratio: $\eta \in [0, 1]$.
-        generator: source of randomness, on ``item_ids.device``.
+        generator: source of randomness, of ``item_ids``' device type.
 
     Returns:
         ``(b, l)``, the window right-aligned and left-padded; int32 for int32 ids, else
@@ -389,7 +389,7 @@ def reorder_items(
     Args:
         item_ids: ``(b, l)`` integer ids >= 0, left-padded with 0.
         ratio: $\beta \in [0, 1]$.
-        generator: source of randomness, on ``item_ids.device``.
+        generator: source of randomness, of ``item_ids``' device type.
 
     Returns:
         ``(b, l)``, the same multiset per row; slots outside the window unchanged; int32
@@ -427,7 +427,7 @@ def insert_items(
             ``1..n`` unless ``insert_pool`` is given. >= 1.
         ratio: $\alpha \in [0, 1]$.
         insert_pool: ``(p,)`` integer candidate ids in ``[1, n]``, drawn uniformly.
-        generator: source of randomness, on ``item_ids.device``.
+        generator: source of randomness, of ``item_ids``' device type.
 
     Returns:
         ``(b, l)``, $\min(n_u + k_u, l)$ items per row, left-padded; int32 for int32 ids,
@@ -645,8 +645,8 @@ class SequenceAugmenter(nn.Module):
 
         Args:
             item_ids: ``(b, l)`` integer ids, left-padded with 0.
-            generator: source of all random draws; must live on ``item_ids.device``.
-                ``None`` uses the default generator of that device.
+            generator: source of all random draws; must be of ``item_ids``' device type
+                (a CUDA generator for CUDA ids). ``None`` uses the default generator of that device.
 
         Returns:
             The ``(b, l)`` augmented batch (int32 for int32 ids, else long).
@@ -660,7 +660,7 @@ class SequenceAugmenter(nn.Module):
 
         Args:
             item_ids: ``(b, l)`` integer ids, left-padded with 0.
-            generator: source of all random draws, on ``item_ids.device``.
+            generator: source of all random draws, of ``item_ids``' device type.
 
         Returns:
             ``(views, operations)``: the ``(b, l)`` augmented batch (int32 for int32 ids,

@@ -49,7 +49,8 @@ def _check_inputs(student: Tensor, prototypes: Tensor, assignments: Tensor) -> N
     check_nonempty(prototypes, "prototypes")
     check_same_size(student, prototypes, (1, 1), ("student", "prototypes"))
     check_same_device((student, "student"), (prototypes, "prototypes"))
-    check_row_ids(assignments, "assignments", student, "student", prototypes.shape[0])
+    # the assignments only index the prototypes: CPU ids are fine (and their range check is free)
+    check_row_ids(assignments, "assignments", student, "student", prototypes.shape[0], cpu_ok=True)
 
 
 def _distillation_impl(
@@ -132,7 +133,8 @@ def prototype_distillation(
         TypeError: on a non-tensor, non-floating ``student`` / ``prototypes``, non-integer
             ``assignments``, a ``temperature`` that is not a real number (``bool`` and ``str``
             are refused) or a non-bool ``detach_teacher``.
-        ValueError: on wrong ranks or sizes, tensors on different devices, empty inputs, a
+        ValueError: on wrong ranks or sizes, ``student`` and ``prototypes`` on different
+            devices (``assignments`` may be on theirs or on the CPU), empty inputs, a
             ``temperature`` that is not finite and > 0, an unknown ``reduction``, or (a value
             check, only while value checks are on) ``assignments`` outside $[0, k)$.
 

@@ -546,12 +546,16 @@ class SASRecEncoder(nn.Module):
         return self.position_embeddings.num_embeddings
 
     # ------------------------------------------------------------------ checks
-    def _check_item_ids(self, item_ids: Tensor) -> Tensor:
-        """Validate ``item_ids``; return them in an index dtype (see ``as_index``)."""
+    def _check_item_ids(self, item_ids: Tensor, hidden: Tensor | None = None) -> Tensor:
+        """Validate ``item_ids`` (on the device of ``hidden`` when given, else of the
+        parameters); return them in an index dtype (see ``as_index``)."""
         check_ndim(item_ids, 2, "item_ids", "(b, l)")
         check_integer(item_ids, "item_ids")
         check_nonempty(item_ids, "item_ids")
-        check_same_device((item_ids, "item_ids"), (self.item_embeddings.weight, "the encoder's parameters"))
+        if hidden is None:
+            check_same_device((item_ids, "item_ids"), (self.item_embeddings.weight, "the encoder's parameters"))
+        else:
+            check_same_device((item_ids, "item_ids"), (hidden, "hidden"))
         if item_ids.shape[1] > self.max_len:
             raise ValueError(
                 f"item_ids must have at most max_len={self.max_len} positions, got shape "
@@ -639,8 +643,10 @@ class SASRecEncoder(nn.Module):
             The pooled representations, in the dtype of ``hidden``.
 
         Raises:
-            ValueError: for an unknown ``pooling``, bad ``item_ids``, a ``hidden`` whose shape
-                is not ``(b, l, d)``, or right-padded rows with ``pooling="last"``.
+            ValueError: for an unknown ``pooling``, bad ``item_ids``, ``item_ids`` on another
+                device than ``hidden`` (or, without ``hidden``, than the parameters), a
+                ``hidden`` whose shape is not ``(b, l, d)``, or right-padded rows with
+                ``pooling="last"``.
             TypeError: if ``hidden`` is not a floating-point tensor.
 
         Examples:
@@ -659,7 +665,9 @@ class SASRecEncoder(nn.Module):
             ValueError: item_ids must be left-padded for pooling='last' ...
         """
         check_choice(pooling, POOLINGS, "pooling")
-        item_ids = self._check_item_ids(item_ids)
+        if hidden is not None:
+            check_tensor(hidden, "hidden")
+        item_ids = self._check_item_ids(item_ids, hidden)
         if hidden is None:
             hidden = self._forward_impl(item_ids)
         else:
@@ -703,7 +711,8 @@ class SASRecEncoder(nn.Module):
 
         Raises:
             TypeError: if ``item_ids`` is not an integer tensor.
-            ValueError: (a value check) if an id lies outside $[0, n + 1]$.
+            ValueError: if ``item_ids`` is not on the item table's device, or (a value check)
+                if an id lies outside $[0, n + 1]$.
 
         Examples:
             >>> import torch
@@ -714,6 +723,7 @@ class SASRecEncoder(nn.Module):
         """
         check_tensor(item_ids, "item_ids")
         check_integer(item_ids, "item_ids")
+        check_same_device((item_ids, "item_ids"), (self.item_embeddings.weight, "the item table"))
         check_range(item_ids, PADDING_ID, self.mask_id, "item_ids")
         vectors: Tensor = self.item_embeddings(as_index(item_ids))
         return vectors
@@ -739,7 +749,8 @@ class SASRecEncoder(nn.Module):
 
         Raises:
             TypeError: if ``h`` is not a floating-point tensor.
-            ValueError: if the last dimension of ``h`` is not ``d``.
+            ValueError: if the last dimension of ``h`` is not ``d`` or ``h`` is not on the item
+                table's device.
 
         Examples:
             >>> import torch
@@ -757,6 +768,7 @@ class SASRecEncoder(nn.Module):
                 f"h must have shape (..., d) with d = {self.hidden_size}, "
                 f"got shape {tuple(h.shape)}"
             )
+        check_same_device((h, "h"), (self.item_embeddings.weight, "the item table"))
         table = self.item_embeddings.weight[: self.num_items + 1]
         dtype = torch.promote_types(h.dtype, table.dtype)
         return h.to(dtype) @ table.to(dtype).T

@@ -46,7 +46,6 @@ from ._validation import (
     check_generator,
     check_int,
     check_ndim,
-    check_same_device,
     check_tensor,
     reads_values,
 )
@@ -419,10 +418,9 @@ def k_means(
         TypeError: if ``x`` / ``init`` is not a floating-point tensor, a count is not an int
             or ``generator`` is not a ``torch.Generator``.
         ValueError: if ``x`` is not 2-D or has no columns, there are fewer points than
-            ``num_clusters``, a count is out of range, ``init`` has the wrong shape or lives
-            on another device than ``x``, or (a value check) ``x`` / ``init`` holds NaN or
-            inf or entries so large that squared distances overflow the compute dtype (about
-            1e18 for float32 at d = 64).
+            ``num_clusters``, a count is out of range, ``init`` has the wrong shape, or (a
+            value check) ``x`` / ``init`` holds NaN or inf or entries so large that squared
+            distances overflow the compute dtype (about 1e18 for float32 at d = 64).
 
     Examples:
         >>> import torch
@@ -444,7 +442,6 @@ def k_means(
     check_generator(generator)
     if init is not None:
         init = _check_points(init, "init")
-        check_same_device((x, "x"), (init, "init"))
         if tuple(init.shape) != (num_clusters, x.shape[1]):
             raise ValueError(
                 f"init must have shape (k, d) = {(num_clusters, x.shape[1])}, got shape "

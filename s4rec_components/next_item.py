@@ -306,9 +306,8 @@ def linear_cross_entropy(
             ignored column not an int.
         ValueError: if a shape is wrong (``hidden`` not 2-D, ``d`` differs from the table's,
             ``targets`` / ``weights`` not of length ``m``), a tensor is not on ``hidden``'s
-            device, the table is empty,
-            ``chunk_size < 1``, an ignored column is outside ``[0, n)`` or every column is
-            ignored; with validation on, if a target is outside ``[0, n)``, a weight is
+            device, the table is empty, ``chunk_size < 1``, an ignored column is outside
+            ``[0, n)`` or every column is ignored; with validation on, if a target is outside ``[0, n)``, a weight is
             negative or not finite, or a row of non-zero weight targets an ignored column.
 
     Examples:
@@ -439,8 +438,8 @@ def sampled_bce(
         TypeError: if ``hidden``, ``table`` or ``weights`` is not a floating-point tensor,
             or ``positives`` / ``negatives`` not an integer tensor.
         ValueError: if a shape is wrong, a tensor is not on ``hidden``'s device or the table
-            is empty; with validation on, if an id
-            is outside ``[0, n)`` or a weight negative or not finite.
+            is empty; with validation on, if an id is outside ``[0, n)`` or a weight negative
+            or not finite.
 
     Examples:
         >>> import math

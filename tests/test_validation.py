@@ -362,11 +362,6 @@ def _device_cases() -> list[tuple[str, Callable[[str], object], str]]:
             "prototypes",
         ),
         (
-            "prototype_distillation assignments",
-            lambda d: s4.prototype_distillation(z, torch.randn(3, 8), on(ids, d)),
-            "assignments",
-        ),
-        (
             "head_tail_adversarial_loss weight",
             lambda d: s4.head_tail_adversarial_loss(z, ids, on(torch.randn(2, 8), d)),
             "weight",
@@ -402,7 +397,23 @@ def _device_cases() -> list[tuple[str, Callable[[str], object], str]]:
             lambda d: s4.linear_cross_entropy(z, torch.randn(10, 8), on(ids + 1, d)),
             "targets",
         ),
-        ("k_means init", lambda d: s4.k_means(torch.randn(6, 8), 3, init=on(torch.randn(3, 8), d)), "init"),
+        (
+            "SASRecEncoder.represent hidden",
+            lambda d: s4.SASRecEncoder(10, hidden_size=8, num_heads=1, max_len=5).represent(
+                torch.ones(2, 5, dtype=torch.long), hidden=on(torch.randn(2, 5, 8), d), pooling="mean"
+            ),
+            "hidden",
+        ),
+        (
+            "SASRecEncoder.embed_items",
+            lambda d: s4.SASRecEncoder(10, hidden_size=8).embed_items(on(torch.ones(2, 3, dtype=torch.long), d)),
+            "the item table",
+        ),
+        (
+            "SASRecEncoder.score_items",
+            lambda d: s4.SASRecEncoder(10, hidden_size=8).score_items(on(torch.randn(2, 8), d)),
+            "the item table",
+        ),
         (
             "SASRecEncoder",
             lambda d: s4.SASRecEncoder(10, hidden_size=8, num_heads=1, max_len=5)(
@@ -414,6 +425,17 @@ def _device_cases() -> list[tuple[str, Callable[[str], object], str]]:
 
 
 DEVICE_CASES = _device_cases()
+
+
+def test_ids_that_only_index_may_stay_on_the_cpu():
+    """The distillation's assignments only pick prototype rows (torch indexes a tensor of any
+    device with CPU ids): CPU assignments are accepted beside student and prototypes on another
+    device, and ids on a third device are not."""
+    ids = torch.zeros(4, dtype=torch.long)
+    meta = s4.prototype_distillation(torch.randn(4, 8, device="meta"), torch.randn(3, 8, device="meta"), ids)
+    assert meta.device.type == "meta"
+    with pytest.raises(ValueError, match="^student and assignments must be on the same device"):
+        s4.prototype_distillation(torch.randn(4, 8), torch.randn(3, 8), ids.to("meta"))
 
 
 @pytest.mark.parametrize("validate", [True, False], ids=["checks-on", "checks-off"])
