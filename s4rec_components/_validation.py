@@ -188,8 +188,10 @@ def check_same_device(*named: tuple[Tensor | None, str]) -> None:
     """Raise ``ValueError`` naming the first two of ``named`` (``(tensor, name)`` pairs,
     ``None`` skipped) that live on different devices. Reads only metadata: no host sync."""
     present = [(t, name) for t, name in named if t is not None]
+    if not present:
+        return
+    first, first_name = present[0]
     for t, name in present[1:]:
-        first, first_name = present[0]
         if t.device != first.device:
             raise ValueError(
                 f"{first_name} and {name} must be on the same device, got {first_name} on "

@@ -307,8 +307,9 @@ def linear_cross_entropy(
         ValueError: if a shape is wrong (``hidden`` not 2-D, ``d`` differs from the table's,
             ``targets`` / ``weights`` not of length ``m``), a tensor is not on ``hidden``'s
             device, the table is empty, ``chunk_size < 1``, an ignored column is outside
-            ``[0, n)`` or every column is ignored; with validation on, if a target is outside ``[0, n)``, a weight is
-            negative or not finite, or a row of non-zero weight targets an ignored column.
+            ``[0, n)`` or every column is ignored; with validation on, if a target is outside
+            ``[0, n)``, a weight is negative or not finite, or a row of non-zero weight targets
+            an ignored column.
 
     Examples:
         >>> import torch

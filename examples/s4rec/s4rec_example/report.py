@@ -290,18 +290,18 @@ def significance_row(name: str, record: dict[str, Any]) -> tuple[str, list[str]]
     that p times their number, Holm's adjustment for the smallest) and its lines under "files and
     commands"; ``ValueError`` (or ``KeyError``/``TypeError``) when it is not shaped as compare.py writes it."""
     tests = {t["metric"]: t for t in record["tests"]}
+    for t in tests.values():  # every p feeds the last column
+        if not common.is_finite_number(t["p"]):
+            raise ValueError(f"{t['metric']}: a value is not a finite number")
 
     def cells(metric: str) -> str:
         t = tests[metric]
-        if not all(common.is_finite_number(t[k]) for k in ("a", "b", "difference", "low", "high", "p")):
+        if not all(common.is_finite_number(t[k]) for k in ("a", "b", "difference", "low", "high")):
             raise ValueError(f"{metric}: a value is not a finite number")
         mark = " \\*" if t["p"] < 0.01 else ""
         return f"{t['difference']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}] | {t['p']:.2g}{mark}"
 
     ndcg, hr = cells("NDCG@20"), cells("HR@20")
-    for t in tests.values():
-        if not common.is_finite_number(t["p"]):
-            raise ValueError(f"{t['metric']}: a value is not a finite number")
     least = min(tests.values(), key=lambda t: t["p"])
     holm = min(1.0, least["p"] * len(tests))
     star = " \\*" if least["p"] < 0.01 else ""
